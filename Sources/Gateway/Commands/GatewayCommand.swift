@@ -1,0 +1,49 @@
+import ArgumentParser
+import Foundation
+import Logging
+
+/// `gateway`: serve, manage tenants and keys, and run the upstream emulator.
+public struct GatewayCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "gateway",
+        abstract: "A usage-metering reverse proxy for LLM APIs.",
+        subcommands: [ServeCommand.self, TenantsCommand.self, KeysCommand.self, EmulatorCommand.self]
+    )
+
+    public init() {}
+
+    /// Entry point for the thin `gateway` executable.
+    public static func runFromCommandLine() async {
+        await main()
+    }
+}
+
+/// Options every command takes.
+struct CommonOptions: ParsableArguments {
+    @Option(help: "Data directory (the SQLite database lives here).")
+    var data: String = "./data"
+
+    @Option(help: "Gateway configuration file.")
+    var config: String = "policies/gateway.yaml"
+}
+
+enum CLI {
+    static func bootstrapLogging() {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            let level = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
+            handler.logLevel = level ?? .info
+            return handler
+        }
+    }
+
+    /// Stops a command with a message on stderr and exit code 1.
+    static func fail(_ message: String) -> ExitCode {
+        FileHandle.standardError.write(Data(("error: " + message + "\n").utf8))
+        return ExitCode.failure
+    }
+
+    static func iso(_ date: Date) -> String {
+        ISO8601DateFormatter().string(from: date)
+    }
+}

@@ -1,0 +1,64 @@
+import ArgumentParser
+import Foundation
+
+struct KeysCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keys", abstract: "Create, list and revoke virtual keys.",
+        subcommands: [Create.self, List.self, Revoke.self])
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a key. The secret is printed once, alone on the last line; only its hash is kept.")
+        @OptionGroup var common: CommonOptions
+        @Option(help: "Tenant id or name.") var tenant: String
+        @Option(help: "A label for the key.") var name: String?
+
+        func run() throws {
+            let store = try GatewayStore(dataDirectory: common.data)
+            do {
+                let (key, secret) = try store.createKey(tenant: tenant, name: name)
+                print("key id: \(key.id)  prefix: \(key.prefix)  tenant: \(key.tenantID)")
+                print("This secret is shown once and cannot be recovered:")
+                print(secret)
+            } catch let error as StoreError {
+                throw CLI.fail(error.description)
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List keys (prefixes only, never secrets).")
+        @OptionGroup var common: CommonOptions
+        @Option(help: "Only this tenant's keys.") var tenant: String?
+
+        func run() throws {
+            let store = try GatewayStore(dataDirectory: common.data)
+            do {
+                print("ID\tPREFIX\tTENANT\tNAME\tSTATUS\tCREATED")
+                for k in try store.keys(tenant: tenant) {
+                    let status = k.revokedAt.map { "revoked \(CLI.iso($0))" } ?? "active"
+                    print("\(k.id)\t\(k.prefix)\t\(k.tenantID)\t\(k.name ?? "-")\t\(status)\t\(CLI.iso(k.createdAt))")
+                }
+            } catch let error as StoreError {
+                throw CLI.fail(error.description)
+            }
+        }
+    }
+
+    struct Revoke: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revoke a key by id or prefix; a running gateway refuses it within a second.")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "Key id or prefix.") var key: String
+
+        func run() throws {
+            let store = try GatewayStore(dataDirectory: common.data)
+            do {
+                let k = try store.revokeKey(key)
+                print("revoked \(k.id) (\(k.prefix))")
+            } catch let error as StoreError {
+                throw CLI.fail(error.description)
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import NIOCore
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import Metering
+import NIOPosix
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the gateway.")
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "Address to listen on (overrides the config file).")
+    var host: String?
+
+    @Option(help: "Port to listen on (overrides the config file; 0 picks a free port).")
+    var port: Int?
+
+    @Option(help: "Event loop threads (default: one per core).")
+    var threads: Int?
+
+    func run() async throws {
+        CLI.bootstrapLogging()
+        let logger = Logger(label: "gateway")
+        var config: GatewayConfig
+        do {
+            config = try GatewayConfig.load(path: common.config)
+        } catch {
+            throw CLI.fail("configuration: \(error.description)")
+        }
+        if let host { config.server.host = host }
+        if let port { config.server.port = port }
+        let store: GatewayStore
+        do {
+            store = try GatewayStore(dataDirectory: common.data)
+        } catch {
+            throw CLI.fail("cannot open the store in \(common.data): \(error)")
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads ?? System.coreCount))
+        let app = try GatewayServer.buildApplication(
+            config: config, store: store, eventLoopGroup: group, logger: logger,
+            onServerRunning: { channel in
+                let address = channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+                logger.notice("gateway listening", metadata: ["address": "\(address)", "data": "\(store.path)"])
+            })
+        try await app.runService()
+        try await group.shutdownGracefully()
+    }
+}
+
+struct EmulatorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "emulator",
+        abstract: "Run the upstream emulator: the mock provider over HTTP, for benchmarks and manual tests.")
+
+    @Option var host: String = "127.0.0.1"
+    @Option var port: Int = 9090
+    @Option(help: "Event loop threads.") var threads: Int = 1
+    @Option(help: "Words in each reply.") var replyWords: Int = 24
+    @Option(help: "Chunks in a streamed reply.") var streamChunks: Int = 8
+
+    func run() async throws {
+        CLI.bootstrapLogging()
+        let emulator = UpstreamEmulator(
+            settings: .init(replyWords: replyWords, streamChunks: streamChunks), record: false)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+        let app = Application(
+            router: emulator.router(),
+            configuration: .init(address: .hostname(host, port: port), backlog: 1024),
+            eventLoopGroupProvider: .shared(group),
+            logger: Logger(label: "emulator"))
+        try await app.runService()
+        try await group.shutdownGracefully()
+    }
+}

@@ -1,0 +1,26 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// Stage 1: who is calling. Accepts `Authorization: Bearer KEY` (OpenAI SDKs) and `x-api-key: KEY`
+/// (Anthropic SDK).
+struct Authenticator: Sendable {
+    let directory: KeyDirectory
+
+    func authenticate(_ headers: HTTPFields) throws(GatewayError) -> AuthenticatedKey {
+        let secret: Substring
+        if let auth = headers[.authorization] {
+            let value = auth[...]
+            guard value.count > 7, value.prefix(7).lowercased() == "bearer " else { throw GatewayError.invalidKey }
+            secret = value.dropFirst(7)
+        } else if let apiKey = headers[.xAPIKey] {
+            secret = apiKey[...]
+        } else {
+            throw GatewayError.missingKey
+        }
+        let trimmed = secret.trimmingCharacters(in: .whitespaces)
+        guard !trimmed.isEmpty else { throw GatewayError.missingKey }
+        guard let key = directory.authenticate(secret: trimmed) else { throw GatewayError.invalidKey }
+        return key
+    }
+}

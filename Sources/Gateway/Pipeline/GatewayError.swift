@@ -1,0 +1,92 @@
+import HTTPTypes
+import Hummingbird
+import Metering
+
+/// An error the gateway answers itself, rendered in whichever API format the client speaks.
+public struct GatewayError: Error, Sendable {
+    public var status: Int
+    public var message: String
+    public var openAIType: String?
+    public var code: String?
+    public var param: String?
+    public var extraHeaders: [(String, String)] = []
+
+    public init(status: Int, message: String, openAIType: String? = nil, code: String? = nil, param: String? = nil) {
+        self.status = status
+        self.message = message
+        self.openAIType = openAIType
+        self.code = code
+        self.param = param
+    }
+
+    public func response(dialect: APIDialect, requestID: String) -> Response {
+        let body = ErrorBody.render(
+            dialect: dialect, status: status, message: message, openAIType: openAIType, code: code, param: param)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        headers[.requestID] = requestID
+        for (name, value) in extraHeaders {
+            if let n = HTTPField.Name(name) { headers[n] = value }
+        }
+        return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    // MARK: The errors the pipeline raises
+
+    static let missingKey = GatewayError(
+        status: 401,
+        message: "You didn't provide an API key. Send it as 'Authorization: Bearer KEY' or 'x-api-key: KEY'.",
+        code: "invalid_api_key")
+    static let invalidKey = GatewayError(
+        status: 401, message: "Incorrect API key provided, or the key has been revoked.", code: "invalid_api_key")
+
+    static func tooLarge(limit: Int) -> GatewayError {
+        GatewayError(
+            status: 413, message: "The request body is larger than this gateway accepts (\(limit) bytes).",
+            code: "request_too_large")
+    }
+
+    static func badRequest(_ e: RequestError) -> GatewayError {
+        GatewayError(status: 400, message: e.message, openAIType: "invalid_request_error", param: e.param)
+    }
+
+    static func unknownModel(_ model: String) -> GatewayError {
+        GatewayError(
+            status: 404, message: "The model '\(model)' does not exist or you do not have access to it.",
+            openAIType: "invalid_request_error", code: "model_not_found", param: "model")
+    }
+
+    static func notFound(path: String) -> GatewayError {
+        GatewayError(
+            status: 404, message: "Unknown request URL: \(path). Please check the URL for typos.",
+            openAIType: "invalid_request_error", code: "unknown_url")
+    }
+
+    static func upstream(_ failure: UpstreamFailure) -> GatewayError {
+        switch failure {
+        case .unreachable(let provider, _):
+            return GatewayError(
+                status: 502, message: "The upstream provider '\(provider)' could not be reached.",
+                openAIType: "server_error", code: "upstream_unreachable")
+        case .timedOut(let provider):
+            return GatewayError(
+                status: 504, message: "The upstream provider '\(provider)' did not answer in time.",
+                openAIType: "server_error", code: "upstream_timeout")
+        case .notConfigured(let provider, let detail):
+            return GatewayError(
+                status: 503, message: "The upstream provider '\(provider)' is not configured: \(detail).",
+                openAIType: "server_error", code: "provider_not_configured")
+        }
+    }
+
+    static func upstreamStatus(provider: String, status: Int, detail: String?) -> GatewayError {
+        var message = "The upstream provider '\(provider)' failed with status \(status)."
+        if let detail, !detail.isEmpty { message += " It said: \(detail)" }
+        return GatewayError(status: 502, message: message, openAIType: "server_error", code: "upstream_error")
+    }
+}
+
+extension HTTPField.Name {
+    static let requestID = HTTPField.Name("x-request-id")!
+    static let xAPIKey = HTTPField.Name("x-api-key")!
+}

@@ -1,0 +1,85 @@
+import Hummingbird
+import Logging
+import Metering
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// Builds the gateway application: routes, the pipeline and the services that run beside the server.
+public enum GatewayServer {
+    public static func buildApplication(
+        config: GatewayConfig,
+        store: GatewayStore,
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    ) throws -> some ApplicationProtocol {
+        let keys = try KeyDirectory(store: store)
+        let upstreams = UpstreamClients(config: config, eventLoopGroup: eventLoopGroup, environment: environment)
+        for (provider, reason) in upstreams.unconfiguredProviders.sorted(by: { $0.key < $1.key }) {
+            logger.notice("provider has no key; its models answer 503", metadata: ["provider": "\(provider)", "fix": "\(reason)"])
+        }
+        let pipeline = RequestPipeline(config: config, keys: keys, upstreams: upstreams, logger: logger)
+
+        let router = Router(context: GatewayRequestContext.self)
+        router.get("/healthz") { _, _ in JSONText(#"{"status":"ok"}"#) }
+        router.get("/readyz") { _, _ -> Response in
+            do {
+                try store.ping()
+                return JSONText(#"{"status":"ready"}"#).response(status: .ok)
+            } catch {
+                return JSONText(#"{"status":"store unavailable"}"#).response(status: .serviceUnavailable)
+            }
+        }
+        router.get("/v1/models") { request, context in pipeline.listModels(request: request, context: context) }
+        for endpoint in APIEndpoint.allCases {
+            router.post(RouterPath(endpoint.rawValue)) { request, context in
+                await pipeline.handle(endpoint, request: request, context: context)
+            }
+        }
+        // Anything else under /v1 answers 404 in the client's own error format.
+        let notFound: @Sendable (Request, GatewayRequestContext) async throws -> Response = { request, context in
+            GatewayError.notFound(path: request.uri.path).response(
+                dialect: APIDialect.of(path: request.uri.path), requestID: context.requestID)
+        }
+        for method in [HTTPRequest.Method.get, .post, .put, .delete, .patch] {
+            router.on("/v1/**", method: method, use: notFound)
+        }
+
+        var appLogger = logger
+        appLogger[metadataKey: "component"] = "server"
+        return Application(
+            router: router,
+            configuration: .init(
+                address: .hostname(config.server.host, port: config.server.port), serverName: nil,
+                backlog: 1024),
+            services: [
+                KeyDirectoryRefresher(directory: keys, logger: logger),
+                UpstreamClientsService(clients: upstreams),
+            ],
+            onServerRunning: onServerRunning,
+            eventLoopGroupProvider: .shared(eventLoopGroup),
+            logger: appLogger
+        )
+    }
+}
+
+/// A small JSON body written by the gateway itself.
+struct JSONText: ResponseGenerator {
+    let text: String
+    init(_ text: String) { self.text = text }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        response(status: .ok)
+    }
+
+    func response(status: HTTPResponse.Status) -> Response {
+        Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+}
+
+import Foundation
+import HTTPTypes

@@ -1,0 +1,177 @@
+import Crypto
+import Foundation
+import GRDB
+
+/// Errors the store reports to commands and the admin surface.
+public enum StoreError: Error, Equatable, CustomStringConvertible {
+    case notFound(String)
+    case conflict(String)
+    case invalid(String)
+
+    public var description: String {
+        switch self {
+        case .notFound(let s), .conflict(let s), .invalid(let s): return s
+        }
+    }
+}
+
+/// The embedded SQLite store: one file in WAL mode under the data directory.
+///
+/// Readers never block the writer, so the gateway keeps serving while a CLI in another process creates
+/// or revokes keys against the same file.
+public final class GatewayStore: Sendable {
+    public let pool: DatabasePool
+    public let path: String
+
+    public init(dataDirectory: String) throws {
+        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        self.path = (dataDirectory as NSString).appendingPathComponent("gateway.sqlite")
+        var config = Configuration()
+        config.busyMode = .timeout(5)
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        self.pool = try DatabasePool(path: path, configuration: config)
+        try Self.migrator.migrate(pool)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1-tenants-and-keys") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE tenants (
+                        id TEXT PRIMARY KEY,
+                        name TEXT NOT NULL UNIQUE,
+                        status TEXT NOT NULL DEFAULT 'active',
+                        timezone TEXT NOT NULL DEFAULT 'UTC',
+                        created_at DATETIME NOT NULL
+                    );
+                    CREATE TABLE virtual_keys (
+                        id TEXT PRIMARY KEY,
+                        tenant_id TEXT NOT NULL REFERENCES tenants(id),
+                        name TEXT,
+                        prefix TEXT NOT NULL,
+                        hash BLOB NOT NULL UNIQUE,
+                        created_at DATETIME NOT NULL,
+                        revoked_at DATETIME
+                    );
+                    CREATE INDEX virtual_keys_tenant ON virtual_keys(tenant_id);
+                    -- A counter bumped on every change that affects authentication, so a running gateway
+                    -- (polling one row) notices a revocation made by another process within its poll interval.
+                    CREATE TABLE auth_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+                    INSERT INTO auth_version VALUES (1, 0);
+                    CREATE TRIGGER keys_ins AFTER INSERT ON virtual_keys BEGIN UPDATE auth_version SET version = version + 1; END;
+                    CREATE TRIGGER keys_upd AFTER UPDATE ON virtual_keys BEGIN UPDATE auth_version SET version = version + 1; END;
+                    CREATE TRIGGER keys_del AFTER DELETE ON virtual_keys BEGIN UPDATE auth_version SET version = version + 1; END;
+                    CREATE TRIGGER tenants_upd AFTER UPDATE ON tenants BEGIN UPDATE auth_version SET version = version + 1; END;
+                    """)
+        }
+        return m
+    }
+
+    /// Cheap check that the database answers; `/readyz` uses it.
+    public func ping() throws {
+        _ = try pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+    }
+
+    // MARK: Tenants
+
+    public func createTenant(name: String, timezone: String = "UTC") throws -> Tenant {
+        guard !name.isEmpty else { throw StoreError.invalid("a tenant needs a name") }
+        guard TimeZone(identifier: timezone) != nil else {
+            throw StoreError.invalid("unknown time zone '\(timezone)'")
+        }
+        let tenant = Tenant(
+            id: "ten_" + Self.randomToken(length: 16), name: name, status: "active", timezone: timezone,
+            createdAt: Date())
+        do {
+            try pool.write { db in try tenant.insert(db) }
+        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
+            throw StoreError.conflict("a tenant named '\(name)' already exists")
+        }
+        return tenant
+    }
+
+    public func tenants() throws -> [Tenant] {
+        try pool.read { db in try Tenant.order(Column("created_at"), Column("name")).fetchAll(db) }
+    }
+
+    /// Finds a tenant by id or by name.
+    public func tenant(_ idOrName: String) throws -> Tenant {
+        let found = try pool.read { db in
+            try Tenant.filter(Column("id") == idOrName || Column("name") == idOrName).fetchOne(db)
+        }
+        guard let found else { throw StoreError.notFound("no tenant '\(idOrName)'") }
+        return found
+    }
+
+    // MARK: Virtual keys
+
+    /// Creates a key and returns it with its secret, which is never stored and cannot be shown again.
+    public func createKey(tenant idOrName: String, name: String? = nil) throws -> (key: VirtualKey, secret: String) {
+        let tenant = try tenant(idOrName)
+        let secret = "sk-gw-" + Self.randomToken(length: 40)
+        let key = VirtualKey(
+            id: "key_" + Self.randomToken(length: 16), tenantID: tenant.id, name: name,
+            prefix: String(secret.prefix(12)), hash: Self.hash(secret: secret), createdAt: Date(), revokedAt: nil)
+        try pool.write { db in try key.insert(db) }
+        return (key, secret)
+    }
+
+    public func keys(tenant idOrName: String? = nil) throws -> [VirtualKey] {
+        let tenantID = try idOrName.map { try tenant($0).id }
+        return try pool.read { db in
+            var request = VirtualKey.order(Column("created_at"), Column("id"))
+            if let tenantID { request = request.filter(Column("tenant_id") == tenantID) }
+            return try request.fetchAll(db)
+        }
+    }
+
+    /// Revokes a key named by id or by its displayed prefix.
+    @discardableResult
+    public func revokeKey(_ idOrPrefix: String) throws -> VirtualKey {
+        try pool.write { db in
+            let matches = try VirtualKey.filter(Column("id") == idOrPrefix || Column("prefix") == idOrPrefix)
+                .fetchAll(db)
+            guard var key = matches.first else { throw StoreError.notFound("no key '\(idOrPrefix)'") }
+            guard matches.count == 1 else {
+                throw StoreError.conflict("'\(idOrPrefix)' matches several keys; use the key id")
+            }
+            if key.revokedAt == nil {
+                key.revokedAt = Date()
+                try key.update(db)
+            }
+            return key
+        }
+    }
+
+    public func authVersion() throws -> Int {
+        try pool.read { db in try Int.fetchOne(db, sql: "SELECT version FROM auth_version") ?? 0 }
+    }
+
+    /// Every usable key with its tenant, for the in-memory key directory.
+    public func activeCredentials() throws -> [(hash: Data, key: VirtualKey, tenant: Tenant)] {
+        try pool.read { db in
+            let tenants = Dictionary(
+                uniqueKeysWithValues: try Tenant.filter(Column("status") == "active").fetchAll(db).map { ($0.id, $0) })
+            return try VirtualKey.filter(Column("revoked_at") == nil).fetchAll(db).compactMap { key in
+                tenants[key.tenantID].map { (key.hash, key, $0) }
+            }
+        }
+    }
+
+    // MARK: Helpers
+
+    public static func hash(secret: String) -> Data {
+        Data(SHA256.hash(data: Data(secret.utf8)))
+    }
+
+    static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+
+    /// Random base62 text from the system CSPRNG.
+    static func randomToken(length: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return String((0..<length).map { _ in alphabet[Int(generator.next(upperBound: UInt64(alphabet.count)))] })
+    }
+}

@@ -1,0 +1,161 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Logging
+import Metering
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+
+/// One HTTP client per provider, configured with that provider's timeouts, and the provider keys.
+///
+/// Clients are created here rather than using `HTTPClient.shared`, which follows redirects and
+/// decompresses bodies: a metering proxy needs neither.
+public final class UpstreamClients: Sendable {
+    private let clients: [String: HTTPClient]
+    private let credentials: [String: String]
+    private let missingCredentials: [String: String]
+    public let mocks: [String: MockProvider]
+
+    public init(
+        config: GatewayConfig,
+        eventLoopGroup: any EventLoopGroup,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        countTokens: @escaping @Sendable (String) -> Int = MockProvider.roughCount
+    ) {
+        var clients: [String: HTTPClient] = [:]
+        var credentials: [String: String] = [:]
+        var missing: [String: String] = [:]
+        var mocks: [String: MockProvider] = [:]
+        for provider in config.providers.values {
+            if provider.kind == .mock {
+                mocks[provider.name] = MockProvider(settings: provider.mock, countTokens: countTokens)
+                continue
+            }
+            var configuration = HTTPClient.Configuration(
+                redirectConfiguration: .disallow,
+                timeout: .init(
+                    connect: .milliseconds(Int64(provider.timeouts.connectMilliseconds)),
+                    read: .milliseconds(Int64(provider.timeouts.idleReadMilliseconds))),
+                decompression: .disabled)
+            configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 1024
+            configuration.connectionPool.idleTimeout = .seconds(60)
+            clients[provider.name] = HTTPClient(eventLoopGroupProvider: .shared(eventLoopGroup), configuration: configuration)
+            switch Self.readKey(provider, environment: environment) {
+            case .success(let key): credentials[provider.name] = key
+            case .failure(let reason): missing[provider.name] = reason.detail
+            }
+        }
+        self.clients = clients
+        self.credentials = credentials
+        self.missingCredentials = missing
+        self.mocks = mocks
+    }
+
+    struct KeyProblem: Error { var detail: String }
+
+    static func readKey(_ provider: ProviderConfig, environment: [String: String]) -> Result<String, KeyProblem> {
+        if let name = provider.apiKeyEnv, let value = environment[name], !value.isEmpty {
+            return .success(value.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        if let file = provider.apiKeyFile {
+            if let value = try? String(contentsOfFile: file, encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty
+            {
+                return .success(value)
+            }
+            return .failure(KeyProblem(detail: "the key file \(file) is missing or empty"))
+        }
+        return .failure(KeyProblem(detail: "set \(provider.apiKeyEnv ?? "its key variable") in the environment"))
+    }
+
+    /// Providers whose key is missing, with what to do about it (logged at start, never the keys).
+    public var unconfiguredProviders: [String: String] { missingCredentials }
+
+    /// Sends one request upstream and returns as soon as the response headers arrive.
+    public func send(
+        provider: ProviderConfig,
+        endpoint: APIEndpoint,
+        body: [UInt8],
+        clientHeaders: HTTPFields,
+        requestID: String
+    ) async throws(UpstreamFailure) -> UpstreamResponse {
+        guard let client = clients[provider.name] else {
+            throw .notConfigured(provider: provider.name, detail: "no HTTP client for this provider")
+        }
+        guard let key = credentials[provider.name] else {
+            throw .notConfigured(provider: provider.name, detail: missingCredentials[provider.name] ?? "no key")
+        }
+        var request = HTTPClientRequest(url: provider.baseURL + endpoint.upstreamPath)
+        request.method = .POST
+        var headers = HTTPHeaders()
+        for (name, value) in HeaderPolicy.upstreamRequestHeaders(from: clientHeaders) {
+            headers.add(name: name, value: value)
+        }
+        switch provider.kind {
+        case .anthropic:
+            headers.replaceOrAdd(name: "x-api-key", value: key)
+            if !headers.contains(name: "anthropic-version") {
+                headers.add(name: "anthropic-version", value: "2023-06-01")
+            }
+        default:
+            headers.replaceOrAdd(name: "authorization", value: "Bearer \(key)")
+        }
+        headers.replaceOrAdd(name: "accept-encoding", value: "identity")
+        headers.replaceOrAdd(name: "content-type", value: "application/json")
+        headers.replaceOrAdd(name: "x-request-id", value: requestID)
+        request.headers = headers
+        request.body = .bytes(ByteBuffer(bytes: body))
+
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(
+                request, timeout: .milliseconds(Int64(provider.timeouts.firstByteMilliseconds)))
+        } catch {
+            throw Self.classify(error, provider: provider.name)
+        }
+        var forwarded: [(String, String)] = []
+        var contentLength: Int?
+        for header in response.headers {
+            if header.name.lowercased() == "content-length" { contentLength = Int(header.value) }
+            if header.name.lowercased() == "x-request-id" {
+                forwarded.append(("x-upstream-request-id", header.value))
+            }
+            if HeaderPolicy.isForwardableResponseHeader(header.name) {
+                forwarded.append((header.name, header.value))
+            }
+        }
+        return UpstreamResponse(
+            status: Int(response.status.code), headers: forwarded, contentLength: contentLength,
+            body: .http(response.body))
+    }
+
+    static func classify(_ error: any Error, provider: String) -> UpstreamFailure {
+        if let e = error as? HTTPClientError {
+            if e == .deadlineExceeded || e == .connectTimeout || e == .readTimeout {
+                return .timedOut(provider: provider)
+            }
+        }
+        if let e = error as? ChannelError, case .connectTimeout = e { return .timedOut(provider: provider) }
+        return .unreachable(provider: provider, detail: String(describing: error))
+    }
+
+    public func shutdown() async {
+        for client in clients.values {
+            try? await client.shutdown()
+        }
+    }
+}
+
+/// Shuts the upstream clients down after the server has drained (last in the service group).
+public struct UpstreamClientsService: Service {
+    let clients: UpstreamClients
+
+    public init(clients: UpstreamClients) { self.clients = clients }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await clients.shutdown()
+    }
+}

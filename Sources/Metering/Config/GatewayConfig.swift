@@ -1,0 +1,180 @@
+import Foundation
+
+/// Listener and request-size settings.
+public struct ServerConfig: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    /// Request bodies are read whole (the gateway must parse them) up to this size; larger gets 413.
+    public var maxRequestBodyBytes: Int
+
+    public init(host: String = "127.0.0.1", port: Int = 8080, maxRequestBodyBytes: Int = 8 << 20) {
+        self.host = host
+        self.port = port
+        self.maxRequestBodyBytes = maxRequestBodyBytes
+    }
+}
+
+/// The contents of `policies/gateway.yaml`: server settings, providers and the model routing table.
+public struct GatewayConfig: Sendable, Equatable {
+    public var server: ServerConfig
+    public var providers: [String: ProviderConfig]
+    /// Public models in file order (the order `/v1/models` lists them).
+    public var models: [ModelRoute]
+    public var modelsByName: [String: ModelRoute]
+
+    public init(server: ServerConfig = .init(), providers: [ProviderConfig], models: [ModelRoute]) {
+        self.server = server
+        self.providers = Dictionary(providers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        self.models = models
+        self.modelsByName = Dictionary(models.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    public func route(forModel name: String) -> (ModelRoute, ProviderConfig)? {
+        guard let route = modelsByName[name], let provider = providers[route.provider] else { return nil }
+        return (route, provider)
+    }
+
+    public static func load(path: String) throws(ConfigError) -> GatewayConfig {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(file: path, line: nil, reason: "cannot read the file")
+        }
+        return try parse(yaml: text, file: path)
+    }
+
+    /// Encodings the tokenizer registry knows; checked here so a typo fails at start, not per request.
+    public static let knownEncodings: Set<String> = ["o200k_base", "cl100k_base", "qwen"]
+
+    public static func parse(yaml: String, file: String) throws(ConfigError) -> GatewayConfig {
+        let root = try YAMLField.load(yaml: yaml, file: file)
+        _ = try root.mapping(allowed: ["server", "providers", "models"])
+
+        var server = ServerConfig()
+        if let s = root.optional("server") {
+            for (key, field) in try s.mapping(allowed: ["host", "port", "max_request_body_bytes"]) {
+                switch key {
+                case "host": server.host = try field.nonEmptyString()
+                case "port": server.port = try field.int(range: 0...65535)
+                default: server.maxRequestBodyBytes = try field.int(range: 1024...(1 << 30))
+                }
+            }
+        }
+
+        var providers: [ProviderConfig] = []
+        var providerNames: Set<String> = []
+        for field in try root.required("providers").sequence() {
+            let provider = try parseProvider(field)
+            guard providerNames.insert(provider.name).inserted else {
+                throw field.fail("provider '\(provider.name)' is defined twice")
+            }
+            providers.append(provider)
+        }
+
+        var models: [ModelRoute] = []
+        var modelNames: Set<String> = []
+        for field in try root.required("models").sequence() {
+            let model = try parseModel(field)
+            guard providerNames.contains(model.provider) else {
+                throw (try field.required("provider")).fail("unknown provider '\(model.provider)'")
+            }
+            guard modelNames.insert(model.name).inserted else {
+                throw field.fail("model '\(model.name)' is defined twice")
+            }
+            models.append(model)
+        }
+        return GatewayConfig(server: server, providers: providers, models: models)
+    }
+
+    private static func parseProvider(_ field: YAMLField) throws(ConfigError) -> ProviderConfig {
+        let allowed: Set<String> = ["name", "kind", "base_url", "api_key_env", "api_key_file", "timeouts", "mock"]
+        _ = try field.mapping(allowed: allowed)
+        var provider = ProviderConfig(
+            name: try field.required("name").nonEmptyString(),
+            kind: try field.required("kind").oneOf(ProviderKind.self)
+        )
+        if provider.kind == .mock {
+            provider.baseURL = try field.optional("base_url")?.string() ?? ""
+        } else {
+            let urlField = try field.required("base_url")
+            let url = try urlField.nonEmptyString()
+            guard url.hasPrefix("http://") || url.hasPrefix("https://"), URL(string: url)?.host != nil else {
+                throw urlField.fail("expected an http:// or https:// URL")
+            }
+            provider.baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+            provider.apiKeyEnv = try field.optional("api_key_env")?.nonEmptyString()
+            provider.apiKeyFile = try field.optional("api_key_file")?.nonEmptyString()
+            if provider.apiKeyEnv == nil && provider.apiKeyFile == nil {
+                throw field.fail("provider '\(provider.name)' needs api_key_env or api_key_file")
+            }
+        }
+        if let t = field.optional("timeouts") {
+            for (key, value) in try t.mapping(allowed: ["connect_ms", "first_byte_ms", "idle_read_ms"]) {
+                let ms = try value.int(range: 1...3_600_000)
+                switch key {
+                case "connect_ms": provider.timeouts.connectMilliseconds = ms
+                case "first_byte_ms": provider.timeouts.firstByteMilliseconds = ms
+                default: provider.timeouts.idleReadMilliseconds = ms
+                }
+            }
+        }
+        if let m = field.optional("mock") {
+            guard provider.kind == .mock else { throw m.fail("only a provider of kind mock takes mock settings") }
+            for (key, value) in try m.mapping(allowed: ["reply_words", "stream_chunks", "chunk_delay_ms"]) {
+                switch key {
+                case "reply_words": provider.mock.replyWords = try value.int(range: 1...100_000)
+                case "stream_chunks": provider.mock.streamChunks = try value.int(range: 1...100_000)
+                default: provider.mock.chunkDelayMilliseconds = try value.int(range: 0...60_000)
+                }
+            }
+        }
+        return provider
+    }
+
+    private static func parseModel(_ field: YAMLField) throws(ConfigError) -> ModelRoute {
+        _ = try field.mapping(allowed: [
+            "name", "provider", "upstream_model", "tokenizer", "calibration", "price_id",
+        ])
+        let name = try field.required("name").nonEmptyString()
+        let tokenizerField = try field.required("tokenizer")
+        let tokenizer = try tokenizerField.nonEmptyString()
+        guard knownEncodings.contains(tokenizer) else {
+            throw tokenizerField.fail(
+                "unknown tokenizer encoding '\(tokenizer)' (expected one of: \(knownEncodings.sorted().joined(separator: ", ")))"
+            )
+        }
+        var calibration = 1000
+        if let c = field.optional("calibration") {
+            // A decimal factor such as "1.15", stored exactly in thousandths.
+            let text = try c.string()
+            guard let perMille = Decimal3.parse(text), perMille > 0, perMille <= 10_000 else {
+                throw c.fail("expected a factor such as 1.15 (up to three decimals, at most 10)")
+            }
+            calibration = perMille
+        }
+        return ModelRoute(
+            name: name,
+            provider: try field.required("provider").nonEmptyString(),
+            upstreamModel: try field.optional("upstream_model")?.nonEmptyString() ?? name,
+            tokenizer: tokenizer,
+            calibrationPerMille: calibration,
+            priceID: try field.optional("price_id")?.nonEmptyString() ?? name
+        )
+    }
+}
+
+/// Parses small decimal factors exactly into thousandths ("1.15" → 1150), never through floating point.
+enum Decimal3 {
+    static func parse(_ text: String) -> Int? {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let whole = Int(parts[0]), whole >= 0 else { return nil }
+        var frac = 0
+        if parts.count == 2 {
+            let f = parts[1]
+            guard !f.isEmpty, f.count <= 3, f.allSatisfy(\.isASCII), let v = Int(f) else { return nil }
+            frac = v * [1, 100, 10, 1][f.count]
+        }
+        return whole * 1000 + frac
+    }
+}

@@ -1,0 +1,31 @@
+/// A public model name as clients see it, and where the gateway sends it.
+public struct ModelRoute: Sendable, Equatable {
+    /// The name clients put in `model`.
+    public var name: String
+    public var provider: String
+    /// The name the upstream expects; the gateway rewrites `model` when it differs.
+    public var upstreamModel: String
+    /// The tokenizer encoding used to count this model's tokens (exact, or an estimate when the model's
+    /// own tokenizer is not public).
+    public var tokenizer: String
+    /// Multiplier (per mille) applied to counts from an estimate encoding; 1000 for exact encodings.
+    public var calibrationPerMille: Int
+    /// Key into the price book.
+    public var priceID: String
+
+    public init(
+        name: String,
+        provider: String,
+        upstreamModel: String,
+        tokenizer: String,
+        calibrationPerMille: Int = 1000,
+        priceID: String
+    ) {
+        self.name = name
+        self.provider = provider
+        self.upstreamModel = upstreamModel
+        self.tokenizer = tokenizer
+        self.calibrationPerMille = calibrationPerMille
+        self.priceID = priceID
+    }
+}
