@@ -26,9 +26,16 @@ public final class KeyDirectory: Sendable {
         try reloadIfChanged()
     }
 
+    /// A hit costs one hash and one lookup. A miss asks the store once, so a key created a moment ago
+    /// works at once rather than after the next poll; revocations still come from the poll.
     public func authenticate(secret: String) -> AuthenticatedKey? {
         let hash = GatewayStore.hash(secret: secret)
-        return snapshot.withLock { $0[hash] }
+        if let hit = snapshot.withLock({ $0[hash] }) { return hit }
+        guard let entry = try? store.activeCredential(hash: hash) else { return nil }
+        let key = AuthenticatedKey(
+            keyID: entry.key.id, keyPrefix: entry.key.prefix, tenantID: entry.tenant.id, tenantName: entry.tenant.name)
+        snapshot.withLock { $0[hash] = key }
+        return key
     }
 
     public func reloadIfChanged() throws {
@@ -38,7 +45,7 @@ public final class KeyDirectory: Sendable {
         var map: [Data: AuthenticatedKey] = [:]
         map.reserveCapacity(entries.count)
         for entry in entries {
-            map[entry.hash] = AuthenticatedKey(
+            map[entry.key.hash] = AuthenticatedKey(
                 keyID: entry.key.id, keyPrefix: entry.key.prefix, tenantID: entry.tenant.id,
                 tenantName: entry.tenant.name)
         }

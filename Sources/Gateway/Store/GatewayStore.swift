@@ -151,13 +151,23 @@ public final class GatewayStore: Sendable {
     }
 
     /// Every usable key with its tenant, for the in-memory key directory.
-    public func activeCredentials() throws -> [(hash: Data, key: VirtualKey, tenant: Tenant)] {
+    public func activeCredentials() throws -> [(key: VirtualKey, tenant: Tenant)] {
         try pool.read { db in
             let tenants = Dictionary(
                 uniqueKeysWithValues: try Tenant.filter(Column("status") == "active").fetchAll(db).map { ($0.id, $0) })
             return try VirtualKey.filter(Column("revoked_at") == nil).fetchAll(db).compactMap { key in
-                tenants[key.tenantID].map { (key.hash, key, $0) }
+                tenants[key.tenantID].map { (key, $0) }
             }
+        }
+    }
+
+    /// The usable key with this hash, if any.
+    public func activeCredential(hash: Data) throws -> (key: VirtualKey, tenant: Tenant)? {
+        try pool.read { db in
+            guard let key = try VirtualKey.filter(Column("hash") == hash && Column("revoked_at") == nil).fetchOne(db),
+                let tenant = try Tenant.filter(Column("id") == key.tenantID && Column("status") == "active").fetchOne(db)
+            else { return nil }
+            return (key, tenant)
         }
     }
 

@@ -74,7 +74,7 @@ public final class UpstreamClients: Sendable {
     public var unconfiguredProviders: [String: String] { missingCredentials }
 
     /// Sends one request upstream and returns as soon as the response headers arrive.
-    public func send(
+    func send(
         provider: ProviderConfig,
         endpoint: APIEndpoint,
         body: [UInt8],
@@ -87,8 +87,6 @@ public final class UpstreamClients: Sendable {
         guard let key = credentials[provider.name] else {
             throw .notConfigured(provider: provider.name, detail: missingCredentials[provider.name] ?? "no key")
         }
-        var request = HTTPClientRequest(url: provider.baseURL + endpoint.upstreamPath)
-        request.method = .POST
         var headers = HTTPHeaders()
         for (name, value) in HeaderPolicy.upstreamRequestHeaders(from: clientHeaders) {
             headers.add(name: name, value: value)
@@ -105,30 +103,45 @@ public final class UpstreamClients: Sendable {
         headers.replaceOrAdd(name: "accept-encoding", value: "identity")
         headers.replaceOrAdd(name: "content-type", value: "application/json")
         headers.replaceOrAdd(name: "x-request-id", value: requestID)
-        request.headers = headers
-        request.body = .bytes(ByteBuffer(bytes: body))
-
-        let response: HTTPClientResponse
+        let request: HTTPClient.Request
         do {
-            response = try await client.execute(
-                request, timeout: .milliseconds(Int64(provider.timeouts.firstByteMilliseconds)))
+            request = try HTTPClient.Request(
+                url: provider.baseURL + endpoint.upstreamPath, method: .POST, headers: headers,
+                body: .bytes(body))
         } catch {
+            throw .unreachable(provider: provider.name, detail: "invalid upstream URL")
+        }
+
+        let eventLoop = client.eventLoopGroup.any()
+        let delegate = StreamingResponseDelegate(eventLoop: eventLoop)
+        let task = client.execute(request: request, delegate: delegate, eventLoop: .delegate(on: eventLoop))
+        delegate.attach(task: task)
+        // `firstByte` bounds the wait for the response head; the body is bounded by the idle read timeout.
+        let timer = eventLoop.scheduleTask(in: .milliseconds(Int64(provider.timeouts.firstByteMilliseconds))) {
+            delegate.failHead(HTTPClientError.deadlineExceeded)
+            task.cancel()
+        }
+        let head: HTTPResponseHead
+        do {
+            head = try await delegate.headFuture.get()
+            timer.cancel()
+        } catch {
+            timer.cancel()
             throw Self.classify(error, provider: provider.name)
         }
         var forwarded: [(String, String)] = []
         var contentLength: Int?
-        for header in response.headers {
-            if header.name.lowercased() == "content-length" { contentLength = Int(header.value) }
-            if header.name.lowercased() == "x-request-id" {
-                forwarded.append(("x-upstream-request-id", header.value))
-            }
+        for header in head.headers {
+            let lower = header.name.lowercased()
+            if lower == "content-length" { contentLength = Int(header.value) }
+            if lower == "x-request-id" { forwarded.append(("x-upstream-request-id", header.value)) }
             if HeaderPolicy.isForwardableResponseHeader(header.name) {
                 forwarded.append((header.name, header.value))
             }
         }
         return UpstreamResponse(
-            status: Int(response.status.code), headers: forwarded, contentLength: contentLength,
-            body: .http(response.body))
+            status: Int(head.status.code), headers: forwarded, contentLength: contentLength,
+            body: .upstream(delegate.chunks))
     }
 
     static func classify(_ error: any Error, provider: String) -> UpstreamFailure {

@@ -3,21 +3,21 @@ import NIOCore
 
 /// An upstream's answer, whichever provider produced it; the relay and (later) the meter read it the
 /// same way.
-public struct UpstreamResponse: Sendable {
-    public var status: Int
-    public var headers: [(String, String)]
-    public var contentLength: Int?
-    public var body: UpstreamBody
+struct UpstreamResponse: Sendable {
+    var status: Int
+    var headers: [(String, String)]
+    var contentLength: Int?
+    var body: UpstreamBody
 }
 
-public enum UpstreamBody: Sendable {
-    case http(HTTPClientResponse.Body)
+enum UpstreamBody: Sendable {
+    case upstream(StreamingResponseDelegate.Chunks)
     case mock(MockReply)
 
     /// Passes each body chunk to `consume` as it arrives; never collects the whole body.
-    public func forEachChunk(_ consume: (ByteBuffer) async throws -> Void) async throws {
+    func forEachChunk(_ consume: (ByteBuffer) async throws -> Void) async throws {
         switch self {
-        case .http(let body):
+        case .upstream(let body):
             for try await chunk in body { try await consume(chunk) }
         case .mock(let reply):
             try await reply.writeBody(consume)
@@ -25,7 +25,7 @@ public enum UpstreamBody: Sendable {
     }
 
     /// Reads at most `limit` bytes (used for upstream error bodies, which are small).
-    public func collect(upTo limit: Int) async -> ByteBuffer {
+    func collect(upTo limit: Int) async -> ByteBuffer {
         var all = ByteBuffer()
         do {
             try await forEachChunk { chunk in

@@ -1,0 +1,192 @@
+import AsyncHTTPClient
+import Foundation
+import Gateway
+import HTTPTypes
+import Hummingbird
+import Logging
+import Metering
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+
+/// A gateway and an upstream emulator on real loopback sockets, with a fresh SQLite store.
+struct LiveHarness {
+    static let upstreamSecret = "upstream-provider-secret-0001"
+
+    let gatewayPort: Int
+    let emulatorPort: Int
+    let emulator: UpstreamEmulator
+    let store: GatewayStore
+    let clientKey: String
+    let tenant: Tenant
+    let client: HTTPClient
+    let config: GatewayConfig
+
+    var gatewayURL: String { "http://127.0.0.1:\(gatewayPort)" }
+    var emulatorURL: String { "http://127.0.0.1:\(emulatorPort)" }
+
+    static func configYAML(emulatorPort: Int, maxBody: Int) -> String {
+        """
+        server:
+          host: 127.0.0.1
+          port: 0
+          max_request_body_bytes: \(maxBody)
+        providers:
+          - {name: mock, kind: mock, mock: {reply_words: 12, stream_chunks: 4}}
+          - name: emu
+            kind: openai
+            base_url: http://127.0.0.1:\(emulatorPort)/v1
+            api_key_env: EMU_KEY
+          - name: emu-anthropic
+            kind: anthropic
+            base_url: http://127.0.0.1:\(emulatorPort)/v1
+            api_key_env: EMU_KEY
+          - name: slow
+            kind: openai
+            base_url: http://127.0.0.1:\(emulatorPort)/v1
+            api_key_env: EMU_KEY
+            timeouts: {connect_ms: 1000, first_byte_ms: 300, idle_read_ms: 400}
+          - name: dead
+            kind: openai
+            base_url: http://127.0.0.1:1/v1
+            api_key_env: EMU_KEY
+          - name: keyless
+            kind: openai
+            base_url: http://127.0.0.1:\(emulatorPort)/v1
+            api_key_env: NOT_SET_ANYWHERE_KEY
+        models:
+          - {name: mock-gpt, provider: mock, tokenizer: o200k_base}
+          - {name: emu-gpt, provider: emu, upstream_model: upstream-gpt, tokenizer: o200k_base}
+          - {name: emu-claude, provider: emu-anthropic, tokenizer: o200k_base}
+          - {name: slow-gpt, provider: slow, tokenizer: o200k_base}
+          - {name: dead-gpt, provider: dead, tokenizer: o200k_base}
+          - {name: keyless-gpt, provider: keyless, tokenizer: o200k_base}
+        """
+    }
+
+    /// Runs `body` with a live gateway and emulator; everything is shut down afterwards.
+    static func run(maxBody: Int = 64 * 1024, _ body: @Sendable (LiveHarness) async throws -> Void) async throws {
+        let logger = Logger(label: "test")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gw-test-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try GatewayStore(dataDirectory: dir)
+        let tenant = try store.createTenant(name: "acme")
+        let (_, secret) = try store.createKey(tenant: tenant.id, name: "test")
+
+        let emulator = UpstreamEmulator(settings: .init(replyWords: 12, streamChunks: 4))
+        let emulatorPort = PortBox()
+        let emulatorApp = Application(
+            router: emulator.router(),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { emulatorPort.set($0.localAddress?.port ?? 0) },
+            eventLoopGroupProvider: .singleton,
+            logger: logger)
+
+        let emulatorGroup = ServiceGroup(
+            configuration: .init(services: [emulatorApp], gracefulShutdownSignals: [], logger: logger))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await emulatorGroup.run() }
+            let ePort = await emulatorPort.wait()
+
+            let config = try GatewayConfig.parse(
+                yaml: configYAML(emulatorPort: ePort, maxBody: maxBody), file: "test.yaml")
+            let gatewayPort = PortBox()
+            let gatewayApp = try GatewayServer.buildApplication(
+                config: config, store: store, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger,
+                environment: ["EMU_KEY": upstreamSecret],
+                onServerRunning: { gatewayPort.set($0.localAddress?.port ?? 0) })
+            let gatewayGroup = ServiceGroup(
+                configuration: .init(services: [gatewayApp], gracefulShutdownSignals: [], logger: logger))
+            group.addTask { try await gatewayGroup.run() }
+            let gPort = await gatewayPort.wait()
+
+            var clientConfig = HTTPClient.Configuration(redirectConfiguration: .disallow, decompression: .disabled)
+            clientConfig.timeout = .init(connect: .seconds(5), read: .seconds(20))
+            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
+            let harness = LiveHarness(
+                gatewayPort: gPort, emulatorPort: ePort, emulator: emulator, store: store, clientKey: secret,
+                tenant: tenant, client: client, config: config)
+            do {
+                try await body(harness)
+            } catch {
+                try? await client.shutdown()
+                await gatewayGroup.triggerGracefulShutdown()
+                await emulatorGroup.triggerGracefulShutdown()
+                throw error
+            }
+            try await client.shutdown()
+            await gatewayGroup.triggerGracefulShutdown()
+            await emulatorGroup.triggerGracefulShutdown()
+            try await group.waitForAll()
+        }
+    }
+
+    // MARK: Requests
+
+    struct Reply {
+        var status: Int
+        var headers: HTTPHeaders
+        var body: [UInt8]
+        var text: String { String(decoding: body, as: UTF8.self) }
+        var json: JSONValue? { try? JSONReader.parse(body) }
+    }
+
+    func post(
+        _ url: String, body: String, headers: [(String, String)] = [], auth: Bool = true
+    ) async throws -> Reply {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "content-type", value: "application/json")
+        if auth { request.headers.add(name: "authorization", value: "Bearer \(clientKey)") }
+        for (n, v) in headers { request.headers.add(name: n, value: v) }
+        request.body = .bytes(ByteBuffer(string: body))
+        let response = try await client.execute(request, timeout: .seconds(30))
+        let bytes = try await response.body.collect(upTo: 64 << 20)
+        return Reply(status: Int(response.status.code), headers: response.headers, body: Array(bytes.readableBytesView))
+    }
+
+    func get(_ url: String, headers: [(String, String)] = []) async throws -> Reply {
+        var request = HTTPClientRequest(url: url)
+        for (n, v) in headers { request.headers.add(name: n, value: v) }
+        let response = try await client.execute(request, timeout: .seconds(30))
+        let bytes = try await response.body.collect(upTo: 64 << 20)
+        return Reply(status: Int(response.status.code), headers: response.headers, body: Array(bytes.readableBytesView))
+    }
+
+    /// Sends a request and returns the raw response so a test can read its body chunk by chunk.
+    func open(_ url: String, body: String, headers: [(String, String)] = []) async throws -> HTTPClientResponse {
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        request.headers.add(name: "authorization", value: "Bearer \(clientKey)")
+        for (n, v) in headers { request.headers.add(name: n, value: v) }
+        request.body = .bytes(ByteBuffer(string: body))
+        return try await client.execute(request, timeout: .seconds(30))
+    }
+}
+
+/// Hands a bound port from `onServerRunning` to the test.
+final class PortBox: Sendable {
+    private let state = Mutex<(port: Int?, waiters: [CheckedContinuation<Int, Never>])>((nil, []))
+
+    func set(_ port: Int) {
+        let waiters = state.withLock { s -> [CheckedContinuation<Int, Never>] in
+            s.port = port
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume(returning: port) }
+    }
+
+    func wait() async -> Int {
+        await withCheckedContinuation { c in
+            let ready = state.withLock { s -> Int? in
+                if let p = s.port { return p }
+                s.waiters.append(c)
+                return nil
+            }
+            if let ready { c.resume(returning: ready) }
+        }
+    }
+}
