@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Gateway
+import HTTPTypes
 import Metering
 import NIOCore
 import NIOHTTP1
@@ -14,7 +15,8 @@ struct ProxyLiveTests {
         let s = stream ? "true" : "false"
         switch endpoint {
         case .chatCompletions:
-            return #"{"model":"\#(model)","stream":\#(s),"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Say hello to the metering gateway"}]}"#
+            return
+                #"{"model":"\#(model)","stream":\#(s),"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Say hello to the metering gateway"}]}"#
         case .completions:
             return #"{"model":"\#(model)","stream":\#(s),"prompt":"Once upon a time","max_tokens":40}"#
         case .embeddings:
@@ -22,7 +24,8 @@ struct ProxyLiveTests {
         case .responses:
             return #"{"model":"\#(model)","stream":\#(s),"input":"Write one line about tokens."}"#
         case .messages:
-            return #"{"model":"\#(model)","stream":\#(s),"max_tokens":64,"messages":[{"role":"user","content":"Hello, Claude"}]}"#
+            return
+                #"{"model":"\#(model)","stream":\#(s),"max_tokens":64,"messages":[{"role":"user","content":"Hello, Claude"}]}"#
         }
     }
 
@@ -35,7 +38,8 @@ struct ProxyLiveTests {
         if stream && !endpoint.canStream { return }
         try await LiveHarness.run { h in
             let (model, upstreamModel) = Self.publicModel(endpoint)
-            let viaGateway = try await h.post(h.gatewayURL + endpoint.rawValue, body: Self.body(endpoint, model: model, stream: stream))
+            let viaGateway = try await h.post(
+                h.gatewayURL + endpoint.rawValue, body: Self.body(endpoint, model: model, stream: stream))
             #expect(viaGateway.status == 200, "\(viaGateway.text)")
             // The gateway rewrote the model name; the same rewritten body sent directly gives the bytes
             // the upstream produced.
@@ -186,7 +190,8 @@ struct ProxyLiveTests {
     func upstreamFailures() async throws {
         try await LiveHarness.run { h in
             let chat = Self.body(.chatCompletions, model: "emu-gpt", stream: false)
-            let fault = try await h.post(h.gatewayURL + "/v1/chat/completions", body: chat, headers: [("x-mock-status", "503")])
+            let fault = try await h.post(
+                h.gatewayURL + "/v1/chat/completions", body: chat, headers: [("x-mock-status", "503")])
             #expect(fault.status == 502)
             #expect(fault.json?["error"]?["code"]?.stringValue == "upstream_error")
             #expect(fault.json?["error"]?["message"]?.stringValue?.contains("503") == true)
@@ -204,12 +209,14 @@ struct ProxyLiveTests {
             #expect(clientError.status == 429)
 
             let refused = try await h.post(
-                h.gatewayURL + "/v1/chat/completions", body: Self.body(.chatCompletions, model: "dead-gpt", stream: false))
+                h.gatewayURL + "/v1/chat/completions",
+                body: Self.body(.chatCompletions, model: "dead-gpt", stream: false))
             #expect(refused.status == 502)
             #expect(refused.json?["error"]?["code"]?.stringValue == "upstream_unreachable")
 
             let keyless = try await h.post(
-                h.gatewayURL + "/v1/chat/completions", body: Self.body(.chatCompletions, model: "keyless-gpt", stream: false))
+                h.gatewayURL + "/v1/chat/completions",
+                body: Self.body(.chatCompletions, model: "keyless-gpt", stream: false))
             #expect(keyless.status == 503)
             #expect(keyless.json?["error"]?["message"]?.stringValue?.contains("NOT_SET_ANYWHERE_KEY") == true)
         }
@@ -220,7 +227,8 @@ struct ProxyLiveTests {
         try await LiveHarness.run { h in
             let started = ContinuousClock.now
             let reply = try await h.post(
-                h.gatewayURL + "/v1/chat/completions", body: Self.body(.chatCompletions, model: "slow-gpt", stream: false),
+                h.gatewayURL + "/v1/chat/completions",
+                body: Self.body(.chatCompletions, model: "slow-gpt", stream: false),
                 headers: [("x-mock-stall-ms", "3000")])
             #expect(reply.status == 504)
             #expect(reply.json?["error"]?["code"]?.stringValue == "upstream_timeout")
@@ -232,11 +240,14 @@ struct ProxyLiveTests {
     func streamCut() async throws {
         try await LiveHarness.run { h in
             let body = Self.body(.chatCompletions, model: "emu-gpt", stream: true)
-            let complete = try await h.post(h.emulatorURL + "/v1/chat/completions", body: body.replacingOccurrences(of: "emu-gpt", with: "upstream-gpt"), auth: false)
+            let complete = try await h.post(
+                h.emulatorURL + "/v1/chat/completions",
+                body: body.replacingOccurrences(of: "emu-gpt", with: "upstream-gpt"), auth: false)
             let events = complete.text.components(separatedBy: "\n\n").filter { !$0.isEmpty }
             #expect(events.count > 4)
 
-            let response = try await h.open(h.gatewayURL + "/v1/chat/completions", body: body, headers: [("x-mock-cut-after", "3")])
+            let response = try await h.open(
+                h.gatewayURL + "/v1/chat/completions", body: body, headers: [("x-mock-cut-after", "3")])
             #expect(response.status == .ok)
             var received = ""
             var failed = false
@@ -254,7 +265,8 @@ struct ProxyLiveTests {
     func idleTimeout() async throws {
         try await LiveHarness.run { h in
             let response = try await h.open(
-                h.gatewayURL + "/v1/chat/completions", body: Self.body(.chatCompletions, model: "slow-gpt", stream: true),
+                h.gatewayURL + "/v1/chat/completions",
+                body: Self.body(.chatCompletions, model: "slow-gpt", stream: true),
                 headers: [("x-mock-stall-after", "2"), ("x-mock-stall-ms", "4000")])
             #expect(response.status == .ok)
             let started = ContinuousClock.now
@@ -281,7 +293,8 @@ struct ProxyLiveTests {
             #expect(anthropicPath.status == 404)
             #expect(anthropicPath.json?["error"]?["type"]?.stringValue == "not_found_error")
             let model = try await h.post(
-                h.gatewayURL + "/v1/chat/completions", body: Self.body(.chatCompletions, model: "no-such-model", stream: false))
+                h.gatewayURL + "/v1/chat/completions",
+                body: Self.body(.chatCompletions, model: "no-such-model", stream: false))
             #expect(model.status == 404)
             #expect(model.json?["error"]?["code"]?.stringValue == "model_not_found")
             let bad = try await h.post(h.gatewayURL + "/v1/chat/completions", body: "{not json")
@@ -297,7 +310,8 @@ struct ProxyLiveTests {
             #expect(try await h.get(h.gatewayURL + "/readyz").status == 200)
             let unauthorized = try await h.get(h.gatewayURL + "/v1/models")
             #expect(unauthorized.status == 401)
-            let models = try await h.get(h.gatewayURL + "/v1/models", headers: [("authorization", "Bearer \(h.clientKey)")])
+            let models = try await h.get(
+                h.gatewayURL + "/v1/models", headers: [("authorization", "Bearer \(h.clientKey)")])
             #expect(models.status == 200)
             let ids = models.json?["data"]?.arrayValue?.compactMap { $0["id"]?.stringValue } ?? []
             #expect(ids == h.config.models.map(\.name))
@@ -307,10 +321,12 @@ struct ProxyLiveTests {
     @Test("the built-in mock provider answers in both formats and injects faults", arguments: APIEndpoint.allCases)
     func mockProvider(endpoint: APIEndpoint) async throws {
         try await LiveHarness.run { h in
-            let plain = try await h.post(h.gatewayURL + endpoint.rawValue, body: Self.body(endpoint, model: "mock-gpt", stream: false))
+            let plain = try await h.post(
+                h.gatewayURL + endpoint.rawValue, body: Self.body(endpoint, model: "mock-gpt", stream: false))
             #expect(plain.status == 200, "\(plain.text)")
             #expect(plain.json != nil)
-            let again = try await h.post(h.gatewayURL + endpoint.rawValue, body: Self.body(endpoint, model: "mock-gpt", stream: false))
+            let again = try await h.post(
+                h.gatewayURL + endpoint.rawValue, body: Self.body(endpoint, model: "mock-gpt", stream: false))
             #expect(plain.body == again.body, "the mock is deterministic")
             if endpoint.canStream {
                 let streamed = try await h.post(
@@ -333,5 +349,3 @@ typealias HTTPFieldName = HTTPTypes.HTTPField.Name
 extension HTTPTypes.HTTPField.Name {
     init(_ name: String) { self.init(name)! }
 }
-
-import HTTPTypes

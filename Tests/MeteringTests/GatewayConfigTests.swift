@@ -21,7 +21,9 @@ struct GatewayConfigTests {
     func valid() throws {
         let config = try GatewayConfig.parse(yaml: Self.valid, file: "g.yaml")
         #expect(config.providers["openai"]?.baseURL == "https://api.openai.com/v1")
-        #expect(config.providers["openai"]?.timeouts == ProviderTimeouts(connectMilliseconds: 100, firstByteMilliseconds: 200, idleReadMilliseconds: 300))
+        #expect(
+            config.providers["openai"]?.timeouts
+                == ProviderTimeouts(connectMilliseconds: 100, firstByteMilliseconds: 200, idleReadMilliseconds: 300))
         #expect(config.models.map(\.name) == ["a", "b"])
         #expect(config.modelsByName["b"]?.upstreamModel == "gpt-b")
         #expect(config.modelsByName["b"]?.calibrationPerMille == 1150)
@@ -29,16 +31,27 @@ struct GatewayConfigTests {
         #expect(config.server.port == 8080)
     }
 
-    @Test("errors name the file, the line and the reason", arguments: [
-        ("providers:\n  - {name: x, kind: rocket}\nmodels: []\n", 2, "is not one of"),
-        ("providers:\n  - {name: m, kind: mock}\nmodels:\n  - {name: a, provider: nope, tokenizer: o200k_base}\n", 4, "unknown provider"),
-        ("providers:\n  - {name: m, kind: mock}\nmodels:\n  - {name: a, provider: m, tokenizer: bpe9}\n", 4, "unknown tokenizer"),
-        ("providers:\n  - {name: m, kind: mock}\nmodelz: []\n", 3, "unknown key"),
-        ("providers:\n  - name: o\n    kind: openai\n    base_url: ftp://x\n    api_key_env: K\nmodels: []\n", 4, "http"),
-        ("providers:\n  - name: o\n    kind: openai\n    base_url: https://x\nmodels: []\n", 2, "api_key_env"),
-        ("providers: [\n", 2, "invalid YAML"),
-        ("server:\n  port: 99999\nproviders: []\nmodels: []\n", 2, "between"),
-    ])
+    @Test(
+        "errors name the file, the line and the reason",
+        arguments: [
+            ("providers:\n  - {name: x, kind: rocket}\nmodels: []\n", 2, "is not one of"),
+            (
+                "providers:\n  - {name: m, kind: mock}\nmodels:\n  - {name: a, provider: nope, tokenizer: o200k_base}\n",
+                4, "unknown provider"
+            ),
+            (
+                "providers:\n  - {name: m, kind: mock}\nmodels:\n  - {name: a, provider: m, tokenizer: bpe9}\n", 4,
+                "unknown tokenizer"
+            ),
+            ("providers:\n  - {name: m, kind: mock}\nmodelz: []\n", 3, "unknown key"),
+            (
+                "providers:\n  - name: o\n    kind: openai\n    base_url: ftp://x\n    api_key_env: K\nmodels: []\n", 4,
+                "http"
+            ),
+            ("providers:\n  - name: o\n    kind: openai\n    base_url: https://x\nmodels: []\n", 2, "api_key_env"),
+            ("providers: [\n", 2, "invalid YAML"),
+            ("server:\n  port: 99999\nproviders: []\nmodels: []\n", 2, "between"),
+        ])
     func located(yaml: String, line: Int, reason: String) {
         do {
             _ = try GatewayConfig.parse(yaml: yaml, file: "bad.yaml")

@@ -16,7 +16,9 @@ struct JSONReaderTests {
         #expect(v["c"]?.objectValue?.isEmpty == true)
     }
 
-    @Test("rejects malformed documents", arguments: ["", "{", "[1,]", "{\"a\" 1}", "01", "\"\u{01}\"", "{} x", "tru", "1.", "\"\\q\""])
+    @Test(
+        "rejects malformed documents",
+        arguments: ["", "{", "[1,]", "{\"a\" 1}", "01", "\"\u{01}\"", "{} x", "tru", "1.", "\"\\q\""])
     func rejects(text: String) {
         #expect(throws: JSONError.self) { try JSONReader.parse(text) }
     }
@@ -39,7 +41,9 @@ struct JSONReaderTests {
 struct RequestParserTests {
     @Test("reads model, stream, max output and include_usage")
     func fields() throws {
-        let body = Array(#"{"stream":true,"model":"gpt-4o","max_completion_tokens":12,"stream_options":{"include_usage":true},"messages":[]}"#.utf8)
+        let body = Array(
+            #"{"stream":true,"model":"gpt-4o","max_completion_tokens":12,"stream_options":{"include_usage":true},"messages":[]}"#
+                .utf8)
         let p = try RequestParser.parse(endpoint: .chatCompletions, body: body)
         #expect(p.model == "gpt-4o")
         #expect(p.stream)
@@ -56,10 +60,12 @@ struct RequestParserTests {
         #expect(p.body(withModel: "public-name") == Array(text.utf8))
     }
 
-    @Test("explains what is wrong", arguments: [
-        (#"{"messages":[]}"#, "model"), (#"{"model":3}"#, "model"), (#"{"model":"m","stream":"yes"}"#, "stream"),
-        (#"{"model":"m","max_tokens":-1}"#, "max_tokens"),
-    ])
+    @Test(
+        "explains what is wrong",
+        arguments: [
+            (#"{"messages":[]}"#, "model"), (#"{"model":3}"#, "model"), (#"{"model":"m","stream":"yes"}"#, "stream"),
+            (#"{"model":"m","max_tokens":-1}"#, "max_tokens"),
+        ])
     func errors(body: String, param: String) {
         do {
             _ = try RequestParser.parse(endpoint: .chatCompletions, body: Array(body.utf8))
@@ -75,7 +81,8 @@ struct RequestParserTests {
             try RequestParser.parse(endpoint: .messages, body: Array(#"{"model":"c","messages":[]}"#.utf8))
         }
         #expect(throws: RequestError.self) {
-            try RequestParser.parse(endpoint: .embeddings, body: Array(#"{"model":"e","input":"x","stream":true}"#.utf8))
+            try RequestParser.parse(
+                endpoint: .embeddings, body: Array(#"{"model":"e","input":"x","stream":true}"#.utf8))
         }
     }
 }

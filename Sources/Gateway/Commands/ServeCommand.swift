@@ -1,9 +1,9 @@
-import NIOCore
 import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
 import Metering
+import NIOCore
 import NIOPosix
 
 struct ServeCommand: AsyncParsableCommand {

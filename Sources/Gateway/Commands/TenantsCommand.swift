@@ -51,7 +51,9 @@ struct TenantsCommand: ParsableCommand {
                 print("timezone:  \(t.timezone)")
                 print("created:   \(CLI.iso(t.createdAt))")
                 let keys = try store.keys(tenant: t.id)
-                print("keys:      \(keys.filter { !$0.isRevoked }.count) active, \(keys.filter(\.isRevoked).count) revoked")
+                print(
+                    "keys:      \(keys.filter { !$0.isRevoked }.count) active, \(keys.filter(\.isRevoked).count) revoked"
+                )
             } catch let error as StoreError {
                 throw CLI.fail(error.description)
             }

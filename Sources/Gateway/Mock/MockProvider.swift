@@ -32,7 +32,8 @@ public struct MockProvider: Sendable {
             chunks: [],
             isStream: request.stream,
             chunkDelayMilliseconds: directives.chunkDelayMilliseconds ?? settings.chunkDelayMilliseconds,
-            stallBeforeHeadersMilliseconds: directives.stallAfterChunks == nil ? (directives.stallMilliseconds ?? 0) : 0,
+            stallBeforeHeadersMilliseconds: directives.stallAfterChunks == nil
+                ? (directives.stallMilliseconds ?? 0) : 0,
             stallAfterChunks: directives.stallAfterChunks,
             stallMilliseconds: directives.stallMilliseconds ?? 0,
             cutAfterChunks: directives.cutAfterChunks
@@ -235,7 +236,8 @@ public struct MockProvider: Sendable {
             ("role", "assistant"),
             (
                 "content",
-                done ? .array([.object([("type", "output_text"), ("text", .string(text)), ("annotations", .array([]))])])
+                done
+                    ? .array([.object([("type", "output_text"), ("text", .string(text)), ("annotations", .array([]))])])
                     : .array([])
             ),
         ])
@@ -331,7 +333,8 @@ public struct MockProvider: Sendable {
         var seq = 0
         var events: [String] = []
         func emit(_ type: String, _ members: [(String, JSONValue)]) {
-            events.append(sse(.object([("type", .string(type)), ("sequence_number", .int(seq))] + members), event: type))
+            events.append(
+                sse(.object([("type", .string(type)), ("sequence_number", .int(seq))] + members), event: type))
             seq += 1
         }
         let itemID: JSONValue = .string("msg_mock_\(c.id)")
@@ -361,7 +364,12 @@ public struct MockProvider: Sendable {
         emit("response.output_item.done", [("output_index", 0), ("item", outputMessage(c, text: c.text))])
         emit(
             "response.completed",
-            [("response", responseObject(c, status: "completed", output: [outputMessage(c, text: c.text)], usage: true))]
+            [
+                (
+                    "response",
+                    responseObject(c, status: "completed", output: [outputMessage(c, text: c.text)], usage: true)
+                )
+            ]
         )
         return events
     }
@@ -462,7 +470,9 @@ enum Base64 {
         var i = 0
         while i + 3 <= bytes.count {
             let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
-            out += [alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], alphabet[Int(n & 63)]]
+            out += [
+                alphabet[Int(n >> 18)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], alphabet[Int(n & 63)],
+            ]
             i += 3
         }
         let rest = bytes.count - i

@@ -73,7 +73,8 @@ public final class UpstreamEmulator: Sendable {
         do {
             parsed = try RequestParser.parse(endpoint: endpoint, body: body)
         } catch {
-            let text = ErrorBody.render(dialect: endpoint.dialect, status: 400, message: error.message, param: error.param)
+            let text = ErrorBody.render(
+                dialect: endpoint.dialect, status: 400, message: error.message, param: error.param)
             return Response(
                 status: .badRequest, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(string: text)))
@@ -83,7 +84,9 @@ public final class UpstreamEmulator: Sendable {
             try await Task.sleep(for: .milliseconds(reply.stallBeforeHeadersMilliseconds))
         }
         let hold = HTTPField.Name("x-mock-hold").flatMap { request.headers[$0] }
-        var headers: HTTPFields = [.contentType: reply.contentType, HTTPField.Name("x-request-id")!: "upstream-\(parsed.model)"]
+        var headers: HTTPFields = [
+            .contentType: reply.contentType, HTTPField.Name("x-request-id")!: "upstream-\(parsed.model)",
+        ]
         if reply.isStream { headers[.cacheControl] = "no-cache" }
         let length = reply.isStream || reply.cutAfterChunks != nil ? nil : reply.contentLength
         return Response(

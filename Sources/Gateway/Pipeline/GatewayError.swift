@@ -28,7 +28,8 @@ public struct GatewayError: Error, Sendable {
         for (name, value) in extraHeaders {
             if let n = HTTPField.Name(name) { headers[n] = value }
         }
-        return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+        return Response(
+            status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 
     // MARK: The errors the pipeline raises

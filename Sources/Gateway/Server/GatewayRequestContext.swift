@@ -1,5 +1,6 @@
 import Hummingbird
 import NIOCore
+import Synchronization
 
 /// Per-request state: the id the client receives in `x-request-id`.
 public struct GatewayRequestContext: RequestContext {
@@ -26,8 +27,6 @@ enum RequestIDs {
         return prefix + String(repeating: "0", count: max(0, 8 - n.count)) + n
     }
 }
-
-import Synchronization
 
 final class AtomicCounter: Sendable {
     private let value = Atomic<UInt64>(0)

@@ -1,3 +1,5 @@
+import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import Metering
@@ -18,7 +20,8 @@ public enum GatewayServer {
         let keys = try KeyDirectory(store: store)
         let upstreams = UpstreamClients(config: config, eventLoopGroup: eventLoopGroup, environment: environment)
         for (provider, reason) in upstreams.unconfiguredProviders.sorted(by: { $0.key < $1.key }) {
-            logger.notice("provider has no key; its models answer 503", metadata: ["provider": "\(provider)", "fix": "\(reason)"])
+            logger.notice(
+                "provider has no key; its models answer 503", metadata: ["provider": "\(provider)", "fix": "\(reason)"])
         }
         let pipeline = RequestPipeline(config: config, keys: keys, upstreams: upstreams, logger: logger)
 
@@ -80,6 +83,3 @@ struct JSONText: ResponseGenerator {
             body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 }
-
-import Foundation
-import HTTPTypes

@@ -165,7 +165,8 @@ public final class GatewayStore: Sendable {
     public func activeCredential(hash: Data) throws -> (key: VirtualKey, tenant: Tenant)? {
         try pool.read { db in
             guard let key = try VirtualKey.filter(Column("hash") == hash && Column("revoked_at") == nil).fetchOne(db),
-                let tenant = try Tenant.filter(Column("id") == key.tenantID && Column("status") == "active").fetchOne(db)
+                let tenant = try Tenant.filter(Column("id") == key.tenantID && Column("status") == "active").fetchOne(
+                    db)
             else { return nil }
             return (key, tenant)
         }

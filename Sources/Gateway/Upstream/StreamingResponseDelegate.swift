@@ -72,11 +72,19 @@ final class StreamingResponseDelegate: HTTPClientResponseDelegate {
     var headFuture: EventLoopFuture<HTTPResponseHead> { head.futureResult }
 
     func failHead(_ error: any Error) {
-        if headSettled.withLock({ s in defer { s = true }; return !s }) { head.fail(error) }
+        if headSettled.withLock({ s in
+            defer { s = true }; return !s
+        }) {
+            head.fail(error)
+        }
     }
 
     func didReceiveHead(task: HTTPClient.Task<Void>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {
-        if headSettled.withLock({ s in defer { s = true }; return !s }) { self.head.succeed(head) }
+        if headSettled.withLock({ s in
+            defer { s = true }; return !s
+        }) {
+            self.head.succeed(head)
+        }
         return task.eventLoop.makeSucceededVoidFuture()
     }
 

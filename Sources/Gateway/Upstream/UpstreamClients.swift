@@ -41,7 +41,8 @@ public final class UpstreamClients: Sendable {
                 decompression: .disabled)
             configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 1024
             configuration.connectionPool.idleTimeout = .seconds(60)
-            clients[provider.name] = HTTPClient(eventLoopGroupProvider: .shared(eventLoopGroup), configuration: configuration)
+            clients[provider.name] = HTTPClient(
+                eventLoopGroupProvider: .shared(eventLoopGroup), configuration: configuration)
             switch Self.readKey(provider, environment: environment) {
             case .success(let key): credentials[provider.name] = key
             case .failure(let reason): missing[provider.name] = reason.detail

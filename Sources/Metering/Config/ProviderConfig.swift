@@ -15,7 +15,9 @@ public struct ProviderTimeouts: Sendable, Equatable {
     public var firstByteMilliseconds: Int
     public var idleReadMilliseconds: Int
 
-    public init(connectMilliseconds: Int = 5_000, firstByteMilliseconds: Int = 120_000, idleReadMilliseconds: Int = 60_000) {
+    public init(
+        connectMilliseconds: Int = 5_000, firstByteMilliseconds: Int = 120_000, idleReadMilliseconds: Int = 60_000
+    ) {
         self.connectMilliseconds = connectMilliseconds
         self.firstByteMilliseconds = firstByteMilliseconds
         self.idleReadMilliseconds = idleReadMilliseconds

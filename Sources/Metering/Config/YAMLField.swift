@@ -25,7 +25,8 @@ public struct YAMLField {
         } catch let error as ConfigError {
             throw error
         } catch let error as YamlError {
-            throw ConfigError(file: file, line: Self.line(of: error), reason: "invalid YAML: \(Self.problem(of: error))")
+            throw ConfigError(
+                file: file, line: Self.line(of: error), reason: "invalid YAML: \(Self.problem(of: error))")
         } catch {
             throw ConfigError(file: file, line: nil, reason: "invalid YAML: \(error)")
         }
@@ -79,7 +80,11 @@ public struct YAMLField {
 
     public func optional(_ key: String) -> YAMLField? {
         guard let mapping = node.mapping, let value = mapping[key] else { return nil }
-        if case .scalar(let s) = value, s.tag == Tag(.null) || (s.style == .plain && ["", "~", "null", "Null", "NULL"].contains(s.string)) { return nil }
+        if case .scalar(let s) = value,
+            s.tag == Tag(.null) || (s.style == .plain && ["", "~", "null", "Null", "NULL"].contains(s.string))
+        {
+            return nil
+        }
         return child(value, key)
     }
 

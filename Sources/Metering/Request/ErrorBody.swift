@@ -30,7 +30,10 @@ public enum ErrorBody {
             return JSONWriter.serialize(
                 .object([
                     ("type", "error"),
-                    ("error", .object([("type", .string(anthropicType(status: status))), ("message", .string(message))])),
+                    (
+                        "error",
+                        .object([("type", .string(anthropicType(status: status))), ("message", .string(message))])
+                    ),
                 ]))
         }
     }

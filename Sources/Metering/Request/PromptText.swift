@@ -20,7 +20,11 @@ public enum PromptText {
             if let input = json["input"] {
                 if input.arrayValue != nil {
                     for item in input.arrayValue ?? [] {
-                        if let content = item["content"] { collect(content, into: &out) } else { collect(item, into: &out) }
+                        if let content = item["content"] {
+                            collect(content, into: &out)
+                        } else {
+                            collect(item, into: &out)
+                        }
                     }
                 } else {
                     collect(input, into: &out)

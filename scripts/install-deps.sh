@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing the gateway needs on a Debian machine that has Swift.
+# Idempotent: apt runs only when a package is missing; the Python venv is reused when it is complete.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(libsqlite3-dev libcurl4-openssl-dev libssl-dev python3-venv ca-certificates curl)
+if [ "${1:-}" = "--bench" ]; then packages+=(wrk); fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Python venv for the SDK tests and the tokenizer reference (tiktoken).
+if [ "${1:-}" != "--no-python" ]; then
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, anthropic, pytest, tiktoken" 2>/dev/null; then
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check -r Tests/sdk/requirements.txt
+  fi
+fi
