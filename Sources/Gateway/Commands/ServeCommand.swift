@@ -37,7 +37,8 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             throw CLI.fail("cannot open the store in \(common.data): \(error)")
         }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads ?? System.coreCount))
+        // The singleton group, sized by --threads and installed as the global executor in main.
+        let group = MultiThreadedEventLoopGroup.singleton
         let app = try GatewayServer.buildApplication(
             config: config, store: store, eventLoopGroup: group, logger: logger,
             onServerRunning: { channel in
@@ -45,7 +46,6 @@ struct ServeCommand: AsyncParsableCommand {
                 logger.notice("gateway listening", metadata: ["address": "\(address)", "data": "\(store.path)"])
             })
         try await app.runService()
-        try await group.shutdownGracefully()
     }
 }
 
@@ -56,7 +56,7 @@ struct EmulatorCommand: AsyncParsableCommand {
 
     @Option var host: String = "127.0.0.1"
     @Option var port: Int = 9090
-    @Option(help: "Event loop threads.") var threads: Int = 1
+    @Option(help: "Event loop threads (default: one per core).") var threads: Int?
     @Option(help: "Words in each reply.") var replyWords: Int = 24
     @Option(help: "Chunks in a streamed reply.") var streamChunks: Int = 8
 
@@ -64,13 +64,12 @@ struct EmulatorCommand: AsyncParsableCommand {
         CLI.bootstrapLogging()
         let emulator = UpstreamEmulator(
             settings: .init(replyWords: replyWords, streamChunks: streamChunks), record: false)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+        let group = MultiThreadedEventLoopGroup.singleton
         let app = Application(
             router: emulator.router(),
             configuration: .init(address: .hostname(host, port: port), backlog: 1024),
             eventLoopGroupProvider: .shared(group),
             logger: Logger(label: "emulator"))
         try await app.runService()
-        try await group.shutdownGracefully()
     }
 }

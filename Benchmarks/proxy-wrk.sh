@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Gateway vs. calling the upstream directly, with wrk, on loopback only and bounded in time.
+#
+# Core 0: the gateway (release build, one event-loop thread). Core 1: the upstream emulator and wrk.
+# Each scenario runs against the emulator directly and through the gateway in the same run; the added
+# latency is the difference of the two p50s and p99s.
+#
+#   Benchmarks/proxy-wrk.sh            # 10 s per run
+#   DURATION=5 Benchmarks/proxy-wrk.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+EPORT=${EPORT:-19090}
+GPORT=${GPORT:-18080}
+
+scripts/install-deps.sh --bench --no-python
+swift build -c release --product gateway >/dev/null
+BIN=$PWD/.build/release/gateway
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+cat >"$work/gateway.yaml" <<YAML
+server: {host: 127.0.0.1, port: $GPORT}
+providers:
+  - {name: emu, kind: openai, base_url: "http://127.0.0.1:$EPORT/v1", api_key_env: BENCH_UPSTREAM_KEY}
+models:
+  - {name: bench-gpt, provider: emu, tokenizer: o200k_base}
+YAML
+"$BIN" tenants create bench --data "$work" >/dev/null
+KEY=$("$BIN" keys create --tenant bench --data "$work" | tail -1)
+
+taskset -c 1 "$BIN" emulator --port "$EPORT" --threads 1 >"$work/emulator.log" 2>&1 &
+pids+=($!)
+BENCH_UPSTREAM_KEY=bench-upstream-key LOG_LEVEL=warning taskset -c 0 "$BIN" serve --data "$work" \
+  --config "$work/gateway.yaml" --threads 1 >"$work/gateway.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  curl -sf "127.0.0.1:$GPORT/readyz" >/dev/null && break
+  sleep 0.1
+done
+
+run() { # name url connections stream key
+  local out
+  out=$(STREAM=$4 KEY=$5 taskset -c 1 wrk -t1 -c"$3" -d"${DURATION}s" --latency -s Benchmarks/chat.lua "$2" | grep '^BENCH')
+  echo "$1 $out"
+}
+
+printf '%-22s %-8s %10s %10s %10s\n' scenario target req/s p50_us p99_us
+results=()
+for scenario in "nonstream-c1 1 0" "nonstream-c32 32 0" "stream-c1 1 1" "stream-c32 32 1"; do
+  set -- $scenario
+  d=$(run direct "http://127.0.0.1:$EPORT/v1/chat/completions" "$2" "$3" "")
+  g=$(run gateway "http://127.0.0.1:$GPORT/v1/chat/completions" "$2" "$3" "$KEY")
+  for line in "$d" "$g"; do
+    target=${line%% *}
+    rps=$(sed -n 's/.*rps=\([0-9]*\).*/\1/p' <<<"$line")
+    p50=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$line")
+    p99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$line")
+    bad=$(sed -n 's/.*non2xx=\([0-9]*\) errors=\([0-9]*\).*/\1+\2/p' <<<"$line")
+    printf '%-22s %-8s %10s %10s %10s   (non-2xx+errors: %s)\n' "$1" "$target" "$rps" "$p50" "$p99" "$bad"
+  done
+  dp50=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$d"); gp50=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$g")
+  dp99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$d"); gp99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$g")
+  printf '%-22s %-8s %21s %10s\n' "$1" added "$((gp50 - dp50))" "$((gp99 - dp99))"
+done
