@@ -7,7 +7,9 @@ public struct GatewayCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "gateway",
         abstract: "A usage-metering reverse proxy for LLM APIs.",
-        subcommands: [ServeCommand.self, TenantsCommand.self, KeysCommand.self, EmulatorCommand.self]
+        subcommands: [
+            ServeCommand.self, TenantsCommand.self, KeysCommand.self, TokensCommand.self, EmulatorCommand.self,
+        ]
     )
 
     public init() {}

@@ -1,0 +1,184 @@
+import Crypto
+import Foundation
+
+/// A tiktoken-format vocabulary: token bytes ↔ rank, with a flat open-addressing table so a lookup
+/// hashes the bytes in place (no allocation per lookup, no `[UInt8]` keys).
+final class BPEVocabulary: Sendable {
+    /// All token bytes back to back, in rank order.
+    let bytes: [UInt8]
+    /// `offsets[r] ..< offsets[r + 1]` are the bytes of rank `r`.
+    let offsets: [UInt32]
+    /// Slot → rank + 1 (0 is empty). Capacity is a power of two, at least twice the token count.
+    let table: [UInt32]
+    let mask: Int
+    /// Rank of each single byte.
+    let byteRanks: [UInt32]
+
+    var tokenCount: Int { offsets.count - 1 }
+
+    struct LoadError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Parses `base64(token) rank` lines. Ranks must be 0..<n, each once.
+    init(tiktokenFile data: [UInt8]) throws {
+        var entries: [(start: Int, length: Int, rank: Int)] = []
+        entries.reserveCapacity(data.count / 12)
+        var decoded: [UInt8] = []
+        decoded.reserveCapacity(data.count)
+        var i = 0
+        while i < data.count {
+            var lineEnd = i
+            while lineEnd < data.count && data[lineEnd] != 0x0A { lineEnd += 1 }
+            if lineEnd > i {
+                var space = i
+                while space < lineEnd && data[space] != 0x20 { space += 1 }
+                guard space < lineEnd, let rank = Int(String(decoding: data[(space + 1)..<lineEnd], as: UTF8.self))
+                else {
+                    throw LoadError(description: "malformed vocabulary line at byte \(i)")
+                }
+                let start = decoded.count
+                guard Self.decodeBase64(data[i..<space], into: &decoded) else {
+                    throw LoadError(description: "invalid base64 at byte \(i)")
+                }
+                entries.append((start, decoded.count - start, rank))
+            }
+            i = lineEnd + 1
+        }
+        let n = entries.count
+        var order = [Int](repeating: -1, count: n)
+        for (index, e) in entries.enumerated() {
+            guard e.rank >= 0, e.rank < n, order[e.rank] == -1 else {
+                throw LoadError(description: "ranks are not a permutation of 0..<\(n)")
+            }
+            order[e.rank] = index
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(decoded.count)
+        var offsets: [UInt32] = [0]
+        offsets.reserveCapacity(n + 1)
+        for rank in 0..<n {
+            let e = entries[order[rank]]
+            bytes.append(contentsOf: decoded[e.start..<(e.start + e.length)])
+            offsets.append(UInt32(bytes.count))
+        }
+        var capacity = 1
+        while capacity < n * 2 { capacity <<= 1 }
+        var table = [UInt32](repeating: 0, count: capacity)
+        let mask = capacity - 1
+        bytes.withUnsafeBufferPointer { b in
+            for rank in 0..<n {
+                let start = Int(offsets[rank])
+                let length = Int(offsets[rank + 1]) - start
+                var slot = Int(truncatingIfNeeded: Self.hash(b.baseAddress! + start, length)) & mask
+                while table[slot] != 0 { slot = (slot + 1) & mask }
+                table[slot] = UInt32(rank + 1)
+            }
+        }
+        self.bytes = bytes
+        self.offsets = offsets
+        self.table = table
+        self.mask = mask
+        var byteRanks = [UInt32](repeating: UInt32.max, count: 256)
+        for rank in 0..<n where offsets[rank + 1] - offsets[rank] == 1 {
+            byteRanks[Int(bytes[Int(offsets[rank])])] = UInt32(rank)
+        }
+        guard !byteRanks.contains(UInt32.max) else { throw LoadError(description: "some single bytes have no rank") }
+        self.byteRanks = byteRanks
+    }
+
+    /// Loads a vocabulary shipped in the package and checks it against the shipped SHA256SUMS.
+    static func loadResource(named name: String) throws -> BPEVocabulary {
+        guard let url = Bundle.module.url(forResource: name, withExtension: "tiktoken", subdirectory: "vocab"),
+            let sums = Bundle.module.url(forResource: "SHA256SUMS", withExtension: nil, subdirectory: "vocab")
+        else { throw LoadError(description: "vocabulary \(name) is not in the package resources") }
+        let data = try Data(contentsOf: url)
+        let expected = try String(contentsOf: sums, encoding: .utf8).split(separator: "\n")
+            .first { $0.hasSuffix("  \(name).tiktoken") }?.split(separator: " ").first.map(String.init)
+        let actual = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+        guard let expected, expected == actual else {
+            throw LoadError(description: "vocabulary \(name) does not match its SHA-256 in SHA256SUMS")
+        }
+        return try BPEVocabulary(tiktokenFile: [UInt8](data))
+    }
+
+    // MARK: Lookup
+
+    @inline(__always)
+    static func hash(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64 {
+        var h = UInt64(truncatingIfNeeded: n) &* 0x9E37_79B9_7F4A_7C15
+        var i = 0
+        let raw = UnsafeRawPointer(p)
+        while i + 8 <= n {
+            h = (h ^ raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0xBF58_476D_1CE4_E5B9
+            h ^= h >> 31
+            i += 8
+        }
+        if i < n {
+            var v: UInt64 = 0
+            var shift: UInt64 = 0
+            while i < n {
+                v |= UInt64(p[i]) << shift
+                shift += 8
+                i += 1
+            }
+            h = (h ^ v) &* 0x94D0_49BB_1331_11EB
+        }
+        h ^= h >> 32
+        h = h &* 0xD6E8_FEB8_6659_FD93
+        h ^= h >> 32
+        return h
+    }
+
+    /// The rank of the bytes `p[0..<n]`, or `UInt32.max` when they are not a token.
+    @inline(__always)
+    func rank(
+        _ p: UnsafePointer<UInt8>, _ n: Int, table: UnsafeBufferPointer<UInt32>, bytes: UnsafeBufferPointer<UInt8>,
+        offsets: UnsafeBufferPointer<UInt32>
+    ) -> UInt32 {
+        if n == 1 { return byteRanks[Int(p[0])] }
+        var slot = Int(truncatingIfNeeded: Self.hash(p, n)) & mask
+        while true {
+            let entry = table[slot]
+            if entry == 0 { return UInt32.max }
+            let rank = Int(entry - 1)
+            let start = Int(offsets[rank])
+            if Int(offsets[rank + 1]) - start == n && memcmp(bytes.baseAddress! + start, p, n) == 0 {
+                return UInt32(rank)
+            }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    /// The bytes of a rank.
+    func tokenBytes(_ rank: Int) -> ArraySlice<UInt8> {
+        bytes[Int(offsets[rank])..<Int(offsets[rank + 1])]
+    }
+
+    // MARK: Base64
+
+    static let base64Values: [UInt8] = {
+        var t = [UInt8](repeating: 0xFF, count: 256)
+        for (i, c) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8.enumerated() {
+            t[Int(c)] = UInt8(i)
+        }
+        return t
+    }()
+
+    static func decodeBase64(_ s: ArraySlice<UInt8>, into out: inout [UInt8]) -> Bool {
+        var acc: UInt32 = 0
+        var bits = 0
+        for c in s {
+            if c == UInt8(ascii: "=") { break }
+            let v = base64Values[Int(c)]
+            if v == 0xFF { return false }
+            acc = acc << 6 | UInt32(v)
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(truncatingIfNeeded: acc >> UInt32(bits)))
+            }
+        }
+        return true
+    }
+}

@@ -1,0 +1,247 @@
+/// Splits text into the pieces BPE runs on, exactly as each encoding's regular expression does
+/// (GUIDE §6), without a regex engine: each alternative is matched by hand, in order, first match wins.
+///
+/// Input is valid UTF-8. Positions are byte offsets. Every step is a forward scan, so splitting is
+/// linear in the input whatever it contains.
+enum PretokenizerPattern: Sendable {
+    case cl100k
+    case o200k
+    case qwen
+}
+
+struct Pretokenizer {
+    let text: UnsafeBufferPointer<UInt8>
+    let pattern: PretokenizerPattern
+    let classes: CharacterClassTable
+
+    var count: Int { text.count }
+
+    /// The scalar at byte offset `i` and its length in bytes.
+    @inline(__always)
+    func scalar(at i: Int) -> (value: UInt32, length: Int) {
+        let b0 = UInt32(text[i])
+        if b0 < 0x80 { return (b0, 1) }
+        if b0 < 0xE0 { return ((b0 & 0x1F) << 6 | UInt32(text[i + 1]) & 0x3F, 2) }
+        if b0 < 0xF0 {
+            return ((b0 & 0x0F) << 12 | (UInt32(text[i + 1]) & 0x3F) << 6 | UInt32(text[i + 2]) & 0x3F, 3)
+        }
+        return (
+            (b0 & 0x07) << 18 | (UInt32(text[i + 1]) & 0x3F) << 12 | (UInt32(text[i + 2]) & 0x3F) << 6
+                | UInt32(text[i + 3]) & 0x3F, 4
+        )
+    }
+
+    @inline(__always)
+    func flags(at i: Int) -> CharacterClass {
+        let b = text[i]
+        if b < 0x80 { return CharacterClass(rawValue: classes.ascii[Int(b)]) }
+        return CharacterClass(rawValue: classes.flags(scalar(at: i).value))
+    }
+
+    @inline(__always)
+    func length(at i: Int) -> Int {
+        let b = text[i]
+        if b < 0x80 { return 1 }
+        if b < 0xE0 { return 2 }
+        if b < 0xF0 { return 3 }
+        return 4
+    }
+
+    /// Advances over scalars whose flags intersect `any`.
+    @inline(__always)
+    func skip(from i: Int, while any: CharacterClass) -> Int {
+        var j = i
+        while j < count, flags(at: j).rawValue & any.rawValue != 0 { j += length(at: j) }
+        return j
+    }
+
+    /// Advances over scalars whose flags do not intersect `none`.
+    @inline(__always)
+    func skip(avoiding none: CharacterClass, from i: Int) -> Int {
+        var j = i
+        while j < count, flags(at: j).rawValue & none.rawValue == 0 { j += length(at: j) }
+        return j
+    }
+
+    /// The end of the piece starting at `i` (< count).
+    func pieceEnd(from i: Int) -> Int {
+        switch pattern {
+        case .cl100k: return cl100k(i)
+        case .o200k: return o200k(i)
+        case .qwen: return qwen(i)
+        }
+    }
+
+    // MARK: Shared alternatives
+
+    /// Case-insensitive ASCII letter test; `ſ` (U+017F) folds to `s` as regex case folding does.
+    @inline(__always)
+    func isLetter(_ i: Int, _ lower: UInt8) -> (Bool, Int) {
+        guard i < count else { return (false, 0) }
+        let b = text[i]
+        if b | 0x20 == lower { return (true, 1) }
+        if lower == UInt8(ascii: "s"), b == 0xC5, i + 1 < count, text[i + 1] == 0xBF { return (true, 2) }
+        return (false, 0)
+    }
+
+    /// `'s|'t|'re|'ve|'m|'ll|'d`, case-insensitive, at `i` (which holds `'`). Returns the end or nil.
+    func contraction(_ i: Int) -> Int? {
+        guard i < count, text[i] == UInt8(ascii: "'") else { return nil }
+        let j = i + 1
+        for single in [UInt8(ascii: "s"), UInt8(ascii: "t"), UInt8(ascii: "m"), UInt8(ascii: "d")] {
+            let (ok, n) = isLetter(j, single)
+            if ok { return j + n }
+        }
+        for (a, b) in [
+            (UInt8(ascii: "r"), UInt8(ascii: "e")), (UInt8(ascii: "v"), UInt8(ascii: "e")),
+            (UInt8(ascii: "l"), UInt8(ascii: "l")),
+        ] {
+            let (ok1, n1) = isLetter(j, a)
+            if ok1 {
+                let (ok2, n2) = isLetter(j + n1, b)
+                if ok2 { return j + n1 + n2 }
+            }
+        }
+        return nil
+    }
+
+    /// `[^\r\n\p{L}\p{N}]?\p{L}+` (possessive or not, the result is the same).
+    func letters(_ i: Int) -> Int? {
+        let f = flags(at: i)
+        if f.contains(.letter) { return skip(from: i, while: .letter) }
+        if f.isDisjoint(with: [.newline, .letter, .number]) {
+            let j = i + length(at: i)
+            if j < count, flags(at: j).contains(.letter) { return skip(from: j, while: .letter) }
+        }
+        return nil
+    }
+
+    /// ` ?[^\s\p{L}\p{N}]+` followed by any of `trailing` (`[\r\n]*` or `[\r\n/]*`).
+    func punctuation(_ i: Int, slashTrails: Bool) -> Int? {
+        var j = i
+        if text[i] == 0x20, i + 1 < count, flags(at: i + 1).isDisjoint(with: [.space, .letter, .number]) {
+            j = i + 1
+        } else if !flags(at: i).isDisjoint(with: [.space, .letter, .number]) {
+            return nil
+        }
+        j = skip(avoiding: [.space, .letter, .number], from: j)
+        while j < count {
+            let b = text[j]
+            if b == 0x0A || b == 0x0D || (slashTrails && b == UInt8(ascii: "/")) { j += 1 } else { break }
+        }
+        return j
+    }
+
+    /// The whitespace alternatives shared by all three patterns, given the whitespace run [i, runEnd):
+    /// up to the last `\r`/`\n` in the run; else `\s+(?!\S)` (the run, less its last scalar when
+    /// something follows); else one scalar (`\s` in cl100k, `\s+` elsewhere).
+    func whitespace(_ i: Int, runEnd: Int, singleFallback: Bool) -> Int {
+        // \s*[\r\n] (cl100k) or \s*[\r\n]+ (others): through the last newline in the run.
+        var lastNewlineEnd = -1
+        var j = i
+        while j < runEnd {
+            let b = text[j]
+            if b == 0x0A || b == 0x0D { lastNewlineEnd = j + 1 }
+            j += length(at: j)
+        }
+        if lastNewlineEnd > 0 { return lastNewlineEnd }
+        // \s+(?!\S)
+        if runEnd == count { return runEnd }
+        var lastStart = i
+        j = i
+        while j < runEnd {
+            lastStart = j
+            j += length(at: j)
+        }
+        if lastStart > i { return lastStart }
+        // \s (cl100k) or \s+ (o200k, qwen) — the run here is a single scalar either way.
+        return singleFallback ? i + length(at: i) : runEnd
+    }
+
+    // MARK: Patterns
+
+    func cl100k(_ i: Int) -> Int {
+        if let end = contraction(i) { return end }
+        if let end = letters(i) { return end }
+        let f = flags(at: i)
+        if f.contains(.number) {
+            var j = i
+            var n = 0
+            while j < count, n < 3, flags(at: j).contains(.number) {
+                j += length(at: j)
+                n += 1
+            }
+            return j
+        }
+        if let end = punctuation(i, slashTrails: false) { return end }
+        // Whitespace: \s++$ takes a run that reaches the end.
+        let runEnd = skip(from: i, while: .space)
+        if runEnd == count { return runEnd }
+        return whitespace(i, runEnd: runEnd, singleFallback: true)
+    }
+
+    func qwen(_ i: Int) -> Int {
+        if let end = contraction(i) { return end }
+        if let end = letters(i) { return end }
+        if flags(at: i).contains(.number) { return i + length(at: i) }
+        if let end = punctuation(i, slashTrails: false) { return end }
+        let runEnd = skip(from: i, while: .space)
+        return whitespace(i, runEnd: runEnd, singleFallback: false)
+    }
+
+    func o200k(_ i: Int) -> Int {
+        let f = flags(at: i)
+        let prefixEligible = f.isDisjoint(with: [.newline, .letter, .number])
+        // Alternative 1: [^\r\n\p{L}\p{N}]?U*W+ contraction?
+        if prefixEligible, i + length(at: i) < count, let end = o200kWord(i + length(at: i), lowerRequired: true) {
+            return end
+        }
+        if let end = o200kWord(i, lowerRequired: true) { return end }
+        // Alternative 2: [^\r\n\p{L}\p{N}]?U+W* contraction?
+        if prefixEligible, i + length(at: i) < count, let end = o200kWord(i + length(at: i), lowerRequired: false) {
+            return end
+        }
+        if let end = o200kWord(i, lowerRequired: false) { return end }
+        if f.contains(.number) {
+            var j = i
+            var n = 0
+            while j < count, n < 3, flags(at: j).contains(.number) {
+                j += length(at: j)
+                n += 1
+            }
+            return j
+        }
+        if let end = punctuation(i, slashTrails: true) { return end }
+        let runEnd = skip(from: i, while: .space)
+        return whitespace(i, runEnd: runEnd, singleFallback: false)
+    }
+
+    /// From `s`: `U*W+` (lowerRequired) or `U+W*`, then an optional contraction.
+    func o200kWord(_ s: Int, lowerRequired: Bool) -> Int? {
+        var end: Int
+        if lowerRequired {
+            let upperEnd = skip(from: s, while: .upperish)
+            let lowerEnd = skip(from: upperEnd, while: .lowerish)
+            if lowerEnd > upperEnd {
+                end = lowerEnd
+            } else {
+                // Backtrack U*: W+ must take the last scalar of the U run that is also in W.
+                var lastLowerEnd = -1
+                var j = s
+                while j < upperEnd {
+                    let n = length(at: j)
+                    if flags(at: j).contains(.lowerish) { lastLowerEnd = j + n }
+                    j += n
+                }
+                guard lastLowerEnd > 0 else { return nil }
+                end = lastLowerEnd
+            }
+        } else {
+            let upperEnd = skip(from: s, while: .upperish)
+            guard upperEnd > s else { return nil }
+            end = skip(from: upperEnd, while: .lowerish)
+        }
+        if let c = contraction(end) { end = c }
+        return end
+    }
+}
