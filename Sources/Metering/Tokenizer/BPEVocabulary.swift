@@ -8,11 +8,16 @@ final class BPEVocabulary: Sendable {
     let bytes: [UInt8]
     /// `offsets[r] ..< offsets[r + 1]` are the bytes of rank `r`.
     let offsets: [UInt32]
-    /// Slot → rank + 1 (0 is empty). Capacity is a power of two, at least twice the token count.
-    let table: [UInt32]
-    let mask: Int
+    /// Open-addressing slots. Capacity is a power of two, at least twice the token count, so most
+    /// lookups hit their first slot; tokens of up to 8 bytes are compared inside the slot itself.
+    let table: [Slot]
+    /// log2(capacity): slots are chosen by the top bits of a multiplicative hash.
+    let shift: UInt64
     /// Rank of each single byte.
     let byteRanks: [UInt32]
+    /// Rank of each two-byte sequence (UInt32.max when none): 256 KiB that stay in cache, for the
+    /// most frequent lookups of all (every adjacent byte pair starts as one).
+    let pairRanks: [UInt32]
 
     var tokenCount: Int { offsets.count - 1 }
 
@@ -62,29 +67,37 @@ final class BPEVocabulary: Sendable {
             bytes.append(contentsOf: decoded[e.start..<(e.start + e.length)])
             offsets.append(UInt32(bytes.count))
         }
-        var capacity = 1
-        while capacity < n * 2 { capacity <<= 1 }
-        var table = [UInt32](repeating: 0, count: capacity)
-        let mask = capacity - 1
+        var bits: UInt64 = 1
+        while (1 << bits) < n * 2 { bits += 1 }
+        let capacity = 1 << Int(bits)
+        var table = [Slot](repeating: Slot(key: 0, length: 0, rank: 0), count: capacity)
+        let shift = 64 - bits
         bytes.withUnsafeBufferPointer { b in
             for rank in 0..<n {
                 let start = Int(offsets[rank])
                 let length = Int(offsets[rank + 1]) - start
-                var slot = Int(truncatingIfNeeded: Self.hash(b.baseAddress! + start, length)) & mask
-                while table[slot] != 0 { slot = (slot + 1) & mask }
-                table[slot] = UInt32(rank + 1)
+                let key = Self.prefixKey(b.baseAddress! + start, length)
+                var slot = Int(Self.hash(key: key, b.baseAddress! + start, length) >> shift)
+                while table[slot].length != 0 { slot = (slot + 1) & (capacity - 1) }
+                table[slot] = Slot(key: key, length: UInt32(length), rank: UInt32(rank))
             }
         }
         self.bytes = bytes
         self.offsets = offsets
         self.table = table
-        self.mask = mask
+        self.shift = shift
         var byteRanks = [UInt32](repeating: UInt32.max, count: 256)
         for rank in 0..<n where offsets[rank + 1] - offsets[rank] == 1 {
             byteRanks[Int(bytes[Int(offsets[rank])])] = UInt32(rank)
         }
         guard !byteRanks.contains(UInt32.max) else { throw LoadError(description: "some single bytes have no rank") }
         self.byteRanks = byteRanks
+        var pairRanks = [UInt32](repeating: UInt32.max, count: 65536)
+        for rank in 0..<n where offsets[rank + 1] - offsets[rank] == 2 {
+            let start = Int(offsets[rank])
+            pairRanks[Int(bytes[start]) << 8 | Int(bytes[start + 1])] = UInt32(rank)
+        }
+        self.pairRanks = pairRanks
     }
 
     /// Loads a vocabulary shipped in the package and checks it against the shipped SHA256SUMS.
@@ -104,47 +117,68 @@ final class BPEVocabulary: Sendable {
 
     // MARK: Lookup
 
+    struct Slot: Sendable {
+        /// The first (up to) 8 bytes, little-endian, zero-padded.
+        var key: UInt64
+        /// 0 marks an empty slot.
+        var length: UInt32
+        var rank: UInt32
+    }
+
     @inline(__always)
-    static func hash(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64 {
-        var h = UInt64(truncatingIfNeeded: n) &* 0x9E37_79B9_7F4A_7C15
-        var i = 0
-        let raw = UnsafeRawPointer(p)
-        while i + 8 <= n {
-            h = (h ^ raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0xBF58_476D_1CE4_E5B9
-            h ^= h >> 31
-            i += 8
+    static func prefixKey(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64 {
+        var v: UInt64 = 0
+        var i = min(n, 8) - 1
+        while i >= 0 {
+            v = v << 8 | UInt64(p[i])
+            i -= 1
         }
-        if i < n {
-            var v: UInt64 = 0
-            var shift: UInt64 = 0
-            while i < n {
-                v |= UInt64(p[i]) << shift
-                shift += 8
-                i += 1
+        return v
+    }
+
+    /// Multiplicative hash; callers take the top bits. Bytes past the first 8 are mixed in 8 at a time.
+    @inline(__always)
+    static func hash(key: UInt64, _ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64 {
+        var h = (key ^ UInt64(truncatingIfNeeded: n) << 59) &* 0x9E37_79B9_7F4A_7C15
+        if n > 8 {
+            let raw = UnsafeRawPointer(p)
+            var i = 8
+            while i + 8 <= n {
+                h = (h ^ (h >> 29) ^ raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0xBF58_476D_1CE4_E5B9
+                i += 8
             }
-            h = (h ^ v) &* 0x94D0_49BB_1331_11EB
+            if i < n {
+                h = (h ^ (h >> 29) ^ prefixKey(p + i, n - i)) &* 0x94D0_49BB_1331_11EB
+            }
         }
-        h ^= h >> 32
-        h = h &* 0xD6E8_FEB8_6659_FD93
-        h ^= h >> 32
         return h
     }
 
     /// The rank of the bytes `p[0..<n]`, or `UInt32.max` when they are not a token.
     @inline(__always)
-    func rank(
-        _ p: UnsafePointer<UInt8>, _ n: Int, table: UnsafeBufferPointer<UInt32>, bytes: UnsafeBufferPointer<UInt8>,
-        offsets: UnsafeBufferPointer<UInt32>
-    ) -> UInt32 {
-        if n == 1 { return byteRanks[Int(p[0])] }
-        var slot = Int(truncatingIfNeeded: Self.hash(p, n)) & mask
+    func rank(_ p: UnsafePointer<UInt8>, _ n: Int, table: UnsafeBufferPointer<Slot>, bytes: UnsafeBufferPointer<UInt8>)
+        -> UInt32
+    {
+        if n == 2 { return pairRanks[Int(p[0]) << 8 | Int(p[1])] }
+        let key = Self.prefixKey(p, n)
+        var slot = Int(Self.hash(key: key, p, n) >> shift)
+        let mask = table.count - 1
         while true {
             let entry = table[slot]
-            if entry == 0 { return UInt32.max }
-            let rank = Int(entry - 1)
-            let start = Int(offsets[rank])
-            if Int(offsets[rank + 1]) - start == n && memcmp(bytes.baseAddress! + start, p, n) == 0 {
-                return UInt32(rank)
+            if entry.length == 0 { return UInt32.max }
+            if entry.key == key && Int(entry.length) == n {
+                if n <= 8 { return entry.rank }
+                let start = Int(offsets[Int(entry.rank)]) + 8
+                var same = true
+                var k = 8
+                while k < n {
+                    if bytes[start + k - 8] != p[k] {
+                        same = false
+                        break
+                    }
+                    k += 1
+                }
+                if same { return entry.rank }
             }
             slot = (slot + 1) & mask
         }

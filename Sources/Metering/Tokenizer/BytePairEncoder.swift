@@ -6,15 +6,14 @@
 /// heap over a linked list: O(n log n), never quadratic.
 struct BytePairEncoder {
     let vocabulary: BPEVocabulary
-    let table: UnsafeBufferPointer<UInt32>
+    let table: UnsafeBufferPointer<BPEVocabulary.Slot>
     let bytes: UnsafeBufferPointer<UInt8>
-    let offsets: UnsafeBufferPointer<UInt32>
 
     static let longPiece = 128
 
     @inline(__always)
     func rank(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt32 {
-        vocabulary.rank(p, n, table: table, bytes: bytes, offsets: offsets)
+        vocabulary.rank(p, n, table: table, bytes: bytes)
     }
 
     /// Emits the ranks of `piece[0..<n]` in order.
@@ -71,8 +70,82 @@ struct BytePairEncoder {
         }
     }
 
-    /// Heap of (rank, start) over a doubly linked list of symbols; stale heap entries are skipped.
+    /// Long pieces: rank buckets first (linear in practice), the heap when a vocabulary breaks the
+    /// property the buckets rely on.
     func encodeLong(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
+        if encodeLongByRankBuckets(piece, n, emit: emit) { return }
+        encodeLongWithHeap(piece, n, emit: emit)
+    }
+
+    /// Processes merges rank by rank, each rank's positions left to right.
+    ///
+    /// Exact whenever every pair created by a merge ranks above the merge that created it — true of
+    /// BPE-trained vocabularies, where a token is always newer than its parts. Then the lowest rank
+    /// present stays the lowest until its bucket is done, which is tiktoken's order (lowest rank,
+    /// leftmost first). If a lower rank ever appears, this returns false before emitting anything and
+    /// the caller uses the heap.
+    func encodeLongByRankBuckets(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) -> Bool {
+        var next = [Int32](unsafeUninitializedCapacity: n) { b, c in
+            for i in 0..<n { b[i] = Int32(i + 1) }
+            c = n
+        }
+        var prev = [Int32](unsafeUninitializedCapacity: n) { b, c in
+            for i in 0..<n { b[i] = Int32(i - 1) }
+            c = n
+        }
+        var pair = [UInt32](repeating: UInt32.max, count: n)
+        var queue = RankBuckets(expected: n)
+
+        @inline(__always) func joinedRank(_ i: Int) -> UInt32 {
+            let j = Int(next[i])
+            guard j < n else { return UInt32.max }
+            return rank(piece + i, Int(next[j]) - i)
+        }
+
+        for i in 0..<(n - 1) {
+            let r = rank(piece + i, 2)
+            pair[i] = r
+            if r != UInt32.max { queue.append(rank: r, position: Int32(i)) }
+        }
+        var positions: [Int32] = []
+        while let r = queue.popLowest(into: &positions) {
+            for position in positions {
+                let i = Int(position)
+                guard pair[i] == r, next[i] <= n else { continue }
+                let j = Int(next[i])
+                let k = Int(next[j])
+                next[i] = Int32(k)
+                if k < n { prev[k] = Int32(i) }
+                next[j] = Int32(n + 1)
+                pair[j] = UInt32.max
+                let ri = joinedRank(i)
+                pair[i] = ri
+                if ri != UInt32.max {
+                    if ri < r { return false }
+                    queue.append(rank: ri, position: Int32(i))
+                }
+                let p = Int(prev[i])
+                if p >= 0 {
+                    let rp = joinedRank(p)
+                    pair[p] = rp
+                    if rp != UInt32.max {
+                        if rp < r { return false }
+                        queue.append(rank: rp, position: Int32(p))
+                    }
+                }
+            }
+        }
+        var i = 0
+        while i < n {
+            let j = Int(next[i])
+            emit(rank(piece + i, j - i))
+            i = j
+        }
+        return true
+    }
+
+    /// Heap of (rank, start) over a doubly linked list of symbols; stale heap entries are skipped.
+    func encodeLongWithHeap(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
         // Symbol i starts at byte i; next[i]/prev[i] link live symbols; pair[i] is the rank of symbol i
         // joined with its successor (UInt32.max when none).
         var next = [Int32](unsafeUninitializedCapacity: n) { b, c in
@@ -176,5 +249,93 @@ struct MinHeap {
             i = child
         }
         storage[i] = v
+    }
+}
+
+/// Positions grouped by rank, handed out lowest rank first, each group in position order.
+///
+/// Flat arrays instead of a dictionary of arrays: an open-addressed map from rank to bucket, and
+/// buckets as linked lists of entries. A rank is never appended to after its bucket was handed out
+/// (ranks only rise), so the map never needs deletion.
+struct RankBuckets {
+    /// (rank + 1) << 32 | bucket; 0 is empty.
+    private var slots: [UInt64]
+    private var shift: UInt64
+    private var bucketRank: [UInt32] = []
+    private var bucketHead: [Int32] = []
+    private var bucketTail: [Int32] = []
+    private var entryPosition: [Int32] = []
+    private var entryNext: [Int32] = []
+    private var pending = MinHeap(storage: [])
+
+    init(expected: Int) {
+        var bits: UInt64 = 4
+        while (1 << bits) < min(expected, 1 << 22) * 2 { bits += 1 }
+        slots = [UInt64](repeating: 0, count: 1 << Int(bits))
+        shift = 64 - bits
+        entryPosition.reserveCapacity(expected)
+        entryNext.reserveCapacity(expected)
+    }
+
+    mutating func append(rank: UInt32, position: Int32) {
+        let mask = slots.count - 1
+        var slot = Int((UInt64(rank) &* 0x9E37_79B9_7F4A_7C15) >> shift)
+        var bucket = -1
+        while true {
+            let v = slots[slot]
+            if v == 0 {
+                bucket = bucketRank.count
+                slots[slot] = (UInt64(rank) + 1) << 32 | UInt64(bucket)
+                bucketRank.append(rank)
+                bucketHead.append(-1)
+                bucketTail.append(-1)
+                pending.push(UInt64(rank) << 32 | UInt64(bucket))
+                if bucketRank.count * 2 > slots.count { grow() }
+                break
+            }
+            if v >> 32 == UInt64(rank) + 1 {
+                bucket = Int(v & 0xFFFF_FFFF)
+                break
+            }
+            slot = (slot + 1) & mask
+        }
+        let entry = Int32(entryPosition.count)
+        entryPosition.append(position)
+        entryNext.append(-1)
+        if bucketTail[bucket] >= 0 { entryNext[Int(bucketTail[bucket])] = entry } else { bucketHead[bucket] = entry }
+        bucketTail[bucket] = entry
+    }
+
+    private mutating func grow() {
+        let old = slots
+        let bits = 64 - shift + 1
+        slots = [UInt64](repeating: 0, count: 1 << Int(bits))
+        let newShift = 64 - bits
+        let mask = slots.count - 1
+        for v in old where v != 0 {
+            let rank = (v >> 32) - 1
+            var slot = Int((rank &* 0x9E37_79B9_7F4A_7C15) >> newShift)
+            while slots[slot] != 0 { slot = (slot + 1) & mask }
+            slots[slot] = v
+        }
+        shift = newShift
+    }
+
+    /// Fills `positions` with the lowest rank's positions in ascending order and returns that rank.
+    mutating func popLowest(into positions: inout [Int32]) -> UInt32? {
+        guard let top = pending.pop() else { return nil }
+        let bucket = Int(top & 0xFFFF_FFFF)
+        positions.removeAll(keepingCapacity: true)
+        var e = bucketHead[bucket]
+        var sorted = true
+        while e >= 0 {
+            let p = entryPosition[Int(e)]
+            if let last = positions.last, last > p { sorted = false }
+            positions.append(p)
+            e = entryNext[Int(e)]
+        }
+        // Appends come in left-to-right sweeps of earlier ranks, so this is usually sorted already.
+        if !sorted { positions.sort() }
+        return bucketRank[bucket]
     }
 }

@@ -73,17 +73,14 @@ public final class TokenEncoding: Sendable {
             guard !utf8.isEmpty else { return }
             vocabulary.table.withUnsafeBufferPointer { table in
                 vocabulary.bytes.withUnsafeBufferPointer { bytes in
-                    vocabulary.offsets.withUnsafeBufferPointer { offsets in
-                        let encoder = BytePairEncoder(
-                            vocabulary: vocabulary, table: table, bytes: bytes, offsets: offsets)
-                        let splitter = Pretokenizer(text: utf8, pattern: pattern, classes: .shared)
-                        let base = utf8.baseAddress!
-                        var i = 0
-                        while i < utf8.count {
-                            let end = splitter.pieceEnd(from: i)
-                            encoder.encode(base + i, end - i, emit: body)
-                            i = end
-                        }
+                    let encoder = BytePairEncoder(vocabulary: vocabulary, table: table, bytes: bytes)
+                    let splitter = Pretokenizer(text: utf8, pattern: pattern, classes: .shared)
+                    let base = utf8.baseAddress!
+                    var i = 0
+                    while i < utf8.count {
+                        let end = splitter.pieceEnd(from: i)
+                        encoder.encode(base + i, end - i, emit: body)
+                        i = end
                     }
                 }
             }

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Single-threaded tokenizer throughput: this gateway's tokenizer and tiktoken 0.14, same files, one run.
+#   Benchmarks/tokenizer-throughput.sh [o200k_base|cl100k_base|qwen]   (default: all three)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_FILE=${SECONDS_PER_FILE:-1}
+scripts/install-deps.sh
+dpkg -s fortunes fortunes-zh >/dev/null 2>&1 || apt-get install -y -qq fortunes fortunes-zh >/dev/null
+swift build -c release --product gateway >/dev/null 2>&1
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+files=$(.venv/bin/python Benchmarks/tokenizer/make_corpus.py "$work/corpus")
+# tiktoken reads cached vocabularies named by the SHA-1 of their download URL (GUIDE §6).
+mkdir -p "$work/cache"
+cp Sources/Metering/Resources/vocab/o200k_base.tiktoken "$work/cache/fb374d419588a4632f3f557e76b4b70aebbca790"
+cp Sources/Metering/Resources/vocab/cl100k_base.tiktoken "$work/cache/9b5ad71b2ce5302211f9c61530b329a4922fc6a4"
+for enc in ${1:-o200k_base cl100k_base qwen}; do
+  echo "== $enc (MB/s, single thread; ms per pass)"
+  printf '%-16s %10s %12s %12s %9s %12s\n' file bytes ours tiktoken speedup tokens_equal
+  paste <(taskset -c 0 .build/release/gateway tokens bench --encoding "$enc" --seconds "$SECONDS_PER_FILE" $files) \
+        <(TIKTOKEN_CACHE_DIR="$work/cache" taskset -c 0 .venv/bin/python Benchmarks/tokenizer/tiktoken_bench.py "$enc" Sources/Metering/Resources/vocab "$SECONDS_PER_FILE" $files) |
+  awk -F'\t' '{ split($1, p, "/"); printf "%-16s %10d %12s %12s %8.1fx %12s\n", p[length(p)], $2, $4, $9, $4/$9, ($3==$8?"yes":"NO " $3 "/" $8) }'
+done
