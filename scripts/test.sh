@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 swift build --build-tests
 swift test --skip-build
-GATEWAY_BIN="$PWD/.build/debug/gateway" .venv/bin/python -m pytest -q Tests/sdk
+GATEWAY_BIN="$PWD/.build/debug/gateway" .venv/bin/python -m pytest -q Tests/sdk Tests/tokenizer

@@ -1,0 +1,69 @@
+"""Randomized differential test: the gateway's tokenizer against the real tiktoken, on inputs neither
+has seen before. Also sweeps Unicode code points so the category tables are checked against
+tiktoken's regex engine (all of them with TOKENIZER_SWEEP=full, an eighth, chosen per run, otherwise).
+"""
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from tiktoken_reference import ENCODINGS, ROOT, encode_ordinary  # noqa: E402
+
+BIN = os.environ.get("GATEWAY_BIN", os.path.join(ROOT, ".build", "debug", "gateway"))
+SEED = int(os.environ.get("TOKENIZER_SEED", random.randrange(1 << 30)))
+
+POOLS = [
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789", " \t\n\r", "  \n\n\r\n",
+    ".,;:!?'\"()[]{}<>/\\|-_+=*&^%$#@~`", "'s't're've'm'll'd'S'T'RE'VE'M'LL'D", "中文测试你好世界的一是不了人",
+    "こんにちはカタカナ漢字", "한국어테스트", "مرحبا بالعالم", "नमस्ते दुनिया", "àéîõüçñÀÉÎÕÜÇÑ",
+    "\u0301\u0308\u0327\u20dd", "👍🏽👨‍👩‍👧🇺🇸❤️", "\u00a0\u2028\u2029\u3000\u2009\u200a\u1680\u0085\u000b\u000c",
+    "١٢٣٤٥٦٧٨٩٠०१२३४५六七八ⅫⅣ½²", "ǅǈǋᾈᾉ", "ſſſ'ſ", "ʰʲˠ々ー", "\u200d\u200c\ufeff", "ΑΒΓαβγДЖЗджз",
+]
+
+
+def ours(encoding, texts):
+    p = subprocess.run(
+        [BIN, "tokens", "encode", "--encoding", encoding],
+        input="".join(json.dumps(t) + "\n" for t in texts), capture_output=True, text=True, timeout=600,
+    )
+    assert p.returncode == 0, p.stderr
+    return [json.loads(line) for line in p.stdout.splitlines()]
+
+
+def random_texts(rng, n):
+    out = []
+    for _ in range(n):
+        length = rng.randint(1, 80)
+        out.append("".join(rng.choice(rng.choice(POOLS)) for _ in range(length)))
+    return out
+
+
+def compare(encoding, texts):
+    got = ours(encoding, texts)
+    assert len(got) == len(texts)
+    for text, tokens in zip(texts, got):
+        expected = encode_ordinary(encoding, text)
+        assert tokens == expected, f"seed {SEED}: {encoding} differs on {text!r}"
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_random_strings(encoding):
+    rng = random.Random(SEED)
+    compare(encoding, random_texts(rng, 3000))
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_code_point_sweep(encoding):
+    full = os.environ.get("TOKENIZER_SWEEP") == "full"
+    rng = random.Random(SEED)
+    part = rng.randrange(8)
+    code_points = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    blocks = [code_points[k:k + 256] for k in range(0, len(code_points), 256)]
+    chosen = blocks if full else [b for i, b in enumerate(blocks) if i % 8 == part]
+    # Each code point between letters, after an upper-case letter, between digits and before a space.
+    texts = ["".join("a" + chr(c) + "A " + chr(c) + "1" + chr(c) + " " for c in block) for block in chosen]
+    compare(encoding, texts)
