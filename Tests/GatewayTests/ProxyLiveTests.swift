@@ -349,3 +349,44 @@ typealias HTTPFieldName = HTTPTypes.HTTPField.Name
 extension HTTPTypes.HTTPField.Name {
     init(_ name: String) { self.init(name)! }
 }
+
+@Suite("Token count endpoints over live sockets")
+struct TokenCountEndpointTests {
+    @Test("Anthropic count_tokens, OpenAI input_tokens and chat count_tokens answer the gateway's count")
+    func countEndpoints() async throws {
+        try await LiveHarness.run { h in
+            let chat = #"{"model":"emu-gpt","messages":[{"role":"user","content":"How many tokens is this?"}]}"#
+            let counted = try await h.post(h.gatewayURL + "/v1/chat/completions/count_tokens", body: chat)
+            #expect(counted.status == 200, "\(counted.text)")
+            let encoding = try TokenEncoding.named("o200k_base")
+            // Cookbook formula: 3 per message + role + content, 3 for the reply.
+            let expected = 3 + encoding.count("user") + encoding.count("How many tokens is this?") + 3
+            #expect(counted.json?["input_tokens"]?.intValue == expected)
+            // "upstream-gpt" is no public model family, so o200k is an estimate for it.
+            #expect(counted.headers.first(name: "x-gateway-token-count") == "estimate")
+
+            let responses = try await h.post(
+                h.gatewayURL + "/v1/responses/input_tokens", body: #"{"model":"emu-gpt","input":"Count me"}"#)
+            #expect(responses.status == 200)
+            #expect(responses.json?["object"]?.stringValue == "response.input_tokens")
+            #expect((responses.json?["input_tokens"]?.intValue ?? 0) > 0)
+
+            let anthropic = try await h.post(
+                h.gatewayURL + "/v1/messages/count_tokens",
+                body:
+                    #"{"model":"emu-claude","system":"Be brief.","messages":[{"role":"user","content":"Hello, Claude"}]}"#,
+                headers: [("x-api-key", h.clientKey)], auth: false)
+            #expect(anthropic.status == 200, "\(anthropic.text)")
+            #expect((anthropic.json?["input_tokens"]?.intValue ?? 0) > 0)
+            #expect(anthropic.headers.first(name: "x-gateway-token-count") == "estimate")
+
+            let unauthorized = try await h.post(h.gatewayURL + "/v1/messages/count_tokens", body: "{}", auth: false)
+            #expect(unauthorized.status == 401)
+            #expect(unauthorized.json?["type"]?.stringValue == "error")
+            let unknown = try await h.post(
+                h.gatewayURL + "/v1/chat/completions/count_tokens", body: #"{"model":"nope","messages":[]}"#)
+            #expect(unknown.status == 404)
+            #expect(h.emulator.requests.isEmpty, "counting never calls the upstream")
+        }
+    }
+}

@@ -22,7 +22,9 @@ struct TokenizerVectors {
     }
 
     static let loaded: (cases: [Case], generated: [Generated]) = {
-        guard let url = Bundle.module.url(forResource: "tokenizer_vectors", withExtension: "json", subdirectory: "Vectors"),
+        guard
+            let url = Bundle.module.url(
+                forResource: "tokenizer_vectors", withExtension: "json", subdirectory: "Vectors"),
             let data = try? Data(contentsOf: url), let json = try? JSONReader.parse([UInt8](data))
         else { return ([], []) }
         let cases = (json["cases"]?.arrayValue ?? []).map { c in

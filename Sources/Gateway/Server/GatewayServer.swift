@@ -18,12 +18,19 @@ public enum GatewayServer {
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) throws -> some ApplicationProtocol {
         let keys = try KeyDirectory(store: store)
-        let upstreams = UpstreamClients(config: config, eventLoopGroup: eventLoopGroup, environment: environment)
+        // The mock provider reports usage counted by the real tokenizer, so demos show true counts.
+        let mockCounter: @Sendable (String) -> Int = { text in
+            (try? TokenEncoding.named("o200k_base"))?.count(text) ?? MockProvider.roughCount(text)
+        }
+        let upstreams = UpstreamClients(
+            config: config, eventLoopGroup: eventLoopGroup, environment: environment, countTokens: mockCounter)
         for (provider, reason) in upstreams.unconfiguredProviders.sorted(by: { $0.key < $1.key }) {
             logger.notice(
                 "provider has no key; its models answer 503", metadata: ["provider": "\(provider)", "fix": "\(reason)"])
         }
         let pipeline = RequestPipeline(config: config, keys: keys, upstreams: upstreams, logger: logger)
+        let counting = TokenCountEndpoint(
+            config: config, authenticator: Authenticator(directory: keys), cache: TokenCountCache())
 
         let router = Router(context: GatewayRequestContext.self)
         router.get("/healthz") { _, _ in JSONText(#"{"status":"ok"}"#) }
@@ -40,6 +47,15 @@ public enum GatewayServer {
             router.post(RouterPath(endpoint.rawValue)) { request, context in
                 await pipeline.handle(endpoint, request: request, context: context)
             }
+        }
+        router.post("/v1/messages/count_tokens") { request, context in
+            await counting.handle(.anthropic, request: request, context: context)
+        }
+        router.post("/v1/responses/input_tokens") { request, context in
+            await counting.handle(.responses, request: request, context: context)
+        }
+        router.post("/v1/chat/completions/count_tokens") { request, context in
+            await counting.handle(.chat, request: request, context: context)
         }
         // Anything else under /v1 answers 404 in the client's own error format.
         let notFound: @Sendable (Request, GatewayRequestContext) async throws -> Response = { request, context in

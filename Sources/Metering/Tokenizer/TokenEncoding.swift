@@ -87,6 +87,26 @@ public final class TokenEncoding: Sendable {
         }
     }
 
+    /// The byte offset where the last `pieces` pre-tokenization pieces of `text` begin (0 when it has
+    /// no more pieces than that). Text before it splits the same way whatever is appended later, so a
+    /// streaming counter can settle it.
+    func settledPrefixLength(_ text: String, keepingPieces pieces: Int) -> Int {
+        var text = text
+        return text.withUTF8 { utf8 -> Int in
+            guard !utf8.isEmpty else { return 0 }
+            let splitter = Pretokenizer(text: utf8, pattern: pattern, classes: .shared)
+            var starts = [Int](repeating: 0, count: pieces)
+            var seen = 0
+            var i = 0
+            while i < utf8.count {
+                starts[seen % pieces] = i
+                seen += 1
+                i = splitter.pieceEnd(from: i)
+            }
+            return seen <= pieces ? 0 : starts[seen % pieces]
+        }
+    }
+
     /// Token ids of `text`, special-token text treated as ordinary text.
     public func encode(_ text: String) -> [Int] {
         var out: [Int] = []

@@ -1,0 +1,152 @@
+import Foundation
+import Metering
+import Testing
+
+@Suite("Token counting: chats, streams, registry and cache")
+struct TokenCountingTests {
+    static let cookbookMessages = try! JSONReader.parse(
+        #"""
+        [{"role":"system","content":"You are a helpful, pattern-following assistant that translates corporate jargon into plain English."},
+         {"role":"system","name":"example_user","content":"New synergies will help drive top-line growth."},
+         {"role":"system","name":"example_assistant","content":"Things working well together will increase revenue."},
+         {"role":"system","name":"example_user","content":"Let's circle back when we have more bandwidth to touch base on opportunities for increased leverage."},
+         {"role":"system","name":"example_assistant","content":"Let's talk later when we're less busy about how to do better."},
+         {"role":"user","content":"This late pivot means we don't have time to boil the ocean for the client deliverable."}]
+        """#)
+
+    @Test("chat messages count as the OpenAI cookbook's example (129 for gpt-4, 124 for gpt-4o)")
+    func cookbook() throws {
+        let request = JSONValue.object([("messages", Self.cookbookMessages)])
+        for (model, expected) in [("gpt-4", 129), ("gpt-4o", 124)] {
+            let encoding = ModelTokenizer.publicEncoding(forModel: model)!
+            let tokenizer = try ModelTokenizer.resolve(
+                upstreamModel: model, configuredEncoding: encoding, calibrationPerMille: 1000)
+            let count = PromptCounter(tokenizer: tokenizer).count(endpoint: .chatCompletions, json: request)
+            #expect(count == .init(tokens: expected, isEstimate: false), "\(model)")
+        }
+    }
+
+    @Test("tool definitions add the cookbook's function-calling tokens")
+    func tools() throws {
+        let tokenizer = try ModelTokenizer.resolve(
+            upstreamModel: "gpt-4o", configuredEncoding: "o200k_base", calibrationPerMille: 1000)
+        let encoding = tokenizer.encoding
+        let request = try JSONReader.parse(
+            #"{"messages":[{"role":"user","content":"Weather?"}],"tools":[{"type":"function","function":{"name":"get_weather","description":"Get the weather.","parameters":{"type":"object","properties":{"city":{"type":"string","description":"City name."},"unit":{"type":"string","enum":["c","f"],"description":"Unit"}}}}}]}"#
+        )
+        let messages = 3 + encoding.count("user") + encoding.count("Weather?") + 3
+        let tools =
+            7 + encoding.count("get_weather:Get the weather") + 3
+            + 3 + encoding.count("city:string:City name")
+            + 3 - 3 + 3 + encoding.count("c") + 3 + encoding.count("f") + encoding.count("unit:string:Unit") + 12
+        let count = PromptCounter(tokenizer: tokenizer).count(endpoint: .chatCompletions, json: request)
+        #expect(count.tokens == messages + tools)
+    }
+
+    @Test("models map to their public encodings; others are calibrated estimates")
+    func registry() throws {
+        #expect(ModelTokenizer.publicEncoding(forModel: "gpt-4o-mini") == "o200k_base")
+        #expect(ModelTokenizer.publicEncoding(forModel: "gpt-4.1") == "o200k_base")
+        #expect(ModelTokenizer.publicEncoding(forModel: "gpt-5-mini") == "o200k_base")
+        #expect(ModelTokenizer.publicEncoding(forModel: "o3-mini") == "o200k_base")
+        #expect(ModelTokenizer.publicEncoding(forModel: "gpt-4-turbo") == "cl100k_base")
+        #expect(ModelTokenizer.publicEncoding(forModel: "gpt-3.5-turbo") == "cl100k_base")
+        #expect(ModelTokenizer.publicEncoding(forModel: "text-embedding-3-small") == "cl100k_base")
+        #expect(ModelTokenizer.publicEncoding(forModel: "qwen-max") == "qwen")
+        for model in ["claude-sonnet-4-5", "doubao-seed-1-6", "glm-4.5", "kimi-k2", "deepseek-chat"] {
+            #expect(ModelTokenizer.publicEncoding(forModel: model) == nil, "\(model)")
+        }
+        let claude = try ModelTokenizer.resolve(
+            upstreamModel: "claude-sonnet-4-5", configuredEncoding: "o200k_base", calibrationPerMille: 1150)
+        #expect(claude.isEstimate)
+        #expect(claude.calibrated(100) == 115)
+        #expect(claude.calibrated(1) == 2, "estimates round up")
+        let request = JSONValue.object([("messages", Self.cookbookMessages)])
+        let count = PromptCounter(tokenizer: claude).count(endpoint: .chatCompletions, json: request)
+        #expect(count == .init(tokens: (124 * 1150 + 999) / 1000, isEstimate: true))
+    }
+
+    static let streamTexts: [String] = [
+        "Hello, world! I'm streaming tokens; they're counted as they arrive.",
+        "中文流式输出，每个字都要计数。日本語も。한국어도.",
+        "emoji 👨‍👩‍👧‍👦 and 👍🏽 split mid-sequence, plus combining é here",
+        "  spaces   then\n\nnewlines\r\n and 1234567 digits and don't WON'T",
+        "def f(x):\n    return x ** 2  # code\n",
+    ]
+
+    @Test("streamed deltas split at every byte count the same as the whole text", arguments: streamTexts)
+    func everyByteSplit(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        for name in TokenEncoding.names {
+            let encoding = try TokenEncoding.named(name)
+            let expected = encoding.count(text)
+            for cut in 0...bytes.count {
+                var counter = StreamingTokenCounter(encoding: encoding, settleThreshold: 4)
+                counter.append(bytes: bytes[..<cut])
+                counter.append(bytes: bytes[cut...])
+                #expect(counter.count == expected, "\(name) cut at \(cut)")
+                #expect(counter.finalCount == expected)
+            }
+        }
+    }
+
+    @Test("random multi-way splits agree at every step, including while settling", arguments: [1, 2, 3, 4, 5, 6, 7, 8])
+    func randomSplits(seed: UInt64) throws {
+        var rng = SplitMix(seed: seed)
+        let text = Self.streamTexts.joined(separator: " ") + String(repeating: " word's", count: 50)
+        let bytes = Array(text.utf8)
+        for name in TokenEncoding.names {
+            let encoding = try TokenEncoding.named(name)
+            var counter = StreamingTokenCounter(encoding: encoding, settleThreshold: Int(rng.next() % 64) + 1)
+            var i = 0
+            while i < bytes.count {
+                let n = min(bytes.count - i, Int(rng.next() % 12) + 1)
+                counter.append(bytes: bytes[i..<(i + n)])
+                i += n
+                // The count so far equals counting the complete characters received so far.
+                var complete = i
+                while complete > 0 && complete < bytes.count && bytes[complete] & 0xC0 == 0x80 { complete -= 1 }
+                #expect(counter.count == encoding.count(String(decoding: bytes[..<complete], as: UTF8.self)))
+            }
+            #expect(counter.finalCount == encoding.count(text))
+        }
+    }
+
+    @Test("an agent's history is tokenized once: turn N counts only its new messages")
+    func prefixCache() throws {
+        let cache = TokenCountCache()
+        let tokenizer = try ModelTokenizer.resolve(
+            upstreamModel: "gpt-4o", configuredEncoding: "o200k_base", calibrationPerMille: 1000)
+        let counter = PromptCounter(tokenizer: tokenizer, cache: cache)
+        let uncached = PromptCounter(tokenizer: tokenizer)
+        var messages: [JSONValue] = []
+        for turn in 1...20 {
+            let user =
+                "Turn \(turn): please read file_\(turn).swift and summarize what changed since the previous turn."
+            let tool = String(repeating: "let value\(turn) = compute(\(turn)) // result line\n", count: 40)
+            messages.append(.object([("role", "user"), ("content", .string(user))]))
+            messages.append(
+                .object([("role", "tool"), ("tool_call_id", .string("call_\(turn)")), ("content", .string(tool))]))
+            let request = JSONValue.object([("messages", .array(messages))])
+            let before = cache.statistics
+            let cached = counter.count(endpoint: .chatCompletions, json: request)
+            let after = cache.statistics
+            #expect(cached == uncached.count(endpoint: .chatCompletions, json: request))
+            #expect(after.misses - before.misses == 2, "turn \(turn) tokenizes only its two new long messages")
+            #expect(after.hits - before.hits == 2 * (turn - 1))
+        }
+    }
+}
+
+/// A small deterministic generator for reproducible random splits.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
