@@ -18,6 +18,9 @@ final class BPEVocabulary: Sendable {
     /// Rank of each two-byte sequence (UInt32.max when none): 256 KiB that stay in cache, for the
     /// most frequent lookups of all (every adjacent byte pair starts as one).
     let pairRanks: [UInt32]
+    /// Rank of each three-byte UTF-8 sequence (a BMP character from U+0800, which covers CJK), indexed
+    /// by its 16 payload bits: another 256 KiB that turns most CJK lookups into one cached read.
+    let bmpRanks: [UInt32]
 
     var tokenCount: Int { offsets.count - 1 }
 
@@ -98,6 +101,14 @@ final class BPEVocabulary: Sendable {
             pairRanks[Int(bytes[start]) << 8 | Int(bytes[start + 1])] = UInt32(rank)
         }
         self.pairRanks = pairRanks
+        var bmpRanks = [UInt32](repeating: UInt32.max, count: 65536)
+        for rank in 0..<n where offsets[rank + 1] - offsets[rank] == 3 {
+            let start = Int(offsets[rank])
+            if let index = Self.bmpIndex(bytes[start], bytes[start + 1], bytes[start + 2]) {
+                bmpRanks[index] = UInt32(rank)
+            }
+        }
+        self.bmpRanks = bmpRanks
     }
 
     /// Loads a vocabulary shipped in the package and checks it against the shipped SHA256SUMS.
@@ -123,6 +134,13 @@ final class BPEVocabulary: Sendable {
         /// 0 marks an empty slot.
         var length: UInt32
         var rank: UInt32
+    }
+
+    /// The payload of a well-formed three-byte UTF-8 sequence, or nil.
+    @inline(__always)
+    static func bmpIndex(_ b0: UInt8, _ b1: UInt8, _ b2: UInt8) -> Int? {
+        guard b0 & 0xF0 == 0xE0, b1 & 0xC0 == 0x80, b2 & 0xC0 == 0x80 else { return nil }
+        return Int(b0 & 0x0F) << 12 | Int(b1 & 0x3F) << 6 | Int(b2 & 0x3F)
     }
 
     @inline(__always)
@@ -160,6 +178,7 @@ final class BPEVocabulary: Sendable {
         -> UInt32
     {
         if n == 2 { return pairRanks[Int(p[0]) << 8 | Int(p[1])] }
+        if n == 3, let index = Self.bmpIndex(p[0], p[1], p[2]) { return bmpRanks[index] }
         let key = Self.prefixKey(p, n)
         var slot = Int(Self.hash(key: key, p, n) >> shift)
         let mask = table.count - 1

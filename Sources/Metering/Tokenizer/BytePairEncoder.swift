@@ -9,7 +9,7 @@ struct BytePairEncoder {
     let table: UnsafeBufferPointer<BPEVocabulary.Slot>
     let bytes: UnsafeBufferPointer<UInt8>
 
-    static let longPiece = 128
+    static let longPiece = 64
 
     @inline(__always)
     func rank(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt32 {
