@@ -70,6 +70,20 @@ struct BytePairEncoder {
         }
     }
 
+    /// One symbol per byte, linked: `next[i]`/`prev[i]` are the neighbours of live symbol i (a dead
+    /// one has `next > n`), `pair[i]` the rank of symbol i joined with its successor.
+    static func symbolList(_ n: Int) -> (next: [Int32], prev: [Int32], pair: [UInt32]) {
+        let next = [Int32](unsafeUninitializedCapacity: n) { b, c in
+            for i in 0..<n { b[i] = Int32(i + 1) }
+            c = n
+        }
+        let prev = [Int32](unsafeUninitializedCapacity: n) { b, c in
+            for i in 0..<n { b[i] = Int32(i - 1) }
+            c = n
+        }
+        return (next, prev, [UInt32](repeating: UInt32.max, count: n))
+    }
+
     /// Long pieces: rank buckets first (linear in practice), the heap when a vocabulary breaks the
     /// property the buckets rely on.
     func encodeLong(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
@@ -85,15 +99,7 @@ struct BytePairEncoder {
     /// leftmost first). If a lower rank ever appears, this returns false before emitting anything and
     /// the caller uses the heap.
     func encodeLongByRankBuckets(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) -> Bool {
-        var next = [Int32](unsafeUninitializedCapacity: n) { b, c in
-            for i in 0..<n { b[i] = Int32(i + 1) }
-            c = n
-        }
-        var prev = [Int32](unsafeUninitializedCapacity: n) { b, c in
-            for i in 0..<n { b[i] = Int32(i - 1) }
-            c = n
-        }
-        var pair = [UInt32](repeating: UInt32.max, count: n)
+        var (next, prev, pair) = Self.symbolList(n)
         var queue = RankBuckets(expected: n)
 
         @inline(__always) func joinedRank(_ i: Int) -> UInt32 {
@@ -146,17 +152,7 @@ struct BytePairEncoder {
 
     /// Heap of (rank, start) over a doubly linked list of symbols; stale heap entries are skipped.
     func encodeLongWithHeap(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
-        // Symbol i starts at byte i; next[i]/prev[i] link live symbols; pair[i] is the rank of symbol i
-        // joined with its successor (UInt32.max when none).
-        var next = [Int32](unsafeUninitializedCapacity: n) { b, c in
-            for i in 0..<n { b[i] = Int32(i + 1) }
-            c = n
-        }
-        var prev = [Int32](unsafeUninitializedCapacity: n) { b, c in
-            for i in 0..<n { b[i] = Int32(i - 1) }
-            c = n
-        }
-        var pair = [UInt32](repeating: UInt32.max, count: n)
+        var (next, prev, pair) = Self.symbolList(n)
         var heap: [UInt64] = []
         heap.reserveCapacity(n)
         for i in 0..<(n - 1) {

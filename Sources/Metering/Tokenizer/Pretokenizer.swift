@@ -158,21 +158,24 @@ struct Pretokenizer {
         return singleFallback ? i + length(at: i) : runEnd
     }
 
+    /// `\p{N}{1,max}`, greedy.
+    func numbers(_ i: Int, atMost max: Int) -> Int {
+        var j = i
+        var n = 0
+        while j < count, n < max, flags(at: j).contains(.number) {
+            j += length(at: j)
+            n += 1
+        }
+        return j
+    }
+
     // MARK: Patterns
 
     func cl100k(_ i: Int) -> Int {
         if let end = contraction(i) { return end }
         if let end = letters(i) { return end }
         let f = flags(at: i)
-        if f.contains(.number) {
-            var j = i
-            var n = 0
-            while j < count, n < 3, flags(at: j).contains(.number) {
-                j += length(at: j)
-                n += 1
-            }
-            return j
-        }
+        if f.contains(.number) { return numbers(i, atMost: 3) }
         if let end = punctuation(i, slashTrails: false) { return end }
         // Whitespace: \s++$ takes a run that reaches the end.
         let runEnd = skip(from: i, while: .space)
@@ -183,7 +186,7 @@ struct Pretokenizer {
     func qwen(_ i: Int) -> Int {
         if let end = contraction(i) { return end }
         if let end = letters(i) { return end }
-        if flags(at: i).contains(.number) { return i + length(at: i) }
+        if flags(at: i).contains(.number) { return numbers(i, atMost: 1) }
         if let end = punctuation(i, slashTrails: false) { return end }
         let runEnd = skip(from: i, while: .space)
         return whitespace(i, runEnd: runEnd, singleFallback: false)
@@ -202,15 +205,7 @@ struct Pretokenizer {
             return end
         }
         if let end = o200kWord(i, lowerRequired: false) { return end }
-        if f.contains(.number) {
-            var j = i
-            var n = 0
-            while j < count, n < 3, flags(at: j).contains(.number) {
-                j += length(at: j)
-                n += 1
-            }
-            return j
-        }
+        if f.contains(.number) { return numbers(i, atMost: 3) }
         if let end = punctuation(i, slashTrails: true) { return end }
         let runEnd = skip(from: i, while: .space)
         return whitespace(i, runEnd: runEnd, singleFallback: false)
