@@ -35,6 +35,26 @@ struct BytePairEncoder {
         }
     }
 
+    @inline(__always)
+    func pairRank(
+        _ parts: UnsafeMutableBufferPointer<(start: Int32, rank: UInt32)>, _ count: Int, _ i: Int,
+        _ piece: UnsafePointer<UInt8>
+    ) -> UInt32 {
+        guard i + 3 < count else { return UInt32.max }
+        let start = Int(parts[i].start)
+        return rank(piece + start, Int(parts[i + 3].start) - start)
+    }
+
+    /// The rank of symbol `i` joined with its successor, given the links in `next`.
+    @inline(__always)
+    func joinedRank(_ next: UnsafeMutableBufferPointer<Int32>, _ i: Int, _ piece: UnsafePointer<UInt8>, _ n: Int)
+        -> UInt32
+    {
+        let j = Int(next[i])
+        guard j < n else { return UInt32.max }
+        return rank(piece + i, Int(next[j]) - i)
+    }
+
     /// tiktoken's scan: `parts[k]` holds a boundary and the rank of the pair starting there.
     func encodeShort(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
         withUnsafeTemporaryAllocation(of: (start: Int32, rank: UInt32).self, capacity: n + 1) { parts in
@@ -43,11 +63,8 @@ struct BytePairEncoder {
             parts[n - 1] = (Int32(n - 1), UInt32.max)
             parts[n] = (Int32(n), UInt32.max)
 
-            @inline(__always) func pairRank(_ i: Int) -> UInt32 {
-                guard i + 3 < count else { return UInt32.max }
-                let start = Int(parts[i].start)
-                return rank(piece + start, Int(parts[i + 3].start) - start)
-            }
+            // Not a nested function: capturing `count` (a var) would cost a dynamic exclusivity check
+            // on every call.
 
             while count > 1 {
                 var minRank = UInt32.max
@@ -57,8 +74,8 @@ struct BytePairEncoder {
                     minIndex = i
                 }
                 if minRank == UInt32.max { break }
-                parts[minIndex].rank = pairRank(minIndex)
-                if minIndex > 0 { parts[minIndex - 1].rank = pairRank(minIndex - 1) }
+                parts[minIndex].rank = pairRank(parts, count, minIndex, piece)
+                if minIndex > 0 { parts[minIndex - 1].rank = pairRank(parts, count, minIndex - 1, piece) }
                 // Remove parts[minIndex + 1].
                 for k in (minIndex + 1)..<(count - 1) { parts[k] = parts[k + 1] }
                 count -= 1
@@ -99,104 +116,104 @@ struct BytePairEncoder {
     /// leftmost first). If a lower rank ever appears, this returns false before emitting anything and
     /// the caller uses the heap.
     func encodeLongByRankBuckets(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) -> Bool {
-        var (next, prev, pair) = Self.symbolList(n)
+        var (nextArray, prevArray, pairArray) = Self.symbolList(n)
         var queue = RankBuckets(expected: n)
-
-        @inline(__always) func joinedRank(_ i: Int) -> UInt32 {
-            let j = Int(next[i])
-            guard j < n else { return UInt32.max }
-            return rank(piece + i, Int(next[j]) - i)
-        }
-
-        for i in 0..<(n - 1) {
-            let r = rank(piece + i, 2)
-            pair[i] = r
-            if r != UInt32.max { queue.append(rank: r, position: Int32(i)) }
-        }
         var positions: [Int32] = []
-        while let r = queue.popLowest(into: &positions) {
-            for position in positions {
-                let i = Int(position)
-                guard pair[i] == r, next[i] <= n else { continue }
-                let j = Int(next[i])
-                let k = Int(next[j])
-                next[i] = Int32(k)
-                if k < n { prev[k] = Int32(i) }
-                next[j] = Int32(n + 1)
-                pair[j] = UInt32.max
-                let ri = joinedRank(i)
-                pair[i] = ri
-                if ri != UInt32.max {
-                    if ri < r { return false }
-                    queue.append(rank: ri, position: Int32(i))
+        let completed = nextArray.withUnsafeMutableBufferPointer { next in
+            prevArray.withUnsafeMutableBufferPointer { prev in
+                pairArray.withUnsafeMutableBufferPointer { pair -> Bool in
+                    for i in 0..<(n - 1) {
+                        let r = rank(piece + i, 2)
+                        pair[i] = r
+                        if r != UInt32.max { queue.append(rank: r, position: Int32(i)) }
+                    }
+                    while let r = queue.popLowest(into: &positions) {
+                        for position in positions {
+                            let i = Int(position)
+                            guard pair[i] == r, next[i] <= n else { continue }
+                            Self.unlinkSuccessor(of: i, next: next, prev: prev, pair: pair, n: n)
+                            let ri = joinedRank(next, i, piece, n)
+                            pair[i] = ri
+                            if ri != UInt32.max {
+                                if ri < r { return false }
+                                queue.append(rank: ri, position: Int32(i))
+                            }
+                            let p = Int(prev[i])
+                            if p >= 0 {
+                                let rp = joinedRank(next, p, piece, n)
+                                pair[p] = rp
+                                if rp != UInt32.max {
+                                    if rp < r { return false }
+                                    queue.append(rank: rp, position: Int32(p))
+                                }
+                            }
+                        }
+                    }
+                    return true
                 }
-                let p = Int(prev[i])
-                if p >= 0 {
-                    let rp = joinedRank(p)
-                    pair[p] = rp
-                    if rp != UInt32.max {
-                        if rp < r { return false }
-                        queue.append(rank: rp, position: Int32(p))
+            }
+        }
+        guard completed else { return false }
+        emitSymbols(piece, n, next: nextArray, emit: emit)
+        return true
+    }
+
+    /// Merges symbol i's successor into i.
+    @inline(__always)
+    static func unlinkSuccessor(
+        of i: Int, next: UnsafeMutableBufferPointer<Int32>, prev: UnsafeMutableBufferPointer<Int32>,
+        pair: UnsafeMutableBufferPointer<UInt32>, n: Int
+    ) {
+        let j = Int(next[i])
+        let k = Int(next[j])
+        next[i] = Int32(k)
+        if k < n { prev[k] = Int32(i) }
+        next[j] = Int32(n + 1)
+        pair[j] = UInt32.max
+    }
+
+    func emitSymbols(_ piece: UnsafePointer<UInt8>, _ n: Int, next: [Int32], emit: (UInt32) -> Void) {
+        var i = 0
+        while i < n {
+            let j = Int(next[i])
+            emit(rank(piece + i, j - i))
+            i = j
+        }
+    }
+
+    /// Heap of (rank, start) over the symbol list; stale heap entries are skipped.
+    func encodeLongWithHeap(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
+        var (nextArray, prevArray, pairArray) = Self.symbolList(n)
+        nextArray.withUnsafeMutableBufferPointer { next in
+            prevArray.withUnsafeMutableBufferPointer { prev in
+                pairArray.withUnsafeMutableBufferPointer { pair in
+                    var heap: [UInt64] = []
+                    heap.reserveCapacity(n)
+                    for i in 0..<(n - 1) {
+                        let r = rank(piece + i, 2)
+                        pair[i] = r
+                        if r != UInt32.max { heap.append(UInt64(r) << 32 | UInt64(i)) }
+                    }
+                    var minHeap = MinHeap(storage: heap)
+                    while let top = minHeap.pop() {
+                        let r = UInt32(top >> 32)
+                        let i = Int(top & 0xFFFF_FFFF)
+                        guard pair[i] == r, next[i] <= n else { continue }
+                        Self.unlinkSuccessor(of: i, next: next, prev: prev, pair: pair, n: n)
+                        let ri = joinedRank(next, i, piece, n)
+                        pair[i] = ri
+                        if ri != UInt32.max { minHeap.push(UInt64(ri) << 32 | UInt64(i)) }
+                        let p = Int(prev[i])
+                        if p >= 0 {
+                            let rp = joinedRank(next, p, piece, n)
+                            pair[p] = rp
+                            if rp != UInt32.max { minHeap.push(UInt64(rp) << 32 | UInt64(p)) }
+                        }
                     }
                 }
             }
         }
-        var i = 0
-        while i < n {
-            let j = Int(next[i])
-            emit(rank(piece + i, j - i))
-            i = j
-        }
-        return true
-    }
-
-    /// Heap of (rank, start) over a doubly linked list of symbols; stale heap entries are skipped.
-    func encodeLongWithHeap(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
-        var (next, prev, pair) = Self.symbolList(n)
-        var heap: [UInt64] = []
-        heap.reserveCapacity(n)
-        for i in 0..<(n - 1) {
-            let r = rank(piece + i, 2)
-            pair[i] = r
-            if r != UInt32.max { heap.append(UInt64(r) << 32 | UInt64(i)) }
-        }
-        var minHeap = MinHeap(storage: heap)
-
-        @inline(__always) func joinedRank(_ i: Int) -> UInt32 {
-            let j = Int(next[i])
-            guard j < n else { return UInt32.max }
-            let k = Int(next[j])
-            return rank(piece + i, k - i)
-        }
-
-        while let top = minHeap.pop() {
-            let r = UInt32(top >> 32)
-            let i = Int(top & 0xFFFF_FFFF)
-            // Stale if i was merged into its predecessor (prev link broken) or its pair changed.
-            guard pair[i] == r, next[i] <= n else { continue }
-            let j = Int(next[i])
-            // Merge j into i.
-            let k = Int(next[j])
-            next[i] = Int32(k)
-            if k < n { prev[k] = Int32(i) }
-            next[j] = Int32(n + 1)  // dead
-            pair[j] = UInt32.max
-            let ri = joinedRank(i)
-            pair[i] = ri
-            if ri != UInt32.max { minHeap.push(UInt64(ri) << 32 | UInt64(i)) }
-            let p = Int(prev[i])
-            if p >= 0 {
-                let rp = joinedRank(p)
-                pair[p] = rp
-                if rp != UInt32.max { minHeap.push(UInt64(rp) << 32 | UInt64(p)) }
-            }
-        }
-        var i = 0
-        while i < n {
-            let j = Int(next[i])
-            emit(rank(piece + i, j - i))
-            i = j
-        }
+        emitSymbols(piece, n, next: nextArray, emit: emit)
     }
 }
 
