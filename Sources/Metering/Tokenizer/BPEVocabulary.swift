@@ -13,6 +13,11 @@ final class BPEVocabulary: Sendable {
     let table: [Slot]
     /// log2(capacity): slots are chosen by the top bits of a multiplicative hash.
     let shift: UInt64
+    /// One bit per hash bucket (2^21 bits, 256 KiB, stays in cache): clear means "no token hashes
+    /// here", which answers most failed lookups (most pair lookups during merging fail) without
+    /// touching the large slot table.
+    let filter: [UInt64]
+    static let filterBits: UInt64 = 21
     /// Rank of each single byte.
     let byteRanks: [UInt32]
     /// Rank of each two-byte sequence (UInt32.max when none): 256 KiB that stay in cache, for the
@@ -85,6 +90,17 @@ final class BPEVocabulary: Sendable {
                 table[slot] = Slot(key: key, length: UInt32(length), rank: UInt32(rank))
             }
         }
+        var filter = [UInt64](repeating: 0, count: 1 << (Int(Self.filterBits) - 6))
+        bytes.withUnsafeBufferPointer { b in
+            for rank in 0..<n {
+                let start = Int(offsets[rank])
+                let length = Int(offsets[rank + 1]) - start
+                let bit = Self.filterIndex(
+                    Self.hash(key: Self.prefixKey(b.baseAddress! + start, length), b.baseAddress! + start, length))
+                filter[bit >> 6] |= 1 << UInt64(bit & 63)
+            }
+        }
+        self.filter = filter
         self.bytes = bytes
         self.offsets = offsets
         self.table = table
@@ -136,6 +152,11 @@ final class BPEVocabulary: Sendable {
         var rank: UInt32
     }
 
+    @inline(__always)
+    static func filterIndex(_ h: UInt64) -> Int {
+        Int(truncatingIfNeeded: (h ^ (h >> 29)) & ((1 << filterBits) - 1))
+    }
+
     /// The payload of a well-formed three-byte UTF-8 sequence, or nil.
     @inline(__always)
     static func bmpIndex(_ b0: UInt8, _ b1: UInt8, _ b2: UInt8) -> Int? {
@@ -180,7 +201,10 @@ final class BPEVocabulary: Sendable {
         if n == 2 { return pairRanks[Int(p[0]) << 8 | Int(p[1])] }
         if n == 3, let index = Self.bmpIndex(p[0], p[1], p[2]) { return bmpRanks[index] }
         let key = Self.prefixKey(p, n)
-        var slot = Int(Self.hash(key: key, p, n) >> shift)
+        let h = Self.hash(key: key, p, n)
+        let bit = Self.filterIndex(h)
+        if filter[bit >> 6] & (1 << UInt64(bit & 63)) == 0 { return UInt32.max }
+        var slot = Int(h >> shift)
         let mask = table.count - 1
         while true {
             let entry = table[slot]
