@@ -45,14 +45,14 @@ struct BytePairEncoder {
         return rank(piece + start, Int(parts[i + 3].start) - start)
     }
 
-    /// The rank of symbol `i` joined with its successor, given the links in `next`.
+    /// The rank of symbol `i` joined with its successor.
     @inline(__always)
-    func joinedRank(_ next: UnsafeMutableBufferPointer<Int32>, _ i: Int, _ piece: UnsafePointer<UInt8>, _ n: Int)
+    func joinedRank(_ symbols: UnsafeMutableBufferPointer<Symbol>, _ i: Int, _ piece: UnsafePointer<UInt8>, _ n: Int)
         -> UInt32
     {
-        let j = Int(next[i])
+        let j = Int(symbols[i].next)
         guard j < n else { return UInt32.max }
-        return rank(piece + i, Int(next[j]) - i)
+        return rank(piece + i, Int(symbols[j].next) - i)
     }
 
     /// tiktoken's scan: `parts[k]` holds a boundary and the rank of the pair starting there.
@@ -87,18 +87,20 @@ struct BytePairEncoder {
         }
     }
 
-    /// One symbol per byte, linked: `next[i]`/`prev[i]` are the neighbours of live symbol i (a dead
-    /// one has `next > n`), `pair[i]` the rank of symbol i joined with its successor.
-    static func symbolList(_ n: Int) -> (next: [Int32], prev: [Int32], pair: [UInt32]) {
-        let next = [Int32](unsafeUninitializedCapacity: n) { b, c in
-            for i in 0..<n { b[i] = Int32(i + 1) }
+    /// One symbol per byte, linked, in one record so a merge at a random position costs one cache
+    /// miss: `next`/`prev` are the neighbours of a live symbol (a dead one has `next > n`), `pair` the
+    /// rank of the symbol joined with its successor.
+    struct Symbol {
+        var next: Int32
+        var prev: Int32
+        var pair: UInt32
+    }
+
+    static func symbolList(_ n: Int) -> [Symbol] {
+        [Symbol](unsafeUninitializedCapacity: n) { b, c in
+            for i in 0..<n { b[i] = Symbol(next: Int32(i + 1), prev: Int32(i - 1), pair: UInt32.max) }
             c = n
         }
-        let prev = [Int32](unsafeUninitializedCapacity: n) { b, c in
-            for i in 0..<n { b[i] = Int32(i - 1) }
-            c = n
-        }
-        return (next, prev, [UInt32](repeating: UInt32.max, count: n))
     }
 
     /// Long pieces: rank buckets first (linear in practice), the heap when a vocabulary breaks the
@@ -116,66 +118,59 @@ struct BytePairEncoder {
     /// leftmost first). If a lower rank ever appears, this returns false before emitting anything and
     /// the caller uses the heap.
     func encodeLongByRankBuckets(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) -> Bool {
-        var (nextArray, prevArray, pairArray) = Self.symbolList(n)
+        var symbolArray = Self.symbolList(n)
         var queue = RankBuckets(expected: n)
         var positions: [Int32] = []
-        let completed = nextArray.withUnsafeMutableBufferPointer { next in
-            prevArray.withUnsafeMutableBufferPointer { prev in
-                pairArray.withUnsafeMutableBufferPointer { pair -> Bool in
-                    for i in 0..<(n - 1) {
-                        let r = rank(piece + i, 2)
-                        pair[i] = r
-                        if r != UInt32.max { queue.append(rank: r, position: Int32(i)) }
+        let completed = symbolArray.withUnsafeMutableBufferPointer { symbols -> Bool in
+            for i in 0..<(n - 1) {
+                let r = rank(piece + i, 2)
+                symbols[i].pair = r
+                if r != UInt32.max { queue.append(rank: r, position: Int32(i)) }
+            }
+            while let r = queue.popLowest(into: &positions) {
+                for position in positions {
+                    let i = Int(position)
+                    guard symbols[i].pair == r, symbols[i].next <= n else { continue }
+                    Self.mergeSuccessor(into: i, symbols, n: n)
+                    let ri = joinedRank(symbols, i, piece, n)
+                    symbols[i].pair = ri
+                    if ri != UInt32.max {
+                        if ri < r { return false }
+                        queue.append(rank: ri, position: Int32(i))
                     }
-                    while let r = queue.popLowest(into: &positions) {
-                        for position in positions {
-                            let i = Int(position)
-                            guard pair[i] == r, next[i] <= n else { continue }
-                            Self.unlinkSuccessor(of: i, next: next, prev: prev, pair: pair, n: n)
-                            let ri = joinedRank(next, i, piece, n)
-                            pair[i] = ri
-                            if ri != UInt32.max {
-                                if ri < r { return false }
-                                queue.append(rank: ri, position: Int32(i))
-                            }
-                            let p = Int(prev[i])
-                            if p >= 0 {
-                                let rp = joinedRank(next, p, piece, n)
-                                pair[p] = rp
-                                if rp != UInt32.max {
-                                    if rp < r { return false }
-                                    queue.append(rank: rp, position: Int32(p))
-                                }
-                            }
+                    let p = Int(symbols[i].prev)
+                    if p >= 0 {
+                        let rp = joinedRank(symbols, p, piece, n)
+                        symbols[p].pair = rp
+                        if rp != UInt32.max {
+                            if rp < r { return false }
+                            queue.append(rank: rp, position: Int32(p))
                         }
                     }
-                    return true
                 }
             }
+            return true
         }
         guard completed else { return false }
-        emitSymbols(piece, n, next: nextArray, emit: emit)
+        emitSymbols(piece, n, symbolArray, emit: emit)
         return true
     }
 
     /// Merges symbol i's successor into i.
     @inline(__always)
-    static func unlinkSuccessor(
-        of i: Int, next: UnsafeMutableBufferPointer<Int32>, prev: UnsafeMutableBufferPointer<Int32>,
-        pair: UnsafeMutableBufferPointer<UInt32>, n: Int
-    ) {
-        let j = Int(next[i])
-        let k = Int(next[j])
-        next[i] = Int32(k)
-        if k < n { prev[k] = Int32(i) }
-        next[j] = Int32(n + 1)
-        pair[j] = UInt32.max
+    static func mergeSuccessor(into i: Int, _ symbols: UnsafeMutableBufferPointer<Symbol>, n: Int) {
+        let j = Int(symbols[i].next)
+        let k = Int(symbols[j].next)
+        symbols[i].next = Int32(k)
+        if k < n { symbols[k].prev = Int32(i) }
+        symbols[j].next = Int32(n + 1)
+        symbols[j].pair = UInt32.max
     }
 
-    func emitSymbols(_ piece: UnsafePointer<UInt8>, _ n: Int, next: [Int32], emit: (UInt32) -> Void) {
+    func emitSymbols(_ piece: UnsafePointer<UInt8>, _ n: Int, _ symbols: [Symbol], emit: (UInt32) -> Void) {
         var i = 0
         while i < n {
-            let j = Int(next[i])
+            let j = Int(symbols[i].next)
             emit(rank(piece + i, j - i))
             i = j
         }
@@ -183,37 +178,33 @@ struct BytePairEncoder {
 
     /// Heap of (rank, start) over the symbol list; stale heap entries are skipped.
     func encodeLongWithHeap(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
-        var (nextArray, prevArray, pairArray) = Self.symbolList(n)
-        nextArray.withUnsafeMutableBufferPointer { next in
-            prevArray.withUnsafeMutableBufferPointer { prev in
-                pairArray.withUnsafeMutableBufferPointer { pair in
-                    var heap: [UInt64] = []
-                    heap.reserveCapacity(n)
-                    for i in 0..<(n - 1) {
-                        let r = rank(piece + i, 2)
-                        pair[i] = r
-                        if r != UInt32.max { heap.append(UInt64(r) << 32 | UInt64(i)) }
-                    }
-                    var minHeap = MinHeap(storage: heap)
-                    while let top = minHeap.pop() {
-                        let r = UInt32(top >> 32)
-                        let i = Int(top & 0xFFFF_FFFF)
-                        guard pair[i] == r, next[i] <= n else { continue }
-                        Self.unlinkSuccessor(of: i, next: next, prev: prev, pair: pair, n: n)
-                        let ri = joinedRank(next, i, piece, n)
-                        pair[i] = ri
-                        if ri != UInt32.max { minHeap.push(UInt64(ri) << 32 | UInt64(i)) }
-                        let p = Int(prev[i])
-                        if p >= 0 {
-                            let rp = joinedRank(next, p, piece, n)
-                            pair[p] = rp
-                            if rp != UInt32.max { minHeap.push(UInt64(rp) << 32 | UInt64(p)) }
-                        }
-                    }
+        var symbolArray = Self.symbolList(n)
+        symbolArray.withUnsafeMutableBufferPointer { symbols in
+            var heap: [UInt64] = []
+            heap.reserveCapacity(n)
+            for i in 0..<(n - 1) {
+                let r = rank(piece + i, 2)
+                symbols[i].pair = r
+                if r != UInt32.max { heap.append(UInt64(r) << 32 | UInt64(i)) }
+            }
+            var minHeap = MinHeap(storage: heap)
+            while let top = minHeap.pop() {
+                let r = UInt32(top >> 32)
+                let i = Int(top & 0xFFFF_FFFF)
+                guard symbols[i].pair == r, symbols[i].next <= n else { continue }
+                Self.mergeSuccessor(into: i, symbols, n: n)
+                let ri = joinedRank(symbols, i, piece, n)
+                symbols[i].pair = ri
+                if ri != UInt32.max { minHeap.push(UInt64(ri) << 32 | UInt64(i)) }
+                let p = Int(symbols[i].prev)
+                if p >= 0 {
+                    let rp = joinedRank(symbols, p, piece, n)
+                    symbols[p].pair = rp
+                    if rp != UInt32.max { minHeap.push(UInt64(rp) << 32 | UInt64(p)) }
                 }
             }
         }
-        emitSymbols(piece, n, next: nextArray, emit: emit)
+        emitSymbols(piece, n, symbolArray, emit: emit)
     }
 }
 
@@ -277,8 +268,8 @@ struct RankBuckets {
     private var bucketRank: [UInt32] = []
     private var bucketHead: [Int32] = []
     private var bucketTail: [Int32] = []
-    private var entryPosition: [Int32] = []
-    private var entryNext: [Int32] = []
+    /// position << 32 | next entry (UInt32.max: none), one record per entry.
+    private var entries: [UInt64] = []
     private var pending = MinHeap(storage: [])
 
     init(expected: Int) {
@@ -286,8 +277,7 @@ struct RankBuckets {
         while (1 << bits) < min(expected, 1 << 22) * 2 { bits += 1 }
         slots = [UInt64](repeating: 0, count: 1 << Int(bits))
         shift = 64 - bits
-        entryPosition.reserveCapacity(expected)
-        entryNext.reserveCapacity(expected)
+        entries.reserveCapacity(expected)
     }
 
     mutating func append(rank: UInt32, position: Int32) {
@@ -312,10 +302,14 @@ struct RankBuckets {
             }
             slot = (slot + 1) & mask
         }
-        let entry = Int32(entryPosition.count)
-        entryPosition.append(position)
-        entryNext.append(-1)
-        if bucketTail[bucket] >= 0 { entryNext[Int(bucketTail[bucket])] = entry } else { bucketHead[bucket] = entry }
+        let entry = Int32(entries.count)
+        entries.append(UInt64(UInt32(bitPattern: position)) << 32 | 0xFFFF_FFFF)
+        let tail = bucketTail[bucket]
+        if tail >= 0 {
+            entries[Int(tail)] = entries[Int(tail)] & 0xFFFF_FFFF_0000_0000 | UInt64(UInt32(entry))
+        } else {
+            bucketHead[bucket] = entry
+        }
         bucketTail[bucket] = entry
     }
 
@@ -339,13 +333,17 @@ struct RankBuckets {
         guard let top = pending.pop() else { return nil }
         let bucket = Int(top & 0xFFFF_FFFF)
         positions.removeAll(keepingCapacity: true)
-        var e = bucketHead[bucket]
+        var e = Int(bucketHead[bucket])
         var sorted = true
+        var last: Int32 = -1
         while e >= 0 {
-            let p = entryPosition[Int(e)]
-            if let last = positions.last, last > p { sorted = false }
+            let record = entries[e]
+            let p = Int32(bitPattern: UInt32(record >> 32))
+            if last > p { sorted = false }
+            last = p
             positions.append(p)
-            e = entryNext[Int(e)]
+            let next = UInt32(record & 0xFFFF_FFFF)
+            e = next == UInt32.max ? -1 : Int(next)
         }
         // Appends come in left-to-right sweeps of earlier ranks, so this is usually sorted already.
         if !sorted { positions.sort() }
