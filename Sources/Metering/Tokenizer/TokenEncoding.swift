@@ -140,7 +140,18 @@ public final class TokenEncoding: Sendable {
     }
 
     static func nfc(_ text: String) -> String {
-        if text.utf8.allSatisfy({ $0 < 0x80 }) { return text }
+        if text.utf8.allSatisfy({ $0 < 0x80 }) || text.unicodeScalars.allSatisfy(isNFCStable) { return text }
         return text.precomposedStringWithCanonicalMapping
+    }
+
+    /// Scalars that NFC leaves alone whatever surrounds them: below the combining marks (U+0300),
+    /// CJK symbols, kana and ideographs (except the two combining kana voicing marks), Hangul
+    /// syllables, and the full-width forms. A text made only of these is already NFC, so the costly
+    /// normalization is skipped for most English and Chinese text.
+    @inline(__always)
+    static func isNFCStable(_ s: Unicode.Scalar) -> Bool {
+        let v = s.value
+        return v < 0x300 || (0x3000...0x9FFF).contains(v) && v != 0x3099 && v != 0x309A
+            || (0xAC00...0xD7A3).contains(v) || (0xFF01...0xFFEF).contains(v)
     }
 }
