@@ -16,7 +16,10 @@ cp Sources/Metering/Resources/vocab/cl100k_base.tiktoken "$work/cache/9b5ad71b2c
 for enc in ${1:-o200k_base cl100k_base qwen}; do
   echo "== $enc (MB/s, single thread; ms per pass)"
   printf '%-16s %10s %12s %12s %9s %12s\n' file bytes ours tiktoken speedup tokens_equal
-  paste <(taskset -c 0 .build/release/gateway tokens bench --encoding "$enc" --seconds "$SECONDS_PER_FILE" $files) \
-        <(TIKTOKEN_CACHE_DIR="$work/cache" taskset -c 0 .venv/bin/python Benchmarks/tokenizer/tiktoken_bench.py "$enc" Sources/Metering/Resources/vocab "$SECONDS_PER_FILE" $files) |
+  # One after the other (never concurrently), each pinned to the same core.
+  taskset -c 0 .build/release/gateway tokens bench --encoding "$enc" --seconds "$SECONDS_PER_FILE" $files >"$work/ours"
+  TIKTOKEN_CACHE_DIR="$work/cache" taskset -c 0 .venv/bin/python Benchmarks/tokenizer/tiktoken_bench.py \
+    "$enc" Sources/Metering/Resources/vocab "$SECONDS_PER_FILE" $files >"$work/theirs"
+  paste "$work/ours" "$work/theirs" |
   awk -F'\t' '{ split($1, p, "/"); printf "%-16s %10d %12s %12s %8.1fx %12s\n", p[length(p)], $2, $4, $9, $4/$9, ($3==$8?"yes":"NO " $3 "/" $8) }'
 done
