@@ -1,0 +1,180 @@
+/// Reads usage from the bytes of a response as they pass through, without holding the body.
+///
+/// Fed with every chunk the gateway forwards (JSON or SSE, split anywhere), it keeps the usage the
+/// upstream reported, if any, and counts locally every generated delta (content, reasoning content,
+/// tool-call names and arguments, Anthropic text, thinking and tool input), so a response the upstream
+/// never reports (a cut stream, a client that went away, a provider without usage) can still be billed.
+public struct UsageMeter: Sendable {
+    public let endpoint: APIEndpoint
+    public let streaming: Bool
+    /// What the upstream reported; for streams, the last report wins (Anthropic's `output_tokens` in
+    /// `message_delta` is cumulative; OpenAI's usage chunk comes once, at the end).
+    public private(set) var reported: Usage?
+    /// Whether the stream reached its end marker (`[DONE]`, `message_stop`, `response.completed`).
+    public private(set) var completed = false
+    private let encoding: TokenEncoding
+    /// One counter per output channel (content, reasoning, each tool call's name and arguments, each
+    /// content block): deltas continue their own channel, and separate texts are never tokenized as one.
+    private var channels: [String: StreamingTokenCounter] = [:]
+    private var sse = SSEParser()
+    private var body: [UInt8] = []
+    private let bodyLimit: Int
+
+    /// `bodyLimit` bounds how much of a non-streamed JSON body is kept for parsing at the end.
+    public init(endpoint: APIEndpoint, streaming: Bool, encoding: TokenEncoding, bodyLimit: Int = 32 << 20) {
+        self.endpoint = endpoint
+        self.streaming = streaming
+        self.encoding = encoding
+        self.bodyLimit = bodyLimit
+    }
+
+    /// Locally counted completion tokens so far.
+    public var localCompletionTokens: Int { channels.values.reduce(0) { $0 + $1.finalCount } }
+
+    private mutating func count(_ text: String, _ channel: String) {
+        channels[channel, default: StreamingTokenCounter(encoding: encoding)].append(text)
+    }
+
+    public mutating func feed(_ bytes: some Sequence<UInt8>) {
+        if streaming {
+            for event in sse.feed(bytes) { handle(event) }
+        } else if body.count < bodyLimit {
+            body.append(contentsOf: bytes)
+        }
+    }
+
+    /// Call once the body has ended (or was cut): parses a non-streamed body.
+    public mutating func finish() {
+        guard !streaming, let json = try? JSONReader.parse(body) else { return }
+        body = []
+        completed = true
+        switch endpoint {
+        case .messages:
+            reported = json["usage"].flatMap(Usage.anthropic)
+            for (i, block) in (json["content"]?.arrayValue ?? []).enumerated() { countAnthropicBlock(block, index: i) }
+        default:
+            reported = json["usage"].flatMap(Usage.openAI)
+            for choice in json["choices"]?.arrayValue ?? [] {
+                let c = choice["index"]?.intValue ?? 0
+                countOpenAIMessage(choice["message"] ?? .null, choice: c)
+                if let text = choice["text"]?.stringValue { count(text, "\(c):text") }
+            }
+            for (i, item) in (json["output"]?.arrayValue ?? []).enumerated() {
+                for (j, part) in (item["content"]?.arrayValue ?? []).enumerated() {
+                    if let text = part["text"]?.stringValue { count(text, "\(i):\(j)") }
+                }
+                if let arguments = item["arguments"]?.stringValue { count(arguments, "\(i):arguments") }
+            }
+        }
+    }
+
+    private mutating func handle(_ event: SSEParser.Event) {
+        if event.data == "[DONE]" {
+            completed = true
+            return
+        }
+        guard let json = try? JSONReader.parse(event.data) else { return }
+        switch endpoint {
+        case .messages: handleAnthropic(json)
+        case .responses: handleResponses(json)
+        default: handleOpenAIChunk(json)
+        }
+    }
+
+    private mutating func handleOpenAIChunk(_ json: JSONValue) {
+        if let usage = json["usage"].flatMap(Usage.openAI) { reported = usage }
+        for choice in json["choices"]?.arrayValue ?? [] {
+            // Moonshot has documented the final usage inside the choice.
+            if let usage = choice["usage"].flatMap(Usage.openAI) { reported = usage }
+            let c = choice["index"]?.intValue ?? 0
+            if let delta = choice["delta"] { countOpenAIMessage(delta, choice: c) }
+            if let text = choice["text"]?.stringValue { count(text, "\(c):text") }
+        }
+    }
+
+    private mutating func countOpenAIMessage(_ m: JSONValue, choice: Int) {
+        if let s = m["content"]?.stringValue { count(s, "\(choice):content") }
+        if let s = m["reasoning_content"]?.stringValue { count(s, "\(choice):reasoning") }
+        for (position, call) in (m["tool_calls"]?.arrayValue ?? []).enumerated() {
+            let index = call["index"]?.intValue ?? position
+            if let s = call["function"]?["name"]?.stringValue { count(s, "\(choice):tool\(index):name") }
+            if let s = call["function"]?["arguments"]?.stringValue { count(s, "\(choice):tool\(index):arguments") }
+        }
+    }
+
+    private mutating func handleResponses(_ json: JSONValue) {
+        switch json["type"]?.stringValue {
+        case "response.output_text.delta", "response.reasoning_summary_text.delta",
+            "response.function_call_arguments.delta":
+            let channel = "\(json["output_index"]?.intValue ?? 0):\(json["content_index"]?.intValue ?? 0)"
+            if let s = json["delta"]?.stringValue { count(s, channel) }
+        case "response.completed", "response.incomplete", "response.failed":
+            if let usage = json["response"]?["usage"].flatMap(Usage.openAI) { reported = usage }
+            completed = true
+        default:
+            break
+        }
+    }
+
+    private mutating func handleAnthropic(_ json: JSONValue) {
+        switch json["type"]?.stringValue {
+        case "message_start":
+            if let usage = json["message"]?["usage"].flatMap(Usage.anthropic) { reported = usage }
+        case "message_delta":
+            // Cumulative output (take the last value, never add); some fields may be repeated.
+            if let u = json["usage"] {
+                var merged = reported ?? Usage()
+                if let out = u["output_tokens"]?.intValue { merged.completion = out }
+                if u["input_tokens"] != nil || u["cache_read_input_tokens"] != nil,
+                    let full = Usage.anthropic(u.withDefaults(from: reported))
+                {
+                    merged.prompt = full.prompt
+                    merged.cachedPrompt = full.cachedPrompt
+                    merged.cacheWrite = full.cacheWrite
+                }
+                reported = merged
+            }
+        case "content_block_start":
+            if let block = json["content_block"] { countAnthropicBlock(block, index: json["index"]?.intValue ?? 0) }
+        case "content_block_delta":
+            let d = json["delta"]
+            let index = json["index"]?.intValue ?? 0
+            for key in ["text", "thinking", "partial_json"] {
+                if let s = d?[key]?.stringValue { count(s, "block\(index)") }
+            }
+        case "message_stop":
+            completed = true
+        default:
+            break
+        }
+    }
+
+    private mutating func countAnthropicBlock(_ block: JSONValue, index: Int) {
+        if let s = block["text"]?.stringValue { count(s, "block\(index)") }
+        if let s = block["thinking"]?.stringValue { count(s, "block\(index)") }
+        if block["type"]?.stringValue == "tool_use" {
+            if let s = block["name"]?.stringValue { count(s, "block\(index):name") }
+            if let input = block["input"], !(input.objectValue?.isEmpty ?? true) {
+                count(JSONWriter.serialize(input), "block\(index):input")
+            }
+        }
+    }
+}
+
+extension JSONValue {
+    /// An Anthropic `message_delta` usage may omit fields `message_start` gave; keep those.
+    fileprivate func withDefaults(from usage: Usage?) -> JSONValue {
+        guard let usage, case .object(var members) = self else { return self }
+        let have = Set(members.map(\.0))
+        if !have.contains("cache_read_input_tokens") {
+            members.append(("cache_read_input_tokens", .int(usage.cachedPrompt)))
+        }
+        if !have.contains("cache_creation_input_tokens") {
+            members.append(("cache_creation_input_tokens", .int(usage.cacheWrite)))
+        }
+        if !have.contains("input_tokens") {
+            members.append(("input_tokens", .int(usage.prompt - usage.cachedPrompt - usage.cacheWrite)))
+        }
+        return .object(members)
+    }
+}
