@@ -34,21 +34,18 @@ public struct GatewayConfig: Sendable, Equatable {
         return (route, provider)
     }
 
-    public static func load(path: String) throws(ConfigError) -> GatewayConfig {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw ConfigError(file: path, line: nil, reason: "cannot read the file")
-        }
-        return try parse(yaml: text, file: path)
-    }
-
     /// Encodings the tokenizer registry knows; checked here so a typo fails at start, not per request.
     public static let knownEncodings: Set<String> = ["o200k_base", "cl100k_base", "qwen"]
 
+    public static func load(path: String) throws(ConfigError) -> GatewayConfig {
+        try parse(YAMLField.load(path: path))
+    }
+
     public static func parse(yaml: String, file: String) throws(ConfigError) -> GatewayConfig {
-        let root = try YAMLField.load(yaml: yaml, file: file)
+        try parse(YAMLField.load(yaml: yaml, file: file))
+    }
+
+    static func parse(_ root: YAMLField) throws(ConfigError) -> GatewayConfig {
         _ = try root.mapping(allowed: ["server", "providers", "models"])
 
         var server = ServerConfig()

@@ -1,3 +1,4 @@
+import Foundation
 import Yams
 
 /// A YAML node together with where it came from, so every read can fail with file, line and reason.
@@ -13,6 +14,17 @@ public struct YAMLField {
         self.node = node
         self.file = file
         self.path = path
+    }
+
+    /// Reads and parses a policy file.
+    public static func load(path: String) throws(ConfigError) -> YAMLField {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(file: path, line: nil, reason: "cannot read the file")
+        }
+        return try load(yaml: text, file: path)
     }
 
     /// Parses a whole YAML document.

@@ -32,17 +32,14 @@ public struct PriceBook: Sendable {
     }
 
     public static func load(path: String) throws(ConfigError) -> PriceBook {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw ConfigError(file: path, line: nil, reason: "cannot read the file")
-        }
-        return try parse(yaml: text, file: path)
+        try parse(YAMLField.load(path: path))
     }
 
     public static func parse(yaml: String, file: String) throws(ConfigError) -> PriceBook {
-        let root = try YAMLField.load(yaml: yaml, file: file)
+        try parse(YAMLField.load(yaml: yaml, file: file))
+    }
+
+    static func parse(_ root: YAMLField) throws(ConfigError) -> PriceBook {
         _ = try root.mapping(allowed: ["timezone", "prices", "fx"])
         var zone = TimeZone(identifier: "UTC")!
         if let z = root.optional("timezone") {
