@@ -13,15 +13,48 @@ public struct ParsedRequest: Sendable {
     public var body: [UInt8]
     /// Where the `model` string (with its quotes) sits in `body`.
     public var modelSpan: Range<Int>
+    /// Where the `stream_options` value sits in `body`, if the client sent one.
+    public var streamOptionsSpan: Range<Int>?
 
     /// The body with `model` replaced; every other byte is left as the client sent it.
     public func body(withModel upstreamModel: String) -> [UInt8] {
-        if upstreamModel == model { return body }
+        upstreamBody(model: upstreamModel, requestUsage: false)
+    }
+
+    /// Whether the gateway must ask the upstream for streamed usage the client did not ask for.
+    public var needsInjectedUsage: Bool {
+        stream && !includeUsage && (endpoint == .chatCompletions || endpoint == .completions)
+    }
+
+    /// The body to send upstream: `model` replaced by the upstream's name and, when `requestUsage` is set
+    /// and the client did not ask for it, `stream_options.include_usage` turned on so that the upstream
+    /// reports the usage the gateway bills. Every other byte is left as the client sent it.
+    public func upstreamBody(model upstreamModel: String, requestUsage: Bool) -> [UInt8] {
+        var edits: [(range: Range<Int>, text: String)] = []
+        if upstreamModel != model { edits.append((modelSpan, JSONWriter.quoted(upstreamModel))) }
+        if requestUsage && !includeUsage {
+            if let span = streamOptionsSpan, case .object(var members) = json["stream_options"] ?? .null {
+                members.removeAll { $0.0 == "include_usage" }
+                members.append(("include_usage", true))
+                edits.append((span, JSONWriter.serialize(.object(members))))
+            } else if let open = body.firstIndex(of: UInt8(ascii: "{")) {
+                // No (usable) stream_options: add one as the first member; `model` follows it.
+                if let span = streamOptionsSpan { edits.append((span, #"{"include_usage":true}"#)) } else {
+                    edits.append((open + 1..<open + 1, #""stream_options":{"include_usage":true},"#))
+                }
+            }
+        }
+        if edits.isEmpty { return body }
+        edits.sort { $0.range.lowerBound < $1.range.lowerBound }
         var out = [UInt8]()
-        out.reserveCapacity(body.count + upstreamModel.utf8.count)
-        out.append(contentsOf: body[..<modelSpan.lowerBound])
-        out.append(contentsOf: JSONWriter.quoted(upstreamModel).utf8)
-        out.append(contentsOf: body[modelSpan.upperBound...])
+        out.reserveCapacity(body.count + 64)
+        var position = 0
+        for edit in edits {
+            out.append(contentsOf: body[position..<edit.range.lowerBound])
+            out.append(contentsOf: edit.text.utf8)
+            position = edit.range.upperBound
+        }
+        out.append(contentsOf: body[position...])
         return out
     }
 }
@@ -82,7 +115,8 @@ public enum RequestParser {
             includeUsage: includeUsage,
             json: json,
             body: body,
-            modelSpan: span
+            modelSpan: span,
+            streamOptionsSpan: parsed.spans["stream_options"]
         )
     }
 }
