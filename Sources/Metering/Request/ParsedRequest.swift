@@ -39,7 +39,9 @@ public struct ParsedRequest: Sendable {
                 edits.append((span, JSONWriter.serialize(.object(members))))
             } else if let open = body.firstIndex(of: UInt8(ascii: "{")) {
                 // No (usable) stream_options: add one as the first member; `model` follows it.
-                if let span = streamOptionsSpan { edits.append((span, #"{"include_usage":true}"#)) } else {
+                if let span = streamOptionsSpan {
+                    edits.append((span, #"{"include_usage":true}"#))
+                } else {
                     edits.append((open + 1..<open + 1, #""stream_options":{"include_usage":true},"#))
                 }
             }
