@@ -66,6 +66,33 @@ struct LiveHarness {
         """
     }
 
+    static let pricesYAML = """
+        prices:
+          mock-gpt:
+            - {effective_from: 2020-01-01, currency: USD, input: "2.50", cached_input: "1.25", output: "10.00"}
+          emu-gpt:
+            - {effective_from: 2020-01-01, currency: CNY, input: "2", cached_input: "0.5", output: "8"}
+          emu-claude:
+            - {effective_from: 2020-01-01, currency: USD, input: "3", cached_input: "0.30", cache_write: "3.75", output: "15"}
+        """
+
+    /// Every billing record so far, in commit order.
+    func records() throws -> [BillingRecord] {
+        try store.billingPageNow(
+            .init(from: .distantPast, to: .distantFuture), afterSeq: 0, limit: 100_000
+        ).map(\.record)
+    }
+
+    /// The record of the request that got `requestID`, waiting briefly for records that are written
+    /// after the client's response ended (errors, disconnects).
+    func record(requestID: String) async throws -> BillingRecord? {
+        for _ in 0..<100 {
+            if let r = try records().first(where: { $0.requestID == requestID }) { return r }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return nil
+    }
+
     /// Runs `body` with a live gateway and emulator; everything is shut down afterwards.
     static func run(maxBody: Int = 64 * 1024, _ body: @Sendable (LiveHarness) async throws -> Void) async throws {
         let logger = Logger(label: "test")
@@ -92,9 +119,11 @@ struct LiveHarness {
 
             let config = try GatewayConfig.parse(
                 yaml: configYAML(emulatorPort: ePort, maxBody: maxBody), file: "test.yaml")
+            let prices = try PriceBook.parse(yaml: pricesYAML, file: "prices.yaml")
             let gatewayPort = PortBox()
             let gatewayApp = try GatewayServer.buildApplication(
-                config: config, store: store, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger,
+                policies: Policies(gateway: config, prices: prices), store: store,
+                eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger,
                 environment: ["EMU_KEY": upstreamSecret],
                 onServerRunning: { gatewayPort.set($0.localAddress?.port ?? 0) })
             let gatewayGroup = ServiceGroup(

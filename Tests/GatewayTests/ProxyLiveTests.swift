@@ -11,8 +11,10 @@ import Testing
 @Suite("Proxy over live sockets")
 struct ProxyLiveTests {
     /// One representative body per endpoint, for the given public model.
+    /// Streamed chat and completion bodies ask for usage themselves, so the gateway forwards them
+    /// unchanged and the client gets the upstream's bytes exactly (injection is tested on its own).
     static func body(_ endpoint: APIEndpoint, model: String, stream: Bool) -> String {
-        let s = stream ? "true" : "false"
+        let s = stream ? #"true,"stream_options":{"include_usage":true}"# : "false"
         switch endpoint {
         case .chatCompletions:
             return
@@ -22,8 +24,10 @@ struct ProxyLiveTests {
         case .embeddings:
             return #"{"model":"\#(model)","input":["first text","second text"]}"#
         case .responses:
+            let s = stream ? "true" : "false"
             return #"{"model":"\#(model)","stream":\#(s),"input":"Write one line about tokens."}"#
         case .messages:
+            let s = stream ? "true" : "false"
             return
                 #"{"model":"\#(model)","stream":\#(s),"max_tokens":64,"messages":[{"role":"user","content":"Hello, Claude"}]}"#
         }

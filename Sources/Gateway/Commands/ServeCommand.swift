@@ -23,14 +23,14 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         CLI.bootstrapLogging()
         let logger = Logger(label: "gateway")
-        var config: GatewayConfig
+        var policies: Policies
         do {
-            config = try GatewayConfig.load(path: common.config)
+            policies = try Policies.load(configPath: common.config)
         } catch {
             throw CLI.fail("configuration: \(error.description)")
         }
-        if let host { config.server.host = host }
-        if let port { config.server.port = port }
+        if let host { policies.gateway.server.host = host }
+        if let port { policies.gateway.server.port = port }
         let store: GatewayStore
         do {
             store = try GatewayStore(dataDirectory: common.data)
@@ -40,7 +40,7 @@ struct ServeCommand: AsyncParsableCommand {
         // The singleton group, sized by --threads and installed as the global executor in main.
         let group = MultiThreadedEventLoopGroup.singleton
         let app = try GatewayServer.buildApplication(
-            config: config, store: store, eventLoopGroup: group, logger: logger,
+            policies: policies, store: store, eventLoopGroup: group, logger: logger,
             onServerRunning: { channel in
                 let address = channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
                 logger.notice("gateway listening", metadata: ["address": "\(address)", "data": "\(store.path)"])

@@ -10,6 +10,9 @@ public struct GatewayError: Error, Sendable {
     public var code: String?
     public var param: String?
     public var extraHeaders: [(String, String)] = []
+    /// Whether the request's billing record was already written (failures after forwarding); otherwise
+    /// the pipeline records the request as rejected.
+    public var isRecorded = false
 
     public init(status: Int, message: String, openAIType: String? = nil, code: String? = nil, param: String? = nil) {
         self.status = status
@@ -17,6 +20,13 @@ public struct GatewayError: Error, Sendable {
         self.openAIType = openAIType
         self.code = code
         self.param = param
+    }
+
+    /// The same error, marked as having its billing record.
+    public func recorded() -> GatewayError {
+        var copy = self
+        copy.isRecorded = true
+        return copy
     }
 
     public func response(dialect: APIDialect, requestID: String) -> Response {

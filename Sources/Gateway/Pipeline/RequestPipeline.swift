@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -6,48 +7,86 @@ import NIOCore
 
 /// The request path, in order. Every proxied request runs these stages and no others:
 ///
-/// | stage        | what it does                                                     | where                |
-/// |--------------|------------------------------------------------------------------|----------------------|
-/// | authenticate | virtual key → tenant, or 401                                     | ``Authenticator``    |
-/// | read body    | bounded read, 413 above the configured limit                     | here                 |
-/// | parse        | model, stream flag, max output                                   | `RequestParser`      |
-/// | route        | public model → provider and upstream model                       | `GatewayConfig`      |
-/// | estimate     | exact prompt tokens + max output, priced     (metering issue)    | Metering             |
-/// | admit        | atomic reservation against quota and budget  (policies issue)    | Metering + store     |
-/// | forward      | send upstream; headers by ``HeaderPolicy``; timeouts → 502/504   | ``UpstreamClients``  |
-/// | relay        | stream the response chunk by chunk, never buffering a stream     | ``ResponseRelay``    |
-/// | meter/settle/record | usage, cost and a durable record before the last byte (metering issue) | |
+/// | stage        | what it does                                                     | where                       |
+/// |--------------|------------------------------------------------------------------|-----------------------------|
+/// | authenticate | virtual key → tenant, or 401                                     | ``Authenticator``           |
+/// | read body    | bounded read, 413 above the configured limit                     | here                        |
+/// | parse        | model, stream flag, max output                                   | `RequestParser`             |
+/// | route        | public model → provider, upstream model, tokenizer, price        | `GatewayConfig`, `PriceBook`|
+/// | estimate     | exact prompt tokens (or a calibrated estimate), price in force   | `PromptCounter`             |
+/// | admit        | atomic reservation against quota and budget  (policies issue)    | Metering + store            |
+/// | forward      | send upstream; usage requested; headers by ``HeaderPolicy``      | ``UpstreamClients``         |
+/// | meter        | every relayed byte: upstream usage and local completion counts   | `ResponseMeter`             |
+/// | settle       | billed usage and exact cost, from the entry in force at the start| `BillingDraft.settle`       |
+/// | record       | durable record before the response's last byte                   | ``BillingRecorder``         |
 ///
-/// Stages that are not built yet are listed so the order stays visible; each is added here, in place.
+/// Meter, settle and record run inside ``ResponseRelay`` as the body streams. A request refused after
+/// authentication is recorded as `rejected` at zero cost; one that reached the forward stage always
+/// leaves exactly one record, whatever happened to it.
 public struct RequestPipeline: Sendable {
     let config: GatewayConfig
+    let prices: PriceBook
     let authenticator: Authenticator
     let upstreams: UpstreamClients
+    let tokenizers: [String: ModelTokenizer]
+    let promptCache: TokenCountCache
+    let recorder: BillingRecorder
+    let relay: ResponseRelay
+    let metrics: GatewayMetrics
     let logger: Logger
 
-    public init(config: GatewayConfig, keys: KeyDirectory, upstreams: UpstreamClients, logger: Logger) {
-        self.config = config
+    public init(
+        policies: Policies, keys: KeyDirectory, upstreams: UpstreamClients, ledger: any Ledger,
+        metrics: GatewayMetrics, logger: Logger
+    ) throws {
+        self.config = policies.gateway
+        self.prices = policies.prices
         self.authenticator = Authenticator(directory: keys)
         self.upstreams = upstreams
+        var tokenizers: [String: ModelTokenizer] = [:]
+        for route in config.models {
+            tokenizers[route.name] = try ModelTokenizer.resolve(
+                upstreamModel: route.upstreamModel, configuredEncoding: route.tokenizer,
+                calibrationPerMille: route.calibrationPerMille)
+        }
+        self.tokenizers = tokenizers
+        self.promptCache = TokenCountCache()
+        self.recorder = BillingRecorder(ledger: ledger, metrics: metrics, logger: logger)
+        self.relay = ResponseRelay(recorder: recorder, metrics: metrics)
+        self.metrics = metrics
         self.logger = logger
     }
 
     public func handle(
         _ endpoint: APIEndpoint, request: Request, context: GatewayRequestContext
     ) async -> Response {
+        let startedAt = Date()
+        // authenticate
+        let key: AuthenticatedKey
         do {
-            return try await run(endpoint, request: request, context: context)
+            key = try authenticator.authenticate(request.headers)
         } catch {
+            return error.response(dialect: endpoint.dialect, requestID: context.requestID)
+        }
+        var draft = BillingDraft(
+            requestID: context.requestID, tenantID: key.tenantID, keyID: key.keyID, startedAt: startedAt,
+            endpoint: endpoint.rawValue)
+        do {
+            return try await run(endpoint, request: request, draft: &draft)
+        } catch {
+            if !error.isRecorded {
+                await recorder.recordBestEffort(
+                    draft.rejected(
+                        httpStatus: error.status, error: error.code ?? error.openAIType ?? "invalid_request",
+                        at: Date()))
+            }
             return error.response(dialect: endpoint.dialect, requestID: context.requestID)
         }
     }
 
     private func run(
-        _ endpoint: APIEndpoint, request: Request, context: GatewayRequestContext
+        _ endpoint: APIEndpoint, request: Request, draft: inout BillingDraft
     ) async throws(GatewayError) -> Response {
-        // authenticate
-        _ = try authenticator.authenticate(request.headers)
-
         // read body
         let body = try await readBody(request)
 
@@ -58,43 +97,71 @@ public struct RequestPipeline: Sendable {
         } catch {
             throw GatewayError.badRequest(error)
         }
+        draft.model = parsed.model
+        draft.stream = parsed.stream
 
         // route
-        guard let (route, provider) = config.route(forModel: parsed.model) else {
+        guard let (route, provider) = config.route(forModel: parsed.model), let tokenizer = tokenizers[route.name]
+        else {
             throw GatewayError.unknownModel(parsed.model)
         }
         if endpoint == .messages && provider.kind == .openai {
             throw GatewayError(
                 status: 400,
                 message: "The model '\(parsed.model)' is served over the OpenAI API; call /v1/chat/completions.",
-                openAIType: "invalid_request_error", param: "model")
+                openAIType: "invalid_request_error", code: "wrong_api_for_model", param: "model")
         }
         if endpoint != .messages && provider.kind == .anthropic {
             throw GatewayError(
                 status: 400,
                 message: "The model '\(parsed.model)' is served over the Anthropic Messages API; call /v1/messages.",
-                openAIType: "invalid_request_error", param: "model")
+                openAIType: "invalid_request_error", code: "wrong_api_for_model", param: "model")
         }
+        draft.upstreamModel = route.upstreamModel
+        draft.provider = provider.name
+        draft.price = prices.price(for: route.priceID, at: draft.startedAt)
+
+        // estimate
+        let clock = ContinuousClock()
+        let countStart = clock.now
+        draft.prompt = PromptCounter(tokenizer: tokenizer, cache: promptCache).count(
+            endpoint: endpoint, json: parsed.json)
+        metrics.tokenizerTime(clock.now - countStart)
+
+        // admit: quotas, budgets and rate limits arrive with the policies issue.
 
         // forward
+        let injectUsage = parsed.needsInjectedUsage && provider.kind != .anthropic
         let upstream: UpstreamResponse
         if let mock = upstreams.mocks[provider.name] {
-            upstream = await MockForwarder.send(mock: mock, request: parsed, headers: request.headers)
+            var forwarded = parsed
+            if injectUsage { forwarded.includeUsage = true }
+            upstream = await MockForwarder.send(mock: mock, request: forwarded, headers: request.headers)
         } else {
             do {
                 upstream = try await upstreams.send(
-                    provider: provider, endpoint: endpoint, body: parsed.body(withModel: route.upstreamModel),
-                    clientHeaders: request.headers, requestID: context.requestID)
+                    provider: provider, endpoint: endpoint,
+                    body: parsed.upstreamBody(model: route.upstreamModel, requestUsage: injectUsage),
+                    clientHeaders: request.headers, requestID: draft.requestID)
             } catch {
                 logger.warning(
-                    "upstream failed", metadata: ["provider": "\(provider.name)", "request_id": "\(context.requestID)"])
-                throw GatewayError.upstream(error)
+                    "upstream failed", metadata: ["provider": "\(provider.name)", "request_id": "\(draft.requestID)"])
+                let failure = GatewayError.upstream(error)
+                let timedOut = failure.code == "upstream_timeout"
+                metrics.upstreamError(provider: provider.name, kind: timedOut ? "timeout" : "unavailable")
+                await recorder.recordBestEffort(
+                    draft.settle(
+                        status: timedOut ? .upstreamTimeout : .upstreamUnavailable, httpStatus: failure.status,
+                        upstreamStatus: nil, error: failure.code, meter: nil, endedAt: Date(), firstByteAt: nil))
+                throw failure.recorded()
             }
         }
 
-        // relay
-        return try await ResponseRelay.relay(
-            upstream, provider: provider.name, dialect: endpoint.dialect, requestID: context.requestID)
+        // meter → settle → record, as the response streams
+        return try await relay.relay(
+            upstream, draft: draft,
+            metering: .init(endpoint: endpoint, encoding: tokenizer.encoding, injectedUsage: injectUsage),
+            dialect: endpoint.dialect)
     }
 
     private func readBody(_ request: Request) async throws(GatewayError) -> [UInt8] {

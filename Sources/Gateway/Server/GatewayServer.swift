@@ -10,14 +10,21 @@ import ServiceLifecycle
 /// Builds the gateway application: routes, the pipeline and the services that run beside the server.
 public enum GatewayServer {
     public static func buildApplication(
-        config: GatewayConfig,
+        policies: Policies,
         store: GatewayStore,
         eventLoopGroup: any EventLoopGroup,
         logger: Logger,
         environment: [String: String] = ProcessInfo.processInfo.environment,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) throws -> some ApplicationProtocol {
+        let config = policies.gateway
         let keys = try KeyDirectory(store: store)
+        let metrics = GatewayMetrics()
+        let ledger = SQLiteLedger(store: store, onCommit: { metrics.ledgerCommit($0) })
+        for model in policies.unpricedModels {
+            logger.warning(
+                "model has no price in force; its requests are recorded unpriced", metadata: ["model": "\(model)"])
+        }
         // The mock provider reports usage counted by the real tokenizer, so demos show true counts.
         let mockCounter: @Sendable (String) -> Int = { text in
             (try? TokenEncoding.named("o200k_base"))?.count(text) ?? MockProvider.roughCount(text)
@@ -28,7 +35,8 @@ public enum GatewayServer {
             logger.notice(
                 "provider has no key; its models answer 503", metadata: ["provider": "\(provider)", "fix": "\(reason)"])
         }
-        let pipeline = RequestPipeline(config: config, keys: keys, upstreams: upstreams, logger: logger)
+        let pipeline = try RequestPipeline(
+            policies: policies, keys: keys, upstreams: upstreams, ledger: ledger, metrics: metrics, logger: logger)
         let counting = TokenCountEndpoint(
             config: config, authenticator: Authenticator(directory: keys), cache: TokenCountCache())
 
@@ -41,6 +49,11 @@ public enum GatewayServer {
             } catch {
                 return JSONText(#"{"status":"store unavailable"}"#).response(status: .serviceUnavailable)
             }
+        }
+        router.get("/metrics") { _, _ -> Response in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(bytes: metrics.exposition(ledgerQueueDepth: ledger.queueDepth))))
         }
         router.get("/v1/models") { request, context in pipeline.listModels(request: request, context: context) }
         for endpoint in APIEndpoint.allCases {

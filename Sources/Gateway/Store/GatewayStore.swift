@@ -29,7 +29,9 @@ public final class GatewayStore: Sendable {
         var config = Configuration()
         config.busyMode = .timeout(5)
         config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            // FULL: a commit is on disk when it returns, so a billing record survives power loss too.
+            // The ledger's group commit makes concurrent requests share each sync.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
         }
         self.pool = try DatabasePool(path: path, configuration: config)
         try Self.migrator.migrate(pool)
@@ -65,6 +67,46 @@ public final class GatewayStore: Sendable {
                     CREATE TRIGGER keys_upd AFTER UPDATE ON virtual_keys BEGIN UPDATE auth_version SET version = version + 1; END;
                     CREATE TRIGGER keys_del AFTER DELETE ON virtual_keys BEGIN UPDATE auth_version SET version = version + 1; END;
                     CREATE TRIGGER tenants_upd AFTER UPDATE ON tenants BEGIN UPDATE auth_version SET version = version + 1; END;
+                    """)
+        }
+        m.registerMigration("v2-billing-records") { db in
+            try db.execute(
+                sql: """
+                    -- One row per request that reached the forward stage or was refused after authentication.
+                    -- Times are microseconds since the Unix epoch (UTC); money is integer nano-units.
+                    -- No foreign keys: a record is never refused for the sake of referential tidiness.
+                    CREATE TABLE billing_records (
+                        seq INTEGER PRIMARY KEY,
+                        id TEXT NOT NULL UNIQUE,
+                        request_id TEXT NOT NULL,
+                        tenant_id TEXT NOT NULL,
+                        key_id TEXT NOT NULL,
+                        started_at INTEGER NOT NULL,
+                        ended_at INTEGER NOT NULL,
+                        ttft_ms INTEGER,
+                        endpoint TEXT NOT NULL,
+                        model TEXT NOT NULL,
+                        upstream_model TEXT NOT NULL,
+                        provider TEXT NOT NULL,
+                        stream INTEGER NOT NULL,
+                        status TEXT NOT NULL,
+                        http_status INTEGER NOT NULL,
+                        error TEXT,
+                        prompt_tokens INTEGER NOT NULL,
+                        cached_tokens INTEGER NOT NULL,
+                        cache_write_tokens INTEGER NOT NULL,
+                        completion_tokens INTEGER NOT NULL,
+                        reasoning_tokens INTEGER NOT NULL,
+                        usage_source TEXT NOT NULL,
+                        local_prompt_tokens INTEGER NOT NULL,
+                        local_completion_tokens INTEGER NOT NULL,
+                        local_estimate INTEGER NOT NULL,
+                        price_entry TEXT,
+                        currency TEXT,
+                        cost_nanos INTEGER
+                    );
+                    CREATE INDEX billing_records_started ON billing_records(started_at);
+                    CREATE INDEX billing_records_tenant_started ON billing_records(tenant_id, started_at);
                     """)
         }
         return m

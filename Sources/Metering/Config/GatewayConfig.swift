@@ -21,9 +21,15 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Public models in file order (the order `/v1/models` lists them).
     public var models: [ModelRoute]
     public var modelsByName: [String: ModelRoute]
+    /// The price book file (`price_book:`), relative to this file; default `prices.yaml` beside it.
+    public var priceBookFile: String
 
-    public init(server: ServerConfig = .init(), providers: [ProviderConfig], models: [ModelRoute]) {
+    public init(
+        server: ServerConfig = .init(), providers: [ProviderConfig], models: [ModelRoute],
+        priceBookFile: String = "prices.yaml"
+    ) {
         self.server = server
+        self.priceBookFile = priceBookFile
         self.providers = Dictionary(providers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         self.models = models
         self.modelsByName = Dictionary(models.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -46,7 +52,8 @@ public struct GatewayConfig: Sendable, Equatable {
     }
 
     static func parse(_ root: YAMLField) throws(ConfigError) -> GatewayConfig {
-        _ = try root.mapping(allowed: ["server", "providers", "models"])
+        _ = try root.mapping(allowed: ["server", "providers", "models", "price_book"])
+        let priceBookFile = try root.optional("price_book")?.nonEmptyString() ?? "prices.yaml"
 
         var server = ServerConfig()
         if let s = root.optional("server") {
@@ -81,7 +88,7 @@ public struct GatewayConfig: Sendable, Equatable {
             }
             models.append(model)
         }
-        return GatewayConfig(server: server, providers: providers, models: models)
+        return GatewayConfig(server: server, providers: providers, models: models, priceBookFile: priceBookFile)
     }
 
     private static func parseProvider(_ field: YAMLField) throws(ConfigError) -> ProviderConfig {

@@ -1,0 +1,29 @@
+import Logging
+import Metering
+
+/// The record stage: makes a settled record durable and counts it in the metrics.
+struct BillingRecorder: Sendable {
+    let ledger: any Ledger
+    let metrics: GatewayMetrics
+    let logger: Logger
+
+    /// Returns once the record is durable; throws if it could not be stored, in which case the response
+    /// must not complete normally (a client never gets a complete answer without its record).
+    func record(_ record: BillingRecord) async throws {
+        do {
+            try await ledger.append(record)
+        } catch {
+            logger.error(
+                "billing record could not be stored",
+                metadata: ["request_id": "\(record.requestID)", "error": "\(error)"])
+            throw error
+        }
+        metrics.recorded(record)
+    }
+
+    /// For paths that answer with an error anyway (rejections, upstream failures): the record is
+    /// attempted and a failure is logged, but the client's error response does not depend on it.
+    func recordBestEffort(_ record: BillingRecord) async {
+        try? await self.record(record)
+    }
+}

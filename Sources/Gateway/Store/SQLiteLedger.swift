@@ -1,0 +1,108 @@
+import Foundation
+import GRDB
+import Metering
+import Synchronization
+
+/// The billing ledger in the embedded SQLite store, with group commit.
+///
+/// `append` returns once the record is committed (WAL, `synchronous = FULL`). Records that arrive while
+/// a commit is running wait and go together in the next transaction, so concurrent requests share one
+/// sync instead of paying one each: throughput grows with concurrency while every caller still waits for
+/// its own record to be durable.
+public final class SQLiteLedger: Ledger {
+    public struct CommitStats: Sendable {
+        public var records: Int
+        public var seconds: Double
+    }
+
+    private struct State {
+        var pending: [(BillingRecord, CheckedContinuation<Void, any Error>)] = []
+        var flushing = false
+    }
+
+    private let pool: DatabasePool
+    private let state = Mutex(State())
+    private let onCommit: @Sendable (CommitStats) -> Void
+
+    public init(store: GatewayStore, onCommit: @escaping @Sendable (CommitStats) -> Void = { _ in }) {
+        self.pool = store.pool
+        self.onCommit = onCommit
+    }
+
+    /// Records waiting for the next commit.
+    public var queueDepth: Int { state.withLock { $0.pending.count } }
+
+    public func append(_ record: BillingRecord) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let startFlusher = state.withLock { state in
+                state.pending.append((record, continuation))
+                if state.flushing { return false }
+                state.flushing = true
+                return true
+            }
+            // The flusher is its own task: a caller that is cancelled (its client went away) still gets
+            // its record written.
+            if startFlusher { Task { await self.flush() } }
+        }
+    }
+
+    private func flush() async {
+        while true {
+            let batch = state.withLock { state in
+                let batch = state.pending
+                state.pending = []
+                if batch.isEmpty { state.flushing = false }
+                return batch
+            }
+            if batch.isEmpty { return }
+            let started = ContinuousClock.now
+            var failure: (any Error)?
+            for attempt in 0..<4 {
+                do {
+                    try await pool.write { db in
+                        for (record, _) in batch { try Self.insert(record, db) }
+                    }
+                    failure = nil
+                    break
+                } catch {
+                    failure = error
+                    // A busy or briefly unavailable database: back off and retry the same batch.
+                    try? await Task.sleep(for: .milliseconds(25 << (2 * attempt)))
+                }
+            }
+            let elapsed = ContinuousClock.now - started
+            onCommit(
+                CommitStats(
+                    records: batch.count,
+                    seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18))
+            for (_, continuation) in batch {
+                if let failure { continuation.resume(throwing: failure) } else { continuation.resume() }
+            }
+        }
+    }
+
+    static let insertSQL = """
+        INSERT INTO billing_records (
+            id, request_id, tenant_id, key_id, started_at, ended_at, ttft_ms, endpoint, model, upstream_model,
+            provider, stream, status, http_status, error, prompt_tokens, cached_tokens, cache_write_tokens,
+            completion_tokens, reasoning_tokens, usage_source, local_prompt_tokens, local_completion_tokens,
+            local_estimate, price_entry, currency, cost_nanos
+        ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """
+
+    static func insert(_ r: BillingRecord, _ db: Database) throws {
+        let statement = try db.cachedStatement(sql: insertSQL)
+        let values: [(any DatabaseValueConvertible)?] = [
+            r.id, r.requestID, r.tenantID, r.keyID, microseconds(r.startedAt), microseconds(r.endedAt),
+            r.timeToFirstTokenMs, r.endpoint, r.model, r.upstreamModel, r.provider, r.stream, r.status.rawValue,
+            r.httpStatus, r.error, r.usage.prompt, r.usage.cachedPrompt, r.usage.cacheWrite, r.usage.completion,
+            r.usage.reasoning, r.usageSource.rawValue, r.localPromptTokens, r.localCompletionTokens,
+            r.localIsEstimate, r.priceEntry, r.cost?.currency, r.cost?.nanos,
+        ]
+        try statement.execute(arguments: StatementArguments(values))
+    }
+
+    static func microseconds(_ date: Date) -> Int64 {
+        Int64((date.timeIntervalSince1970 * 1_000_000).rounded())
+    }
+}

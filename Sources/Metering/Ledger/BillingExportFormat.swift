@@ -1,0 +1,92 @@
+import Foundation
+
+/// How billing records are written for export: RFC 4180 CSV or JSON Lines, one record per row.
+///
+/// Times are RFC 3339 in UTC with milliseconds; money is a decimal string with all nine decimals and its
+/// currency in its own column, so a spreadsheet or a script can add the rows exactly. The columns are
+/// documented in the README and never reordered; new ones are added at the end.
+public enum BillingExportFormat: String, Sendable, CaseIterable {
+    case csv
+    case jsonl
+
+    public static let columns = [
+        "record_id", "request_id", "tenant_id", "tenant_name", "key_id", "started_at", "ended_at", "ttft_ms",
+        "endpoint", "model", "upstream_model", "provider", "stream", "status", "http_status", "error",
+        "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens", "reasoning_tokens",
+        "usage_source", "local_prompt_tokens", "local_completion_tokens", "local_estimate", "price_entry",
+        "currency", "cost",
+    ]
+
+    public var contentType: String {
+        switch self {
+        case .csv: return "text/csv; charset=utf-8"
+        case .jsonl: return "application/x-ndjson"
+        }
+    }
+
+    /// The header line (CSV) or nothing (JSON Lines).
+    public var header: String {
+        switch self {
+        case .csv: return Self.columns.joined(separator: ",") + "\r\n"
+        case .jsonl: return ""
+        }
+    }
+
+    public func line(_ r: BillingRecord, tenantName: String) -> String {
+        let values: [JSONValue] = [
+            .string(r.id), .string(r.requestID), .string(r.tenantID), .string(tenantName), .string(r.keyID),
+            .string(Self.timestamp(r.startedAt)), .string(Self.timestamp(r.endedAt)),
+            r.timeToFirstTokenMs.map(JSONValue.int) ?? .null, .string(r.endpoint), .string(r.model),
+            .string(r.upstreamModel), .string(r.provider), .bool(r.stream), .string(r.status.rawValue),
+            .int(r.httpStatus), r.error.map(JSONValue.string) ?? .null, .int(r.usage.prompt),
+            .int(r.usage.cachedPrompt), .int(r.usage.cacheWrite), .int(r.usage.completion), .int(r.usage.reasoning),
+            .string(r.usageSource.rawValue), .int(r.localPromptTokens), .int(r.localCompletionTokens),
+            .bool(r.localIsEstimate), r.priceEntry.map(JSONValue.string) ?? .null,
+            r.cost.map { .string($0.currency) } ?? .null, r.cost.map { .string($0.decimalString) } ?? .null,
+        ]
+        switch self {
+        case .jsonl:
+            return JSONWriter.serialize(.object(Array(zip(Self.columns, values)))) + "\n"
+        case .csv:
+            var line = ""
+            for (i, value) in values.enumerated() {
+                if i > 0 { line += "," }
+                switch value {
+                case .string(let s): line += Self.csvField(s)
+                case .number(let n): line += n
+                case .bool(let b): line += b ? "true" : "false"
+                default: break  // null: empty field
+                }
+            }
+            return line + "\r\n"
+        }
+    }
+
+    /// RFC 4180: a field with a comma, quote, CR or LF is quoted, and its quotes doubled.
+    public static func csvField(_ s: String) -> String {
+        guard s.utf8.contains(where: { $0 == 0x2C || $0 == 0x22 || $0 == 0x0A || $0 == 0x0D }) else { return s }
+        return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    /// RFC 3339 in UTC with milliseconds: `2026-11-30T01:02:03.456Z`.
+    public static func timestamp(_ date: Date) -> String {
+        let ms = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let seconds = ms / 1000
+        let c = Calendar.utc.dateComponents(
+            [.year, .month, .day, .hour, .minute, .second], from: Date(timeIntervalSince1970: Double(seconds)))
+        func pad(_ v: Int?, _ width: Int) -> String {
+            let s = String(v ?? 0)
+            return String(repeating: "0", count: max(0, width - s.count)) + s
+        }
+        return "\(pad(c.year, 4))-\(pad(c.month, 2))-\(pad(c.day, 2))T\(pad(c.hour, 2)):\(pad(c.minute, 2)):"
+            + "\(pad(c.second, 2)).\(pad(Int(ms - seconds * 1000), 3))Z"
+    }
+}
+
+extension Calendar {
+    static let utc: Calendar = {
+        var c = Calendar(identifier: .gregorian)
+        c.timeZone = TimeZone(identifier: "UTC")!
+        return c
+    }()
+}
