@@ -25,23 +25,31 @@ def _cli(data: str, *args: str) -> str:
     return out.stdout
 
 
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
 class Gateway:
     def __init__(self, url: str, key: str, data: str):
         self.url = url
         self.key = key
         self.data = data
+        self.admin_token = ADMIN_TOKEN
 
     def cli(self, *args: str) -> str:
         return _cli(self.data, *args)
 
+    def cli_raw(self, *args: str) -> str:
+        """stdout decoded as UTF-8 with its line ends untouched (CSV uses CRLF)."""
+        out = subprocess.run(
+            [BIN, *args, "--data", self.data], cwd=ROOT, check=True, capture_output=True, timeout=60
+        )
+        return out.stdout.decode("utf-8")
 
-@pytest.fixture(scope="session")
-def gateway():
-    data = tempfile.mkdtemp(prefix="gw-sdk-")
-    _cli(data, "tenants", "create", "sdk-tenant")
-    key = _cli(data, "keys", "create", "--tenant", "sdk-tenant", "--name", "sdk").strip().splitlines()[-1]
-    port = _free_port()
+
+def start_gateway(data: str, port: int) -> subprocess.Popen:
+    """Starts `gateway serve` on the default policies and waits until /readyz answers."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env["GATEWAY_ADMIN_TOKEN"] = ADMIN_TOKEN
     proc = subprocess.Popen(
         [BIN, "serve", "--data", data, "--config", "policies/gateway.yaml", "--port", str(port)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -52,12 +60,26 @@ def gateway():
         try:
             with urllib.request.urlopen(url + "/readyz", timeout=1) as r:
                 if r.status == 200:
-                    break
+                    return proc
         except OSError:
             time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("gateway did not become ready:\n" + (proc.stdout.read() if proc.stdout else ""))
+    proc.kill()
+    raise RuntimeError("gateway did not become ready:\n" + (proc.stdout.read() if proc.stdout else ""))
+
+
+def new_tenant(data: str, name: str) -> str:
+    """Creates a tenant with one key; returns the key's secret."""
+    _cli(data, "tenants", "create", name)
+    return _cli(data, "keys", "create", "--tenant", name, "--name", "k").strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def gateway():
+    data = tempfile.mkdtemp(prefix="gw-sdk-")
+    key = new_tenant(data, "sdk-tenant")
+    port = _free_port()
+    proc = start_gateway(data, port)
+    url = f"http://127.0.0.1:{port}"
     try:
         yield Gateway(url, key, data)
     finally:

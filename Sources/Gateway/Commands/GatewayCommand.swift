@@ -8,7 +8,8 @@ public struct GatewayCommand: AsyncParsableCommand {
         commandName: "gateway",
         abstract: "A usage-metering reverse proxy for LLM APIs.",
         subcommands: [
-            ServeCommand.self, TenantsCommand.self, KeysCommand.self, TokensCommand.self, EmulatorCommand.self,
+            ServeCommand.self, TenantsCommand.self, KeysCommand.self, ExportCommand.self, UsageCommand.self,
+            TokensCommand.self, EmulatorCommand.self,
         ]
     )
 
@@ -43,6 +44,23 @@ enum CLI {
     static func fail(_ message: String) -> ExitCode {
         FileHandle.standardError.write(Data(("error: " + message + "\n").utf8))
         return ExitCode.failure
+    }
+
+    static func openStore(_ common: CommonOptions) throws -> GatewayStore {
+        do {
+            return try GatewayStore(dataDirectory: common.data)
+        } catch {
+            throw fail("cannot open the store in \(common.data): \(error)")
+        }
+    }
+
+    /// Runs a store operation, turning its errors into a message and exit code 1.
+    static func run<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as StoreError {
+            throw fail(error.description)
+        }
     }
 
     static func iso(_ date: Date) -> String {

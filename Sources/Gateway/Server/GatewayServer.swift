@@ -50,6 +50,7 @@ public enum GatewayServer {
                 return JSONText(#"{"status":"store unavailable"}"#).response(status: .serviceUnavailable)
             }
         }
+        AdminRoutes(store: store, auth: AdminAuthenticator(environment: environment)).register(on: router)
         router.get("/metrics") { _, _ -> Response in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],

@@ -1,0 +1,66 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Metering
+import NIOCore
+
+/// `/admin/v1/...`: the operator's API, behind the admin bearer token.
+struct AdminRoutes: Sendable {
+    let store: GatewayStore
+    let auth: AdminAuthenticator
+
+    func register(on router: Router<GatewayRequestContext>) {
+        router.get("/admin/v1/billing/export") { request, context in
+            await exportBilling(request, context: context)
+        }
+    }
+
+    /// `GET /admin/v1/billing/export?from=&to=&tenant=&format=csv|jsonl`, streamed.
+    func exportBilling(_ request: Request, context: GatewayRequestContext) async -> Response {
+        do throws(GatewayError) {
+            try auth.authorize(request.headers)
+            let q = request.uri.queryParameters
+            func instant(_ name: String) throws(GatewayError) -> Date {
+                guard let text = q[name[...]].map(String.init) else {
+                    throw GatewayError(status: 400, message: "Missing query parameter '\(name)'.", param: name)
+                }
+                guard let date = CalendarPeriod.instant(text) else {
+                    throw GatewayError(
+                        status: 400, message: "'\(name)' must be an RFC 3339 instant or a YYYY-MM-DD date (UTC).",
+                        param: name)
+                }
+                return date
+            }
+            let from = try instant("from")
+            let to = try instant("to")
+            let formatText = q["format"].map(String.init) ?? "csv"
+            guard let format = BillingExportFormat(rawValue: formatText) else {
+                throw GatewayError(status: 400, message: "format must be csv or jsonl.", param: "format")
+            }
+            var tenantID: String?
+            if let tenant = q["tenant"].map(String.init) {
+                do {
+                    tenantID = try store.tenant(tenant).id
+                } catch {
+                    throw GatewayError(status: 404, message: "No tenant '\(tenant)'.", param: "tenant")
+                }
+            }
+            let exporter = BillingExporter(store: store)
+            let query = GatewayStore.BillingQuery(from: from, to: to, tenantID: tenantID)
+            var headers = HTTPFields()
+            headers[.contentType] = format.contentType
+            headers[.requestID] = context.requestID
+            headers[.contentDisposition] = "attachment; filename=\"billing.\(format.rawValue)\""
+            return Response(
+                status: .ok, headers: headers,
+                body: ResponseBody { writer in
+                    try await exporter.export(query, format: format) { text in
+                        try await writer.write(ByteBuffer(string: text))
+                    }
+                    try await writer.finish(nil)
+                })
+        } catch {
+            return error.response(dialect: .openai, requestID: context.requestID)
+        }
+    }
+}
