@@ -18,7 +18,8 @@ struct CalendarPeriodTests {
         let instant = Self.at("2026-11-30T17:00:00Z")
         #expect(CalendarPeriod.containing(instant, kind: .month, timeZone: Self.shanghai).start == november.end)
         #expect(
-            CalendarPeriod.containing(instant, kind: .month, timeZone: Self.utc).start == Self.at("2026-11-01T00:00:00Z"))
+            CalendarPeriod.containing(instant, kind: .month, timeZone: Self.utc).start
+                == Self.at("2026-11-01T00:00:00Z"))
     }
 
     @Test("days and ISO weeks (Monday first), and dates that do not exist are refused")
