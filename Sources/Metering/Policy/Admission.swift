@@ -1,0 +1,136 @@
+import Foundation
+
+/// Who is asking, with the plan in force for them (overrides applied).
+public struct TenantContext: Sendable {
+    public var tenantID: String
+    public var keyID: String
+    public var timeZone: TimeZone
+    public var createdAt: Date
+    public var plan: Plan
+    /// The plan's per-key limits with this key's overrides applied.
+    public var keyLimits: RateLimits
+
+    public init(
+        tenantID: String, keyID: String, timeZone: TimeZone, createdAt: Date, plan: Plan, keyLimits: RateLimits? = nil
+    ) {
+        self.tenantID = tenantID
+        self.keyID = keyID
+        self.timeZone = timeZone
+        self.createdAt = createdAt
+        self.plan = plan
+        self.keyLimits = plan.keyLimits.overridden(by: keyLimits)
+    }
+}
+
+/// One request at the admit stage.
+public struct AdmissionRequest: Sendable {
+    public var model: String
+    /// Exact (or calibrated) prompt tokens, and the most output the request can produce as completion.
+    public var estimate: Usage
+    public var requestedMaxOutput: Int?
+    public var price: PriceEntry?
+    public var now: Date
+
+    public init(model: String, estimate: Usage, requestedMaxOutput: Int?, price: PriceEntry?, now: Date) {
+        self.model = model
+        self.estimate = estimate
+        self.requestedMaxOutput = requestedMaxOutput
+        self.price = price
+        self.now = now
+    }
+}
+
+public enum Admission: Sendable {
+    case admitted(Reservation, RateLimitStatus?)
+    case rejected(Rejection)
+}
+
+/// What an admitted request holds until it settles.
+public struct Reservation: Sendable {
+    public struct Part: Sendable {
+        public var key: PolicyEngine.CounterKey
+        public var units: Int64
+        public var allowance: Int64
+    }
+
+    public var tenantID: String
+    public var keyID: String
+    public var model: String
+    public var estimate: Usage
+    public var estimatedCost: Money?
+    public var scopes: [String]
+    public var free: Part?
+    public var grant: Part?
+    public var budget: Part?
+    public var quotaUnit: FreeQuota.Unit?
+    public var budgetPolicy: Budget?
+
+    public var estimatedTokens: Int { estimate.prompt + estimate.completion }
+}
+
+public struct RateLimitStatus: Sendable, Equatable {
+    public var limitRequests: Int?
+    public var remainingRequests: Int?
+    public var limitTokens: Int?
+    public var remainingTokens: Int?
+}
+
+/// Why a request was not admitted; rendered as 429 `insufficient_quota` / `rate_limit_exceeded`, or
+/// 400/403 for plan restrictions.
+public struct Rejection: Error, Sendable, Equatable {
+    public enum Kind: String, Sendable {
+        case insufficientQuota = "insufficient_quota"
+        case rateLimited = "rate_limit_exceeded"
+        case modelNotAllowed = "model_not_allowed"
+        case maxOutputTooLarge = "max_tokens_exceeds_plan"
+        case noExchangeRate = "no_exchange_rate"
+    }
+
+    public var kind: Kind
+    public var message: String
+    public var retryAfterSeconds: Int?
+    public var rateLimits: RateLimitStatus?
+
+    public init(kind: Kind, message: String, retryAfterSeconds: Int? = nil, rateLimits: RateLimitStatus? = nil) {
+        self.kind = kind
+        self.message = message
+        self.retryAfterSeconds = retryAfterSeconds
+        self.rateLimits = rateLimits
+    }
+
+    public var httpStatus: Int {
+        switch kind {
+        case .insufficientQuota, .rateLimited: return 429
+        case .modelNotAllowed: return 403
+        case .maxOutputTooLarge, .noExchangeRate: return 400
+        }
+    }
+}
+
+/// How a settled request's cost splits: free (quota and grant) and charged (against the budget).
+public struct ChargeSplit: Sendable, Equatable {
+    public var freeUnits: Int64 = 0
+    public var grantUnits: Int64 = 0
+    /// The part of the cost the free quota covered, in the price's currency.
+    public var freeCost: Money?
+    /// The rest, in the price's currency.
+    public var charged: Money?
+    /// `charged` in the budget's currency, as counted against the budget.
+    public var budgetCharge: Money?
+    public var alerts: [BudgetAlert] = []
+
+    public init(freeCost: Money? = nil, charged: Money? = nil) {
+        self.freeCost = freeCost
+        self.charged = charged
+    }
+}
+
+/// A budget threshold crossed, once per period.
+public struct BudgetAlert: Sendable, Equatable {
+    public var tenantID: String
+    public var percent: Int
+    public var used: Money
+    public var limit: Money
+    public var periodStart: Date
+    public var hard: Bool
+}

@@ -1,0 +1,46 @@
+import Foundation
+
+/// Requests and tokens admitted in the last minute, for one tenant or key (a sliding window).
+struct RateWindow: Sendable {
+    static let length: TimeInterval = 60
+    private var entries: [(at: Date, tokens: Int)] = []
+    private var head = 0
+    private(set) var requests = 0
+    private(set) var tokens = 0
+
+    mutating func prune(now: Date) {
+        while head < entries.count, now.timeIntervalSince(entries[head].at) >= Self.length {
+            requests -= 1
+            tokens -= entries[head].tokens
+            head += 1
+        }
+        if head > 1024 && head * 2 > entries.count {
+            entries.removeFirst(head)
+            head = 0
+        }
+    }
+
+    mutating func add(tokens: Int, now: Date) {
+        entries.append((now, tokens))
+        requests += 1
+        self.tokens += tokens
+    }
+
+    /// Seconds until one more request of `needTokens` would fit under `limits` (0 if it fits now; 60 if
+    /// it never fits, such as a request larger than the whole token limit).
+    func retryAfter(now: Date, limits: RateLimits, needTokens: Int) -> Int {
+        var requests = self.requests
+        var tokens = self.tokens
+        func fits() -> Bool {
+            (limits.requestsPerMinute.map { requests + 1 <= $0 } ?? true)
+                && (limits.tokensPerMinute.map { tokens + needTokens <= $0 } ?? true)
+        }
+        if fits() { return 0 }
+        for i in head..<entries.count {
+            requests -= 1
+            tokens -= entries[i].tokens
+            if fits() { return max(1, Int((Self.length - now.timeIntervalSince(entries[i].at)).rounded(.up))) }
+        }
+        return Int(Self.length)
+    }
+}
