@@ -94,7 +94,9 @@ struct LiveHarness {
     }
 
     /// Runs `body` with a live gateway and emulator; everything is shut down afterwards.
-    static func run(maxBody: Int = 64 * 1024, _ body: @Sendable (LiveHarness) async throws -> Void) async throws {
+    static func run(
+        maxBody: Int = 64 * 1024, plans: String? = nil, _ body: @Sendable (LiveHarness) async throws -> Void
+    ) async throws {
         let logger = Logger(label: "test")
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gw-test-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -120,9 +122,10 @@ struct LiveHarness {
             let config = try GatewayConfig.parse(
                 yaml: configYAML(emulatorPort: ePort, maxBody: maxBody), file: "test.yaml")
             let prices = try PriceBook.parse(yaml: pricesYAML, file: "prices.yaml")
+            let planBook = try plans.map { try PlanBook.parse(yaml: $0, file: "plans.yaml") } ?? .unlimited
             let gatewayPort = PortBox()
             let gatewayApp = try GatewayServer.buildApplication(
-                policies: Policies(gateway: config, prices: prices), store: store,
+                policies: Policies(gateway: config, prices: prices, plans: planBook), store: store,
                 eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger,
                 environment: ["EMU_KEY": upstreamSecret],
                 onServerRunning: { gatewayPort.set($0.localAddress?.port ?? 0) })
@@ -133,6 +136,7 @@ struct LiveHarness {
 
             var clientConfig = HTTPClient.Configuration(redirectConfiguration: .disallow, decompression: .disabled)
             clientConfig.timeout = .init(connect: .seconds(5), read: .seconds(20))
+            clientConfig.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 512
             let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfig)
             let harness = LiveHarness(
                 gatewayPort: gPort, emulatorPort: ePort, emulator: emulator, store: store, clientKey: secret,

@@ -6,10 +6,13 @@ import Synchronization
 
 /// Who a request is, once its key checks out.
 public struct AuthenticatedKey: Sendable, Equatable {
-    public var keyID: String
-    public var keyPrefix: String
-    public var tenantID: String
-    public var tenantName: String
+    public var key: VirtualKey
+    public var tenant: Tenant
+
+    public var keyID: String { key.id }
+    public var keyPrefix: String { key.prefix }
+    public var tenantID: String { tenant.id }
+    public var tenantName: String { tenant.name }
 }
 
 /// The active keys, held in memory by hash so authentication costs one SHA-256 and one lookup.
@@ -32,8 +35,7 @@ public final class KeyDirectory: Sendable {
         let hash = GatewayStore.hash(secret: secret)
         if let hit = snapshot.withLock({ $0[hash] }) { return hit }
         guard let entry = try? store.activeCredential(hash: hash) else { return nil }
-        let key = AuthenticatedKey(
-            keyID: entry.key.id, keyPrefix: entry.key.prefix, tenantID: entry.tenant.id, tenantName: entry.tenant.name)
+        let key = AuthenticatedKey(key: entry.key, tenant: entry.tenant)
         snapshot.withLock { $0[hash] = key }
         return key
     }
@@ -45,9 +47,7 @@ public final class KeyDirectory: Sendable {
         var map: [Data: AuthenticatedKey] = [:]
         map.reserveCapacity(entries.count)
         for entry in entries {
-            map[entry.key.hash] = AuthenticatedKey(
-                keyID: entry.key.id, keyPrefix: entry.key.prefix, tenantID: entry.tenant.id,
-                tenantName: entry.tenant.name)
+            map[entry.key.hash] = AuthenticatedKey(key: entry.key, tenant: entry.tenant)
         }
         snapshot.withLock { $0 = map }
         loadedVersion.withLock { $0 = version }

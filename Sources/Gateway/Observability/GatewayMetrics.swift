@@ -101,6 +101,15 @@ public final class GatewayMetrics: Sendable {
         ).increment()
     }
 
+    public func budgetAlert(percent: Int) {
+        registry.makeCounter(
+            descriptor: .init(
+                namespace: "gateway", metricName: "budget_alerts", unitName: "total",
+                helpText: "Budget thresholds crossed (each fires once per tenant and period)."),
+            labels: [("percent", String(percent))]
+        ).increment()
+    }
+
     public func tokenizerTime(_ duration: Duration) { tokenizer.record(duration) }
 
     public func ledgerCommit(_ stats: SQLiteLedger.CommitStats) {

@@ -4,12 +4,16 @@ import Metering
 /// The record stage: makes a settled record durable and counts it in the metrics.
 struct BillingRecorder: Sendable {
     let ledger: any Ledger
+    let policy: PolicyService
     let metrics: GatewayMetrics
     let logger: Logger
 
-    /// Returns once the record is durable; throws if it could not be stored, in which case the response
-    /// must not complete normally (a client never gets a complete answer without its record).
-    func record(_ record: BillingRecord) async throws {
+    /// Settles the request's reservation (the free/paid split goes into the record), then returns once
+    /// the record is durable; throws if it could not be stored, in which case the response must not
+    /// complete normally (a client never gets a complete answer without its record).
+    func record(_ record: BillingRecord, reservation: Reservation?) async throws {
+        var record = record
+        policy.settle(&record, reservation: reservation)
         do {
             try await ledger.append(record)
         } catch {
@@ -23,7 +27,7 @@ struct BillingRecorder: Sendable {
 
     /// For paths that answer with an error anyway (rejections, upstream failures): the record is
     /// attempted and a failure is logged, but the client's error response does not depend on it.
-    func recordBestEffort(_ record: BillingRecord) async {
-        try? await self.record(record)
+    func recordBestEffort(_ record: BillingRecord, reservation: Reservation?) async {
+        try? await self.record(record, reservation: reservation)
     }
 }

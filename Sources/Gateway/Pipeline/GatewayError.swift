@@ -90,6 +90,38 @@ public struct GatewayError: Error, Sendable {
         }
     }
 
+    /// A request the admit stage refused: 429 with `Retry-After` and OpenAI's `x-ratelimit-*` headers
+    /// for quota and rate limits, 403/400 for plan restrictions.
+    static func rejected(_ r: Rejection) -> GatewayError {
+        let type: String
+        switch r.kind {
+        case .insufficientQuota: type = "insufficient_quota"
+        case .rateLimited: type = "requests"
+        case .modelNotAllowed: type = "invalid_request_error"
+        case .maxOutputTooLarge, .noExchangeRate: type = "invalid_request_error"
+        }
+        var error = GatewayError(
+            status: r.httpStatus, message: r.message, openAIType: type, code: r.kind.rawValue,
+            param: r.kind == .maxOutputTooLarge ? "max_tokens" : r.kind == .modelNotAllowed ? "model" : nil)
+        if let seconds = r.retryAfterSeconds { error.extraHeaders.append(("retry-after", String(seconds))) }
+        if let status = r.rateLimits {
+            for field in rateLimitHeaders(status) { error.extraHeaders.append((field.name.canonicalName, field.value)) }
+        }
+        return error
+    }
+
+    static func rateLimitHeaders(_ s: RateLimitStatus) -> HTTPFields {
+        var fields = HTTPFields()
+        let pairs: [(String, Int?)] = [
+            ("x-ratelimit-limit-requests", s.limitRequests), ("x-ratelimit-remaining-requests", s.remainingRequests),
+            ("x-ratelimit-limit-tokens", s.limitTokens), ("x-ratelimit-remaining-tokens", s.remainingTokens),
+        ]
+        for (name, value) in pairs {
+            if let value, let n = HTTPField.Name(name) { fields[n] = String(value) }
+        }
+        return fields
+    }
+
     static func upstreamStatus(provider: String, status: Int, detail: String?) -> GatewayError {
         var message = "The upstream provider '\(provider)' failed with status \(status)."
         if let detail, !detail.isEmpty { message += " It said: \(detail)" }

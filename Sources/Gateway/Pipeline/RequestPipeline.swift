@@ -14,7 +14,7 @@ import NIOCore
 /// | parse        | model, stream flag, max output                                   | `RequestParser`             |
 /// | route        | public model → provider, upstream model, tokenizer, price        | `GatewayConfig`, `PriceBook`|
 /// | estimate     | exact prompt tokens (or a calibrated estimate), price in force   | `PromptCounter`             |
-/// | admit        | atomic reservation against quota and budget  (policies issue)    | Metering + store            |
+/// | admit        | plan, rate limits, free quota then budget: reserve or 429        | ``PolicyService``           |
 /// | forward      | send upstream; usage requested; headers by ``HeaderPolicy``      | ``UpstreamClients``         |
 /// | meter        | every relayed byte: upstream usage and local completion counts   | `ResponseMeter`             |
 /// | settle       | billed usage and exact cost, from the entry in force at the start| `BillingDraft.settle`       |
@@ -32,12 +32,13 @@ public struct RequestPipeline: Sendable {
     let promptCache: TokenCountCache
     let recorder: BillingRecorder
     let relay: ResponseRelay
+    let policy: PolicyService
     let metrics: GatewayMetrics
     let logger: Logger
 
     public init(
         policies: Policies, keys: KeyDirectory, upstreams: UpstreamClients, ledger: any Ledger,
-        metrics: GatewayMetrics, logger: Logger
+        policy: PolicyService, metrics: GatewayMetrics, logger: Logger
     ) throws {
         self.config = policies.gateway
         self.prices = policies.prices
@@ -51,7 +52,8 @@ public struct RequestPipeline: Sendable {
         }
         self.tokenizers = tokenizers
         self.promptCache = TokenCountCache()
-        self.recorder = BillingRecorder(ledger: ledger, metrics: metrics, logger: logger)
+        self.policy = policy
+        self.recorder = BillingRecorder(ledger: ledger, policy: policy, metrics: metrics, logger: logger)
         self.relay = ResponseRelay(recorder: recorder, metrics: metrics)
         self.metrics = metrics
         self.logger = logger
@@ -72,20 +74,21 @@ public struct RequestPipeline: Sendable {
             requestID: context.requestID, tenantID: key.tenantID, keyID: key.keyID, startedAt: startedAt,
             endpoint: endpoint.rawValue)
         do {
-            return try await run(endpoint, request: request, draft: &draft)
+            return try await run(endpoint, request: request, key: key, draft: &draft)
         } catch {
             if !error.isRecorded {
                 await recorder.recordBestEffort(
                     draft.rejected(
                         httpStatus: error.status, error: error.code ?? error.openAIType ?? "invalid_request",
-                        at: Date()))
+                        at: Date()),
+                    reservation: nil)
             }
             return error.response(dialect: endpoint.dialect, requestID: context.requestID)
         }
     }
 
     private func run(
-        _ endpoint: APIEndpoint, request: Request, draft: inout BillingDraft
+        _ endpoint: APIEndpoint, request: Request, key: AuthenticatedKey, draft: inout BillingDraft
     ) async throws(GatewayError) -> Response {
         // read body
         let body = try await readBody(request)
@@ -128,7 +131,30 @@ public struct RequestPipeline: Sendable {
             endpoint: endpoint, json: parsed.json)
         metrics.tokenizerTime(clock.now - countStart)
 
-        // admit: quotas, budgets and rate limits arrive with the policies issue.
+        // admit
+        let maxOutput =
+            endpoint == .embeddings
+            ? 0
+            : parsed.maxOutputTokens ?? policy.plans.plan(named: key.tenant.plan).maxOutputTokens
+                ?? PolicyService.defaultMaxOutput
+        let admission: Admission
+        do {
+            admission = try policy.admit(
+                key,
+                AdmissionRequest(
+                    model: parsed.model, estimate: Usage(prompt: draft.prompt.tokens, completion: maxOutput),
+                    requestedMaxOutput: parsed.maxOutputTokens, price: draft.price, now: draft.startedAt))
+        } catch {
+            throw GatewayError(status: 503, message: "The policy store is unavailable; try again.")
+        }
+        var rateHeaders = HTTPFields()
+        switch admission {
+        case .rejected(let rejection):
+            throw GatewayError.rejected(rejection)
+        case .admitted(let reservation, let status):
+            draft.reservation = reservation
+            if let status { rateHeaders = GatewayError.rateLimitHeaders(status) }
+        }
 
         // forward
         let injectUsage = parsed.needsInjectedUsage && provider.kind != .anthropic
@@ -152,7 +178,8 @@ public struct RequestPipeline: Sendable {
                 await recorder.recordBestEffort(
                     draft.settle(
                         status: timedOut ? .upstreamTimeout : .upstreamUnavailable, httpStatus: failure.status,
-                        upstreamStatus: nil, error: failure.code, meter: nil, endedAt: Date(), firstByteAt: nil))
+                        upstreamStatus: nil, error: failure.code, meter: nil, endedAt: Date(), firstByteAt: nil),
+                    reservation: draft.reservation)
                 throw failure.recorded()
             }
         }
@@ -161,7 +188,7 @@ public struct RequestPipeline: Sendable {
         return try await relay.relay(
             upstream, draft: draft,
             metering: .init(endpoint: endpoint, encoding: tokenizer.encoding, injectedUsage: injectUsage),
-            dialect: endpoint.dialect)
+            dialect: endpoint.dialect, extraHeaders: rateHeaders)
     }
 
     private func readBody(_ request: Request) async throws(GatewayError) -> [UInt8] {

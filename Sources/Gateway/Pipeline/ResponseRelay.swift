@@ -30,15 +30,18 @@ struct ResponseRelay: Sendable {
     private struct ClientGone: Error {}
 
     func relay(
-        _ upstream: UpstreamResponse, draft: BillingDraft, metering: Metering, dialect: APIDialect
+        _ upstream: UpstreamResponse, draft: BillingDraft, metering: Metering, dialect: APIDialect,
+        extraHeaders: HTTPFields = [:]
     ) async throws(GatewayError) -> Response {
+        let reservation = draft.reservation
         if upstream.status >= 500 {
             let body = await upstream.body.collect(upTo: 16 << 10)
             metrics.upstreamError(provider: draft.provider, kind: "status_\(upstream.status)")
             await recorder.recordBestEffort(
                 draft.settle(
                     status: .upstreamError, httpStatus: 502, upstreamStatus: upstream.status,
-                    error: "upstream_status_\(upstream.status)", meter: nil, endedAt: Date(), firstByteAt: nil))
+                    error: "upstream_status_\(upstream.status)", meter: nil, endedAt: Date(), firstByteAt: nil),
+                reservation: reservation)
             throw GatewayError.upstreamStatus(
                 provider: draft.provider, status: upstream.status, detail: Self.upstreamMessage(body)
             ).recorded()
@@ -49,6 +52,7 @@ struct ResponseRelay: Sendable {
         }
         let isEventStream = headers[.contentType]?.lowercased().hasPrefix("text/event-stream") ?? false
         headers[.requestID] = draft.requestID
+        headers.append(contentsOf: extraHeaders)
         let success = (200..<300).contains(upstream.status)
         let strip = success && isEventStream && metering.injectedUsage
         let meter = ResponseMeter(
@@ -95,22 +99,24 @@ struct ResponseRelay: Sendable {
                     }
                 }
             } catch is ClientGone {
-                await recorder.recordBestEffort(settle(.clientDisconnected, error: "client_disconnected"))
+                await recorder.recordBestEffort(
+                    settle(.clientDisconnected, error: "client_disconnected"), reservation: reservation)
                 throw CancellationError()
             } catch {
                 if Task.isCancelled {
-                    await recorder.recordBestEffort(settle(.clientDisconnected, error: "client_disconnected"))
+                    await recorder.recordBestEffort(
+                        settle(.clientDisconnected, error: "client_disconnected"), reservation: reservation)
                     throw error
                 }
                 metrics.upstreamError(provider: draft.provider, kind: "cut")
-                await recorder.recordBestEffort(settle(.upstreamCut, error: "upstream_cut"))
+                await recorder.recordBestEffort(settle(.upstreamCut, error: "upstream_cut"), reservation: reservation)
                 // Every byte received reaches the client, then the connection closes without a clean end.
                 if held.readableBytes > 0 { try? await writer.write(held) }
                 throw error
             }
             let record = settle(
                 success ? .completed : .upstreamError, error: success ? nil : "upstream_status_\(status)")
-            try await recorder.record(record)
+            try await recorder.record(record, reservation: reservation)
             if held.readableBytes > 0 { try await writer.write(held) }
             try await writer.finish(nil)
         }

@@ -35,8 +35,13 @@ public enum GatewayServer {
             logger.notice(
                 "provider has no key; its models answer 503", metadata: ["provider": "\(provider)", "fix": "\(reason)"])
         }
+        let notifier = AlertNotifier(
+            webhook: policies.plans.alertWebhook, eventLoopGroup: eventLoopGroup, logger: logger)
+        let policy = PolicyService(
+            plans: policies.plans, prices: policies.prices, store: store, notifier: notifier, metrics: metrics)
         let pipeline = try RequestPipeline(
-            policies: policies, keys: keys, upstreams: upstreams, ledger: ledger, metrics: metrics, logger: logger)
+            policies: policies, keys: keys, upstreams: upstreams, ledger: ledger, policy: policy, metrics: metrics,
+            logger: logger)
         let counting = TokenCountEndpoint(
             config: config, authenticator: Authenticator(directory: keys), cache: TokenCountCache())
 
@@ -90,6 +95,7 @@ public enum GatewayServer {
             services: [
                 KeyDirectoryRefresher(directory: keys, logger: logger),
                 UpstreamClientsService(clients: upstreams),
+                notifier,
             ],
             onServerRunning: onServerRunning,
             eventLoopGroupProvider: .shared(eventLoopGroup),

@@ -101,7 +101,11 @@ extension GatewayStore {
         }
         let currency: String? = row["currency"]
         let nanos: Int64? = row["cost_nanos"]
-        return BillingRecord(
+        func money(_ column: String, _ currency: String?) -> Money? {
+            guard let currency, let n = row[column] as Int64? else { return nil }
+            return Money(nanos: n, currency: currency)
+        }
+        var record = BillingRecord(
             id: row["id"], requestID: row["request_id"], tenantID: row["tenant_id"], keyID: row["key_id"],
             startedAt: date("started_at"), endedAt: date("ended_at"), timeToFirstTokenMs: row["ttft_ms"],
             endpoint: row["endpoint"], model: row["model"], upstreamModel: row["upstream_model"],
@@ -115,5 +119,34 @@ extension GatewayStore {
             localPromptTokens: row["local_prompt_tokens"], localCompletionTokens: row["local_completion_tokens"],
             localIsEstimate: row["local_estimate"], priceEntry: row["price_entry"],
             cost: currency.flatMap { c in nanos.map { Money(nanos: $0, currency: c) } })
+        record.estimatedTokens = row["estimated_tokens"]
+        record.estimatedCost = money("estimated_cost_nanos", currency)
+        record.freeUnits = row["free_units"]
+        record.grantUnits = row["grant_units"]
+        record.freeCost = money("free_cost_nanos", currency)
+        record.charged = money("charged_nanos", currency)
+        record.budgetCharge = money("budget_charge_nanos", row["budget_currency"])
+        return record
+    }
+
+    /// A policy counter's settled total, summed from the ledger (how counters are rebuilt at start).
+    public func counterTotal(_ key: PolicyEngine.CounterKey) throws -> Int64 {
+        var sql: String
+        var args: StatementArguments = [key.tenantID]
+        switch key.pool {
+        case .free: sql = "SELECT COALESCE(SUM(free_units), 0) FROM billing_records WHERE tenant_id = ?"
+        case .grant: sql = "SELECT COALESCE(SUM(grant_units), 0) FROM billing_records WHERE tenant_id = ?"
+        case .budget:
+            sql =
+                "SELECT COALESCE(SUM(budget_charge_nanos), 0) FROM billing_records WHERE tenant_id = ? AND budget_currency = ?"
+            args += [key.currency]
+        }
+        if let start = key.periodStart, let end = key.periodEnd {
+            sql += " AND started_at >= ? AND started_at < ?"
+            args += [SQLiteLedger.microseconds(start), SQLiteLedger.microseconds(end)]
+        }
+        let query = sql
+        let arguments = args
+        return try pool.read { db in try Int64.fetchOne(db, sql: query, arguments: arguments) ?? 0 }
     }
 }

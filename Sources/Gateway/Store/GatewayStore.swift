@@ -109,6 +109,30 @@ public final class GatewayStore: Sendable {
                     CREATE INDEX billing_records_tenant_started ON billing_records(tenant_id, started_at);
                     """)
         }
+        m.registerMigration("v3-policies") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE tenants ADD COLUMN plan TEXT;
+                    ALTER TABLE tenants ADD COLUMN currency TEXT;
+                    ALTER TABLE tenants ADD COLUMN budget_limit TEXT;
+                    ALTER TABLE tenants ADD COLUMN budget_currency TEXT;
+                    ALTER TABLE tenants ADD COLUMN budget_period TEXT;
+                    ALTER TABLE tenants ADD COLUMN budget_soft BOOLEAN;
+                    ALTER TABLE virtual_keys ADD COLUMN requests_per_minute INTEGER;
+                    ALTER TABLE virtual_keys ADD COLUMN tokens_per_minute INTEGER;
+                    ALTER TABLE virtual_keys ADD COLUMN concurrent INTEGER;
+                    -- The admit/settle trail of each record: the estimate that was reserved, and how the
+                    -- cost split into free quota (periodic and grant) and budget charge.
+                    ALTER TABLE billing_records ADD COLUMN estimated_tokens INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE billing_records ADD COLUMN estimated_cost_nanos INTEGER;
+                    ALTER TABLE billing_records ADD COLUMN free_units INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE billing_records ADD COLUMN grant_units INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE billing_records ADD COLUMN free_cost_nanos INTEGER;
+                    ALTER TABLE billing_records ADD COLUMN charged_nanos INTEGER;
+                    ALTER TABLE billing_records ADD COLUMN budget_currency TEXT;
+                    ALTER TABLE billing_records ADD COLUMN budget_charge_nanos INTEGER;
+                    """)
+        }
         return m
     }
 
@@ -126,7 +150,8 @@ public final class GatewayStore: Sendable {
         }
         let tenant = Tenant(
             id: "ten_" + Self.randomToken(length: 16), name: name, status: "active", timezone: timezone,
-            createdAt: Date())
+            createdAt: Date(), plan: nil, currency: nil, budgetLimit: nil, budgetCurrency: nil, budgetPeriod: nil,
+            budgetSoft: nil)
         do {
             try pool.write { db in try tenant.insert(db) }
         } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
@@ -156,7 +181,8 @@ public final class GatewayStore: Sendable {
         let secret = "sk-gw-" + Self.randomToken(length: 40)
         let key = VirtualKey(
             id: "key_" + Self.randomToken(length: 16), tenantID: tenant.id, name: name,
-            prefix: String(secret.prefix(12)), hash: Self.hash(secret: secret), createdAt: Date(), revokedAt: nil)
+            prefix: String(secret.prefix(12)), hash: Self.hash(secret: secret), createdAt: Date(), revokedAt: nil,
+            requestsPerMinute: nil, tokensPerMinute: nil, concurrent: nil)
         try pool.write { db in try key.insert(db) }
         return (key, secret)
     }

@@ -86,8 +86,9 @@ public final class SQLiteLedger: Ledger {
             id, request_id, tenant_id, key_id, started_at, ended_at, ttft_ms, endpoint, model, upstream_model,
             provider, stream, status, http_status, error, prompt_tokens, cached_tokens, cache_write_tokens,
             completion_tokens, reasoning_tokens, usage_source, local_prompt_tokens, local_completion_tokens,
-            local_estimate, price_entry, currency, cost_nanos
-        ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            local_estimate, price_entry, currency, cost_nanos, estimated_tokens, estimated_cost_nanos, free_units,
+            grant_units, free_cost_nanos, charged_nanos, budget_currency, budget_charge_nanos
+        ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
 
     static func insert(_ r: BillingRecord, _ db: Database) throws {
@@ -97,7 +98,9 @@ public final class SQLiteLedger: Ledger {
             r.timeToFirstTokenMs, r.endpoint, r.model, r.upstreamModel, r.provider, r.stream, r.status.rawValue,
             r.httpStatus, r.error, r.usage.prompt, r.usage.cachedPrompt, r.usage.cacheWrite, r.usage.completion,
             r.usage.reasoning, r.usageSource.rawValue, r.localPromptTokens, r.localCompletionTokens,
-            r.localIsEstimate, r.priceEntry, r.cost?.currency, r.cost?.nanos,
+            r.localIsEstimate, r.priceEntry, r.cost?.currency, r.cost?.nanos, r.estimatedTokens, r.estimatedCost?.nanos,
+            r.freeUnits, r.grantUnits, r.freeCost?.nanos, r.charged?.nanos, r.budgetCharge?.currency,
+            r.budgetCharge?.nanos,
         ]
         try statement.execute(arguments: StatementArguments(values))
     }

@@ -11,10 +11,23 @@ public struct Tenant: Codable, Sendable, Equatable, FetchableRecord, Persistable
     /// IANA time zone used for calendar periods (budgets reset at the tenant's local midnight).
     public var timezone: String
     public var createdAt: Date
+    /// The plan in `policies/plans.yaml`; nil means the file's default plan.
+    public var plan: String?
+    /// The currency the tenant is billed in (reports); budgets name their own.
+    public var currency: String?
+    /// A budget that replaces the plan's (`gateway budgets set`).
+    public var budgetLimit: String?
+    public var budgetCurrency: String?
+    public var budgetPeriod: String?
+    public var budgetSoft: Bool?
 
     enum CodingKeys: String, CodingKey {
-        case id, name, status, timezone
+        case id, name, status, timezone, plan, currency
         case createdAt = "created_at"
+        case budgetLimit = "budget_limit"
+        case budgetCurrency = "budget_currency"
+        case budgetPeriod = "budget_period"
+        case budgetSoft = "budget_soft"
     }
 }
 
@@ -30,12 +43,18 @@ public struct VirtualKey: Codable, Sendable, Equatable, FetchableRecord, Persist
     public var hash: Data
     public var createdAt: Date
     public var revokedAt: Date?
+    /// Per-key rate limits that replace the plan's.
+    public var requestsPerMinute: Int?
+    public var tokensPerMinute: Int?
+    public var concurrent: Int?
 
     enum CodingKeys: String, CodingKey {
-        case id, name, prefix, hash
+        case id, name, prefix, hash, concurrent
         case tenantID = "tenant_id"
         case createdAt = "created_at"
         case revokedAt = "revoked_at"
+        case requestsPerMinute = "requests_per_minute"
+        case tokensPerMinute = "tokens_per_minute"
     }
 
     public var isRevoked: Bool { revokedAt != nil }

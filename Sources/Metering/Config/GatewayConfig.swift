@@ -23,13 +23,16 @@ public struct GatewayConfig: Sendable, Equatable {
     public var modelsByName: [String: ModelRoute]
     /// The price book file (`price_book:`), relative to this file; default `prices.yaml` beside it.
     public var priceBookFile: String
+    /// The plans file (`plans:`), relative to this file; default `plans.yaml` beside it.
+    public var plansFile: String
 
     public init(
         server: ServerConfig = .init(), providers: [ProviderConfig], models: [ModelRoute],
-        priceBookFile: String = "prices.yaml"
+        priceBookFile: String = "prices.yaml", plansFile: String = "plans.yaml"
     ) {
         self.server = server
         self.priceBookFile = priceBookFile
+        self.plansFile = plansFile
         self.providers = Dictionary(providers.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         self.models = models
         self.modelsByName = Dictionary(models.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -52,8 +55,9 @@ public struct GatewayConfig: Sendable, Equatable {
     }
 
     static func parse(_ root: YAMLField) throws(ConfigError) -> GatewayConfig {
-        _ = try root.mapping(allowed: ["server", "providers", "models", "price_book"])
+        _ = try root.mapping(allowed: ["server", "providers", "models", "price_book", "plans"])
         let priceBookFile = try root.optional("price_book")?.nonEmptyString() ?? "prices.yaml"
+        let plansFile = try root.optional("plans")?.nonEmptyString() ?? "plans.yaml"
 
         var server = ServerConfig()
         if let s = root.optional("server") {
@@ -88,7 +92,8 @@ public struct GatewayConfig: Sendable, Equatable {
             }
             models.append(model)
         }
-        return GatewayConfig(server: server, providers: providers, models: models, priceBookFile: priceBookFile)
+        return GatewayConfig(
+            server: server, providers: providers, models: models, priceBookFile: priceBookFile, plansFile: plansFile)
     }
 
     private static func parseProvider(_ field: YAMLField) throws(ConfigError) -> ProviderConfig {

@@ -16,6 +16,8 @@ public struct BillingDraft: Sendable {
     public var prompt: PromptCounter.Count
     /// The price in force at `startedAt`.
     public var price: PriceEntry?
+    /// What the admit stage reserved for this request, if it was admitted.
+    public var reservation: Reservation?
 
     public init(
         requestID: String, tenantID: String, keyID: String, startedAt: Date, endpoint: String, model: String = "",
@@ -72,7 +74,7 @@ public struct BillingDraft: Sendable {
         status: BillingRecord.Status, httpStatus: Int, error: String?, usage: Usage,
         source: BillingRecord.UsageSource, localCompletion: Int, endedAt: Date, firstByteAt: Date?
     ) -> BillingRecord {
-        BillingRecord(
+        var record = BillingRecord(
             id: BillingRecord.newID(), requestID: requestID, tenantID: tenantID, keyID: keyID, startedAt: startedAt,
             endedAt: endedAt,
             timeToFirstTokenMs: firstByteAt.map { Int(($0.timeIntervalSince(startedAt) * 1000).rounded()) },
@@ -81,5 +83,10 @@ public struct BillingDraft: Sendable {
             localPromptTokens: prompt.tokens, localCompletionTokens: localCompletion,
             localIsEstimate: prompt.isEstimate, priceEntry: price?.id,
             cost: price.map { source == .none ? .zero($0.currency) : $0.cost(of: usage) })
+        record.estimatedTokens = reservation?.estimatedTokens ?? 0
+        record.estimatedCost = reservation?.estimatedCost
+        record.freeCost = record.cost.map { .zero($0.currency) }
+        record.charged = record.cost
+        return record
     }
 }

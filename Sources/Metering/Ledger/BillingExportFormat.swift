@@ -14,7 +14,8 @@ public enum BillingExportFormat: String, Sendable, CaseIterable {
         "endpoint", "model", "upstream_model", "provider", "stream", "status", "http_status", "error",
         "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens", "reasoning_tokens",
         "usage_source", "local_prompt_tokens", "local_completion_tokens", "local_estimate", "price_entry",
-        "currency", "cost",
+        "currency", "cost", "estimated_tokens", "estimated_cost", "free_units", "grant_units", "free_cost",
+        "charged_cost", "budget_currency", "budget_charge",
     ]
 
     public var contentType: String {
@@ -43,6 +44,11 @@ public enum BillingExportFormat: String, Sendable, CaseIterable {
             .string(r.usageSource.rawValue), .int(r.localPromptTokens), .int(r.localCompletionTokens),
             .bool(r.localIsEstimate), r.priceEntry.map(JSONValue.string) ?? .null,
             r.cost.map { .string($0.currency) } ?? .null, r.cost.map { .string($0.decimalString) } ?? .null,
+            .int(r.estimatedTokens), r.estimatedCost.map { .string($0.decimalString) } ?? .null,
+            .number(String(r.freeUnits)), .number(String(r.grantUnits)),
+            r.freeCost.map { .string($0.decimalString) } ?? .null, r.charged.map { .string($0.decimalString) } ?? .null,
+            r.budgetCharge.map { .string($0.currency) } ?? .null,
+            r.budgetCharge.map { .string($0.decimalString) } ?? .null,
         ]
         switch self {
         case .jsonl:

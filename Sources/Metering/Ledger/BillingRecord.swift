@@ -66,6 +66,19 @@ public struct BillingRecord: Sendable, Equatable {
     public var priceEntry: String?
     /// Exact cost in the entry's currency; nil when unpriced.
     public var cost: Money?
+    /// What the admit stage reserved: prompt tokens plus the most output the request could produce,
+    /// and their price. The difference from the billed usage is the estimate error.
+    public var estimatedTokens = 0
+    public var estimatedCost: Money?
+    /// Units drawn from the periodic free quota and from the one-off grant (tokens, or nano-units of the
+    /// quota's credit currency).
+    public var freeUnits: Int64 = 0
+    public var grantUnits: Int64 = 0
+    /// The cost split: `freeCost + charged == cost`.
+    public var freeCost: Money?
+    public var charged: Money?
+    /// `charged` as counted against the tenant's budget, in the budget's currency.
+    public var budgetCharge: Money?
 
     public init(
         id: String, requestID: String, tenantID: String, keyID: String, startedAt: Date, endedAt: Date,

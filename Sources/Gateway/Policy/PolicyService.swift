@@ -1,0 +1,106 @@
+import Foundation
+import Logging
+import Metering
+import Synchronization
+
+/// The admit stage's adapter: plans from `policies/plans.yaml` with the tenant's overrides from the
+/// store, the policy engine behind one lock, and counters rebuilt from the ledger on first use.
+public final class PolicyService: Sendable {
+    /// The estimate for a request that names no output limit and whose plan sets no cap.
+    public static let defaultMaxOutput = 4096
+
+    private let state: Mutex<PolicyEngine>
+    private let policies: Mutex<(plans: PlanBook, prices: PriceBook)>
+    private let store: GatewayStore
+    private let notifier: AlertNotifier
+    private let metrics: GatewayMetrics
+
+    init(plans: PlanBook, prices: PriceBook, store: GatewayStore, notifier: AlertNotifier, metrics: GatewayMetrics) {
+        self.state = Mutex(PolicyEngine())
+        self.policies = Mutex((plans, prices))
+        self.store = store
+        self.notifier = notifier
+        self.metrics = metrics
+    }
+
+    var plans: PlanBook { policies.withLock { $0.plans } }
+
+    /// Swaps in reloaded policies; requests already admitted settle against their own reservations.
+    func replace(plans: PlanBook, prices: PriceBook) {
+        policies.withLock { $0 = (plans, prices) }
+    }
+
+    /// The plan in force for this tenant and key: the named plan, with the store's overrides.
+    func context(for tenant: Tenant, key: VirtualKey?) -> TenantContext {
+        var plan = plans.plan(named: tenant.plan)
+        if let limit = tenant.budgetLimit.flatMap(Money.parseNanos) {
+            plan.budget = Budget(
+                limit: Money(nanos: limit, currency: tenant.budgetCurrency ?? tenant.currency ?? "USD"),
+                period: tenant.budgetPeriod.flatMap(CalendarPeriod.Kind.init(rawValue:)) ?? .month,
+                hard: !(tenant.budgetSoft ?? false), alertPercents: plan.budget?.alertPercents ?? [50, 80, 100])
+        }
+        let keyLimits = key.map {
+            RateLimits(
+                requestsPerMinute: $0.requestsPerMinute, tokensPerMinute: $0.tokensPerMinute, concurrent: $0.concurrent)
+        }
+        return TenantContext(
+            tenantID: tenant.id, keyID: key?.id ?? "", timeZone: TimeZone(identifier: tenant.timezone) ?? .gmt,
+            createdAt: tenant.createdAt, plan: plan, keyLimits: keyLimits)
+    }
+
+    private func convert(at instant: Date) -> (Money, String) -> Money? {
+        let prices = policies.withLock { $0.prices }
+        return { money, currency in prices.convert(money, to: currency, at: instant) }
+    }
+
+    /// Loads the counters this request needs from the ledger if this process has not seen them yet.
+    private func ensureCounters(_ context: TenantContext, model: String, now: Date) throws {
+        let missing = state.withLock { $0.missingCounters(context, model: model, now: now) }
+        guard !missing.isEmpty else { return }
+        let totals = try missing.map { ($0, try store.counterTotal($0)) }
+        state.withLock { engine in
+            for (key, used) in totals { engine.restore(key, used: used) }
+        }
+    }
+
+    func admit(_ key: AuthenticatedKey, _ request: AdmissionRequest) throws -> Admission {
+        let context = context(for: key.tenant, key: key.key)
+        try ensureCounters(context, model: request.model, now: request.now)
+        let convert = convert(at: request.now)
+        return state.withLock { $0.admit(context, request, convert: convert) }
+    }
+
+    /// Settles the reservation against the record's usage and writes the split into the record.
+    func settle(_ record: inout BillingRecord, reservation: Reservation?) {
+        guard let reservation else { return }
+        let convert = convert(at: record.startedAt)
+        let split = state.withLock {
+            $0.settle(reservation, actual: record.usage, cost: record.cost, convert: convert)
+        }
+        record.freeUnits = split.freeUnits
+        record.grantUnits = split.grantUnits
+        record.freeCost = split.freeCost
+        record.charged = split.charged
+        record.budgetCharge = split.budgetCharge
+        for alert in split.alerts {
+            metrics.budgetAlert(percent: alert.percent)
+            notifier.notify(alert)
+        }
+    }
+
+    /// Used and reserved amounts of each pool for the tenant now (quota show, `/v1/usage`).
+    func standing(tenant: Tenant, now: Date = Date()) throws -> [(PolicyEngine.CounterKey, Int64, Int64, Int64)] {
+        let context = context(for: tenant, key: nil)
+        try ensureCounters(context, model: "", now: now)
+        let state = state.withLock { $0.remaining(context, model: nil, now: now) }
+        return state.map { key, value in
+            let limit: Int64
+            switch key.pool {
+            case .free: limit = context.plan.freeQuota?.allowance(at: now, timeZone: context.timeZone) ?? 0
+            case .grant: limit = context.plan.freeQuota?.grantAmount ?? 0
+            case .budget: limit = context.plan.budget?.limit.nanos ?? 0
+            }
+            return (key, value.used, value.reserved, limit)
+        }.sorted { $0.0.pool.rawValue < $1.0.pool.rawValue }
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+import GRDB
+import Metering
+
+/// Tenant and key settings that the admit stage reads: plan, time zone, currency, status, budget
+/// overrides and per-key rate limits. Every change bumps `auth_version` (triggers), so a running
+/// gateway picks it up within its poll interval.
+extension GatewayStore {
+    public struct TenantUpdate: Sendable {
+        public var plan: String?
+        public var timezone: String?
+        public var currency: String?
+        public var status: String?
+
+        public init(plan: String? = nil, timezone: String? = nil, currency: String? = nil, status: String? = nil) {
+            self.plan = plan
+            self.timezone = timezone
+            self.currency = currency
+            self.status = status
+        }
+    }
+
+    @discardableResult
+    public func updateTenant(_ idOrName: String, _ update: TenantUpdate) throws -> Tenant {
+        if let tz = update.timezone, TimeZone(identifier: tz) == nil {
+            throw StoreError.invalid("unknown time zone '\(tz)'")
+        }
+        if let c = update.currency, !(c.count == 3 && c.allSatisfy { $0.isASCII && $0.isUppercase }) {
+            throw StoreError.invalid("currency must be an ISO 4217 code such as USD or CNY")
+        }
+        if let s = update.status, !["active", "suspended"].contains(s) {
+            throw StoreError.invalid("status must be active or suspended")
+        }
+        var tenant = try tenant(idOrName)
+        if let plan = update.plan { tenant.plan = plan }
+        if let tz = update.timezone { tenant.timezone = tz }
+        if let c = update.currency { tenant.currency = c }
+        if let s = update.status { tenant.status = s }
+        try pool.write { db in try tenant.update(db) }
+        return tenant
+    }
+
+    /// Sets (or with `limit: nil` clears) the tenant's own budget, replacing its plan's.
+    @discardableResult
+    public func setBudget(
+        _ idOrName: String, limit: String?, currency: String? = nil, period: CalendarPeriod.Kind = .month,
+        soft: Bool = false
+    ) throws -> Tenant {
+        var tenant = try tenant(idOrName)
+        if let limit {
+            guard Money.parseNanos(limit) != nil else {
+                throw StoreError.invalid("the limit must be a decimal amount such as 25.00")
+            }
+            let c = currency ?? tenant.currency ?? "USD"
+            guard c.count == 3, c.allSatisfy({ $0.isASCII && $0.isUppercase }) else {
+                throw StoreError.invalid("currency must be an ISO 4217 code such as USD or CNY")
+            }
+            tenant.budgetLimit = limit
+            tenant.budgetCurrency = c
+            tenant.budgetPeriod = period.rawValue
+            tenant.budgetSoft = soft
+        } else {
+            tenant.budgetLimit = nil
+            tenant.budgetCurrency = nil
+            tenant.budgetPeriod = nil
+            tenant.budgetSoft = nil
+        }
+        let updated = tenant
+        try pool.write { db in try updated.update(db) }
+        return updated
+    }
+
+    /// Sets a key's own rate limits (nil leaves the plan's in force).
+    @discardableResult
+    public func setKeyLimits(_ idOrPrefix: String, limits: RateLimits) throws -> VirtualKey {
+        try pool.write { db in
+            let matches = try VirtualKey.filter(Column("id") == idOrPrefix || Column("prefix") == idOrPrefix)
+                .fetchAll(db)
+            guard var key = matches.first else { throw StoreError.notFound("no key '\(idOrPrefix)'") }
+            guard matches.count == 1 else { throw StoreError.conflict("'\(idOrPrefix)' matches several keys") }
+            key.requestsPerMinute = limits.requestsPerMinute
+            key.tokensPerMinute = limits.tokensPerMinute
+            key.concurrent = limits.concurrent
+            try key.update(db)
+            return key
+        }
+    }
+
+    /// Per-model totals of one tenant over `[from, to)`.
+    public func usageByModel(_ query: BillingQuery) throws -> [(model: String, total: UsageTotal)] {
+        let tenantFilter = query.tenantID == nil ? "" : " AND tenant_id = ?"
+        var args: StatementArguments = [SQLiteLedger.microseconds(query.from), SQLiteLedger.microseconds(query.to)]
+        if let t = query.tenantID { args += [t] }
+        return try pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT model, COALESCE(currency, '') AS currency, COUNT(*) AS requests,
+                        SUM(prompt_tokens) AS p, SUM(cached_tokens) AS c, SUM(cache_write_tokens) AS w,
+                        SUM(completion_tokens) AS o, SUM(reasoning_tokens) AS r, SUM(COALESCE(cost_nanos, 0)) AS cost
+                    FROM billing_records WHERE started_at >= ? AND started_at < ?\(tenantFilter)
+                    GROUP BY 1, 2 ORDER BY 1, 2
+                    """, arguments: args
+            ).map { row in
+                (
+                    row["model"],
+                    UsageTotal(
+                        currency: row["currency"], requests: row["requests"], promptTokens: row["p"],
+                        cachedTokens: row["c"], cacheWriteTokens: row["w"], completionTokens: row["o"],
+                        reasoningTokens: row["r"], costNanos: row["cost"])
+                )
+            }
+        }
+    }
+}
