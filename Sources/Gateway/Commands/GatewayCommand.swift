@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metering
 
 /// `gateway`: serve, manage tenants and keys, and run the upstream emulator.
 public struct GatewayCommand: AsyncParsableCommand {
@@ -8,7 +9,8 @@ public struct GatewayCommand: AsyncParsableCommand {
         commandName: "gateway",
         abstract: "A usage-metering reverse proxy for LLM APIs.",
         subcommands: [
-            ServeCommand.self, TenantsCommand.self, KeysCommand.self, ExportCommand.self, UsageCommand.self,
+            ServeCommand.self, TenantsCommand.self, KeysCommand.self, BudgetsCommand.self, QuotaCommand.self,
+            ExportCommand.self, UsageCommand.self,
             TokensCommand.self, EmulatorCommand.self,
         ]
     )
@@ -51,6 +53,14 @@ enum CLI {
             return try GatewayStore(dataDirectory: common.data)
         } catch {
             throw fail("cannot open the store in \(common.data): \(error)")
+        }
+    }
+
+    static func loadPolicies(_ common: CommonOptions) throws -> Policies {
+        do {
+            return try Policies.load(configPath: common.config)
+        } catch {
+            throw fail("configuration: \(error.description)")
         }
     }
 

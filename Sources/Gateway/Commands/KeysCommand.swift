@@ -1,10 +1,11 @@
 import ArgumentParser
 import Foundation
+import Metering
 
 struct KeysCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keys", abstract: "Create, list and revoke virtual keys.",
-        subcommands: [Create.self, List.self, Revoke.self])
+        subcommands: [Create.self, List.self, Revoke.self, Limits.self])
 
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -59,6 +60,26 @@ struct KeysCommand: ParsableCommand {
             } catch let error as StoreError {
                 throw CLI.fail(error.description)
             }
+        }
+    }
+
+    struct Limits: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set a key's own rate limits (replacing its plan's).")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "Key id or prefix.") var key: String
+        @Option(help: "Requests per minute.") var rpm: Int?
+        @Option(help: "Tokens per minute (estimated at admission).") var tpm: Int?
+        @Option(help: "Concurrent requests.") var concurrent: Int?
+
+        func run() throws {
+            let store = try CLI.openStore(common)
+            let k = try CLI.run {
+                try store.setKeyLimits(
+                    key, limits: .init(requestsPerMinute: rpm, tokensPerMinute: tpm, concurrent: concurrent))
+            }
+            print(
+                "\(k.id): rpm=\(k.requestsPerMinute.map(String.init) ?? "plan") tpm=\(k.tokensPerMinute.map(String.init) ?? "plan") concurrent=\(k.concurrent.map(String.init) ?? "plan")"
+            )
         }
     }
 }

@@ -1,10 +1,11 @@
 import ArgumentParser
 import Foundation
+import Metering
 
 struct TenantsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tenants", abstract: "Create and inspect tenants.",
-        subcommands: [Create.self, List.self, Show.self])
+        subcommands: [Create.self, List.self, Show.self, Update.self])
 
     struct Create: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a tenant; prints its id.")
@@ -49,6 +50,13 @@ struct TenantsCommand: ParsableCommand {
                 print("name:      \(t.name)")
                 print("status:    \(t.status)")
                 print("timezone:  \(t.timezone)")
+                print("plan:      \(t.plan ?? "(default)")")
+                print("currency:  \(t.currency ?? "-")")
+                if let limit = t.budgetLimit {
+                    print(
+                        "budget:    \(limit) \(t.budgetCurrency ?? "") per \(t.budgetPeriod ?? "month"), "
+                            + ((t.budgetSoft ?? false) ? "soft" : "hard"))
+                }
                 print("created:   \(CLI.iso(t.createdAt))")
                 let keys = try store.keys(tenant: t.id)
                 print(
@@ -57,6 +65,34 @@ struct TenantsCommand: ParsableCommand {
             } catch let error as StoreError {
                 throw CLI.fail(error.description)
             }
+        }
+    }
+
+    struct Update: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Change a tenant's plan, time zone, currency or status.")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "Tenant id or name.") var tenant: String
+        @Option(help: "Plan name from plans.yaml.") var plan: String?
+        @Option(help: "IANA time zone for calendar periods, such as Asia/Shanghai.") var timezone: String?
+        @Option(help: "ISO 4217 currency the tenant is billed in.") var currency: String?
+        @Option(help: "active or suspended (a suspended tenant's keys are refused).") var status: String?
+
+        func run() throws {
+            if let plan {
+                let policies = try CLI.loadPolicies(common)
+                guard policies.plans.plans[plan] != nil else {
+                    throw CLI.fail(
+                        "no plan '\(plan)' in the plans file; plans: \(policies.plans.plans.keys.sorted().joined(separator: ", "))"
+                    )
+                }
+            }
+            let store = try CLI.openStore(common)
+            let t = try CLI.run {
+                try store.updateTenant(
+                    tenant, .init(plan: plan, timezone: timezone, currency: currency, status: status))
+            }
+            print("\(t.id)\t\(t.name)\tplan=\(t.plan ?? "(default)")\ttimezone=\(t.timezone)\tstatus=\(t.status)")
         }
     }
 }

@@ -1,0 +1,134 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Metering
+import NIOPosix
+
+/// `gateway budgets set|clear`: a tenant's own budget, replacing its plan's.
+struct BudgetsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "budgets", abstract: "Set or clear a tenant's budget.", subcommands: [Set.self, Clear.self])
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set a tenant's budget (replaces the plan's).")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "Tenant id or name.") var tenant: String
+        @Option(help: "Limit per period, a decimal amount such as 25.00.") var limit: String
+        @Option(help: "day, week or month (in the tenant's time zone).") var period: String = "month"
+        @Option(help: "ISO 4217 currency (default: the tenant's currency, else USD).") var currency: String?
+        @Flag(help: "Admit past the limit and alert, instead of rejecting.") var soft = false
+
+        func run() throws {
+            guard let kind = CalendarPeriod.Kind(rawValue: period) else {
+                throw CLI.fail("--period: day, week or month")
+            }
+            let store = try CLI.openStore(common)
+            let t = try CLI.run {
+                try store.setBudget(tenant, limit: limit, currency: currency, period: kind, soft: soft)
+            }
+            print(
+                "\(t.name): budget \(t.budgetLimit ?? "") \(t.budgetCurrency ?? "") per \(t.budgetPeriod ?? ""), "
+                    + (soft ? "soft" : "hard"))
+        }
+    }
+
+    struct Clear: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a tenant's budget (the plan's applies).")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "Tenant id or name.") var tenant: String
+
+        func run() throws {
+            let store = try CLI.openStore(common)
+            let t = try CLI.run { try store.setBudget(tenant, limit: nil) }
+            print("\(t.name): budget cleared")
+        }
+    }
+}
+
+/// `gateway quota show T`: what remains of the tenant's free quota, grant and budget now.
+struct QuotaCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quota", abstract: "Show what remains of a tenant's quota and budget.", subcommands: [Show.self])
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Free quota, grant and budget: used and remaining.")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "Tenant id or name.") var tenant: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let policies = try CLI.loadPolicies(common)
+            let store = try CLI.openStore(common)
+            let t = try CLI.run { try store.tenant(tenant) }
+            let service = PolicyService(
+                plans: policies.plans, prices: policies.prices, store: store,
+                notifier: AlertNotifier(
+                    webhook: nil, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "quota")),
+                metrics: GatewayMetrics())
+            let standing = try service.standing(tenant: t)
+            let plan = service.context(for: t, key: nil).plan
+            if json {
+                print(JSONWriter.serialize(QuotaReport.json(tenant: t, plan: plan, standing: standing)))
+                return
+            }
+            print("tenant \(t.name) (\(t.id)), plan \(plan.name), time zone \(t.timezone)")
+            if standing.isEmpty { print("no free quota and no budget: nothing is limited") }
+            for line in QuotaReport.lines(plan: plan, standing: standing) { print(line) }
+        }
+    }
+}
+
+/// The same report for the CLI, the admin API and `/v1/usage`.
+enum QuotaReport {
+    static func unit(_ key: PolicyEngine.CounterKey, plan: Plan) -> String {
+        switch key.pool {
+        case .budget: return plan.budget?.limit.currency ?? ""
+        case .free, .grant:
+            if case .credit(let c) = plan.freeQuota?.unit { return c }
+            return "tokens"
+        }
+    }
+
+    static func amount(_ value: Int64, unit: String) -> String {
+        unit == "tokens" ? String(value) : Money(nanos: value, currency: unit).decimalString
+    }
+
+    static func lines(plan: Plan, standing: [(PolicyEngine.CounterKey, Int64, Int64, Int64)]) -> [String] {
+        standing.map { key, used, reserved, limit in
+            let u = unit(key, plan: plan)
+            let period =
+                key.periodStart.map {
+                    "[\(BillingExportFormat.timestamp($0)), \(BillingExportFormat.timestamp(key.periodEnd!)))"
+                } ?? "(one-off)"
+            return
+                "\(key.pool.rawValue) \(period): used \(amount(used, unit: u)), reserved \(amount(reserved, unit: u)), "
+                + "limit \(amount(limit, unit: u)), remaining \(amount(max(0, limit - used - reserved), unit: u)) \(u)"
+        }
+    }
+
+    static func json(tenant: Tenant, plan: Plan, standing: [(PolicyEngine.CounterKey, Int64, Int64, Int64)])
+        -> JSONValue
+    {
+        .object([
+            ("tenant_id", .string(tenant.id)), ("plan", .string(plan.name)), ("timezone", .string(tenant.timezone)),
+            (
+                "pools",
+                .array(
+                    standing.map { key, used, reserved, limit in
+                        let u = unit(key, plan: plan)
+                        return .object([
+                            ("pool", .string(key.pool.rawValue)), ("unit", .string(u)),
+                            (
+                                "period_start",
+                                key.periodStart.map { .string(BillingExportFormat.timestamp($0)) } ?? .null
+                            ),
+                            ("period_end", key.periodEnd.map { .string(BillingExportFormat.timestamp($0)) } ?? .null),
+                            ("used", .string(amount(used, unit: u))), ("reserved", .string(amount(reserved, unit: u))),
+                            ("limit", .string(amount(limit, unit: u))),
+                            ("remaining", .string(amount(max(0, limit - used - reserved), unit: u))),
+                        ])
+                    })
+            ),
+        ])
+    }
+}
