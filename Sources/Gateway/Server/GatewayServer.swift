@@ -55,7 +55,10 @@ public enum GatewayServer {
                 return JSONText(#"{"status":"store unavailable"}"#).response(status: .serviceUnavailable)
             }
         }
-        AdminRoutes(store: store, auth: AdminAuthenticator(environment: environment)).register(on: router)
+        let adminAuth = AdminAuthenticator(environment: environment)
+        AdminRoutes(store: store, auth: adminAuth).register(on: router)
+        AdminAPI(store: store, auth: adminAuth, policy: policy, keys: Authenticator(directory: keys)).register(
+            on: router)
         router.get("/metrics") { _, _ -> Response in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
