@@ -46,12 +46,12 @@ class Gateway:
         return out.stdout.decode("utf-8")
 
 
-def start_gateway(data: str, port: int) -> subprocess.Popen:
-    """Starts `gateway serve` on the default policies and waits until /readyz answers."""
+def start_gateway(data: str, port: int, config: str = "policies/gateway.yaml") -> subprocess.Popen:
+    """Starts `gateway serve` (default policies unless told) and waits until /readyz answers."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     env["GATEWAY_ADMIN_TOKEN"] = ADMIN_TOKEN
     proc = subprocess.Popen(
-        [BIN, "serve", "--data", data, "--config", "policies/gateway.yaml", "--port", str(port)],
+        [BIN, "serve", "--data", data, "--config", config, "--port", str(port)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"

@@ -40,7 +40,7 @@ struct ServeCommand: AsyncParsableCommand {
         // The singleton group, sized by --threads and installed as the global executor in main.
         let group = MultiThreadedEventLoopGroup.singleton
         let app = try GatewayServer.buildApplication(
-            policies: policies, store: store, eventLoopGroup: group, logger: logger,
+            policies: policies, store: store, eventLoopGroup: group, logger: logger, configPath: common.config,
             onServerRunning: { channel in
                 let address = channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
                 logger.notice("gateway listening", metadata: ["address": "\(address)", "data": "\(store.path)"])

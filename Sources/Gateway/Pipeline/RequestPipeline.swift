@@ -25,7 +25,6 @@ import NIOCore
 /// leaves exactly one record, whatever happened to it.
 public struct RequestPipeline: Sendable {
     let config: GatewayConfig
-    let prices: PriceBook
     let authenticator: Authenticator
     let upstreams: UpstreamClients
     let tokenizers: [String: ModelTokenizer]
@@ -41,7 +40,6 @@ public struct RequestPipeline: Sendable {
         policy: PolicyService, metrics: GatewayMetrics, logger: Logger
     ) throws {
         self.config = policies.gateway
-        self.prices = policies.prices
         self.authenticator = Authenticator(directory: keys)
         self.upstreams = upstreams
         var tokenizers: [String: ModelTokenizer] = [:]
@@ -122,7 +120,7 @@ public struct RequestPipeline: Sendable {
         }
         draft.upstreamModel = route.upstreamModel
         draft.provider = provider.name
-        draft.price = prices.price(for: route.priceID, at: draft.startedAt)
+        draft.price = policy.price(for: route.priceID, at: draft.startedAt)
 
         // estimate
         let clock = ContinuousClock()

@@ -25,6 +25,11 @@ public final class PolicyService: Sendable {
 
     var plans: PlanBook { policies.withLock { $0.plans } }
 
+    /// The price entry in force at `instant`, from the current price book.
+    func price(for priceID: String, at instant: Date) -> PriceEntry? {
+        policies.withLock { $0.prices.price(for: priceID, at: instant) }
+    }
+
     /// Swaps in reloaded policies; requests already admitted settle against their own reservations.
     func replace(plans: PlanBook, prices: PriceBook) {
         policies.withLock { $0 = (plans, prices) }

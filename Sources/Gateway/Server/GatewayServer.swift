@@ -15,6 +15,7 @@ public enum GatewayServer {
         eventLoopGroup: any EventLoopGroup,
         logger: Logger,
         environment: [String: String] = ProcessInfo.processInfo.environment,
+        configPath: String? = nil,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) throws -> some ApplicationProtocol {
         let config = policies.gateway
@@ -99,6 +100,7 @@ public enum GatewayServer {
                 KeyDirectoryRefresher(directory: keys, logger: logger),
                 UpstreamClientsService(clients: upstreams),
                 notifier,
+                PolicyReloader(configPath: configPath, gateway: config, policy: policy, logger: logger),
             ],
             onServerRunning: onServerRunning,
             eventLoopGroupProvider: .shared(eventLoopGroup),

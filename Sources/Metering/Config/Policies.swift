@@ -33,12 +33,13 @@ public struct Policies: Sendable {
         }
         let policies = Policies(
             gateway: gateway, prices: try PriceBook.load(path: pricesPath), plans: plans, files: files)
-        try policies.validate(plansFile: plansPath)
+        try policies.validatePlans()
         return policies
     }
 
     /// Plans may only name models the gateway routes.
-    func validate(plansFile: String) throws(ConfigError) {
+    public func validatePlans() throws(ConfigError) {
+        let plansFile = files.count > 2 ? files[2] : "plans.yaml"
         for plan in plans.plans.values {
             let named = (plan.allowedModels ?? []).union(plan.freeQuota?.models ?? [])
             if let unknown = named.sorted().first(where: { gateway.modelsByName[$0] == nil }) {

@@ -1,0 +1,91 @@
+import Foundation
+import Logging
+import Metering
+import ServiceLifecycle
+import UnixSignals
+
+/// Reloads the price book and the plans on SIGHUP, or when either file changes (checked every second).
+///
+/// A reload is all or nothing: both files must parse and the plans must name only routed models, or
+/// the old policies stay in force and the error is logged. Requests in flight keep the reservation and
+/// price they were admitted with; new requests see the new policies. Providers and models
+/// (`gateway.yaml`) need a restart.
+final class PolicyReloader: Service, Sendable {
+    private let configPath: String?
+    private let policy: PolicyService
+    private let gateway: GatewayConfig
+    private let logger: Logger
+
+    init(configPath: String?, gateway: GatewayConfig, policy: PolicyService, logger: Logger) {
+        self.configPath = configPath
+        self.gateway = gateway
+        self.policy = policy
+        self.logger = logger
+    }
+
+    /// Re-reads the policy files; returns whether the new policies are in force.
+    @discardableResult
+    func reload(reason: String) -> Bool {
+        guard let configPath else { return false }
+        do {
+            let fresh = try Policies.load(configPath: configPath)
+            var merged = fresh
+            merged.gateway = gateway  // providers and models stay as started
+            try merged.validatePlans()
+            policy.replace(plans: merged.plans, prices: merged.prices)
+            logger.notice(
+                "policies reloaded",
+                metadata: [
+                    "reason": "\(reason)", "plans": "\(merged.plans.plans.keys.sorted().joined(separator: ","))",
+                ])
+            return true
+        } catch {
+            logger.error(
+                "policy reload refused; the previous policies stay in force",
+                metadata: ["reason": "\(reason)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    private func policyFiles() -> [String] {
+        guard let configPath else { return [] }
+        let directory = (configPath as NSString).deletingLastPathComponent
+        return [gateway.priceBookFile, gateway.plansFile].map {
+            $0.hasPrefix("/") ? $0 : (directory as NSString).appendingPathComponent($0)
+        }
+    }
+
+    private func fileStamps(_ files: [String]) -> [String: Date] {
+        var out: [String: Date] = [:]
+        for file in files {
+            out[file] = (try? FileManager.default.attributesOfItem(atPath: file)[.modificationDate]) as? Date
+        }
+        return out
+    }
+
+    func run() async throws {
+        guard configPath != nil else {
+            try? await gracefulShutdown()
+            return
+        }
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await _ in signals.cancelOnGracefulShutdown() { self.reload(reason: "SIGHUP") }
+            }
+            group.addTask {
+                var last = self.fileStamps(self.policyFiles())
+                while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                    try? await Task.sleep(for: .seconds(1))
+                    let now = self.fileStamps(self.policyFiles())
+                    if now != last {
+                        last = now
+                        self.reload(reason: "file changed")
+                    }
+                }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+}
