@@ -42,6 +42,7 @@ enum Fixtures {
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock, .throughput, .mallocCountTotal], maxDuration: .seconds(3), maxIterations: 100_000)
+    admitBenchmarks()
 
     Benchmark("meter + settle one streamed response (9 events, usage stripped)") { benchmark in
         for _ in benchmark.scaledIterations {
@@ -93,6 +94,33 @@ let benchmarks: @Sendable () -> Void = {
                     try await group.waitForAll()
                 }
             }
+        }
+    }
+}
+
+/// The admit stage's own cost: one admit and one settle on a tenant with free quota, a budget and
+/// rate limits (the lock and the store are not included; they add one uncontended mutex).
+let admitBenchmarks: @Sendable () -> Void = {
+    let plan = Plan(
+        name: "bench",
+        freeQuota: FreeQuota(
+            unit: .tokens, period: .month, schedule: [.init(year: 2025, month: 1, day: 1, amount: 1_000_000_000)]),
+        budget: Budget(limit: Money(nanos: 1_000_000_000_000, currency: "USD"), period: .month),
+        tenantLimits: RateLimits(requestsPerMinute: 100_000_000, tokensPerMinute: Int(Int32.max)),
+        keyLimits: RateLimits(concurrent: 1000))
+    let tenant = TenantContext(
+        tenantID: "ten", keyID: "key", timeZone: TimeZone(identifier: "Asia/Shanghai")!, createdAt: Date(), plan: plan)
+    let convert: (Money, String) -> Money? = { m, c in m.currency == c ? m : nil }
+    let usage = Usage(prompt: 120, completion: 80)
+    Benchmark("admit + settle (free quota, budget, rate limits)") { benchmark in
+        var engine = PolicyEngine()
+        let now = Date()
+        for _ in benchmark.scaledIterations {
+            let request = AdmissionRequest(
+                model: "m", estimate: Usage(prompt: 120, completion: 256), requestedMaxOutput: 256,
+                price: Fixtures.draft.price, now: now)
+            guard case .admitted(let r, _) = engine.admit(tenant, request, convert: convert) else { continue }
+            blackHole(engine.settle(r, actual: usage, cost: Fixtures.draft.price!.cost(of: usage), convert: convert))
         }
     }
 }
