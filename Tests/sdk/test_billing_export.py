@@ -102,7 +102,7 @@ def test_usage_totals_equal_the_sum_of_exported_rows(gateway):
         assert total["requests"] == len(mine)
         assert total["prompt_tokens"] == sum(int(r["prompt_tokens"]) for r in mine)
         assert total["completion_tokens"] == sum(int(r["completion_tokens"]) for r in mine)
-        assert Decimal(total["cost"]) == sum(Decimal(r["cost"]) for r in mine)
+        assert Decimal(total["cost"]) == sum(Decimal(r["cost"] or "0") for r in mine)
     assert sum(t["requests"] for t in usage["totals"]) == len(rows)
 
 
