@@ -7,6 +7,8 @@
 #
 #   Benchmarks/proxy-wrk.sh            # 10 s per run
 #   DURATION=5 Benchmarks/proxy-wrk.sh
+#   BASELINE_REF=e321357 Benchmarks/proxy-wrk.sh   # also run an older build (release, from a git
+#                                                  # worktree) in the same run: what later work added
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
@@ -16,6 +18,14 @@ GPORT=${GPORT:-18080}
 scripts/install-deps.sh --bench --no-python
 swift build -c release --product gateway >/dev/null
 BIN=$PWD/.build/release/gateway
+BASE_BIN=""
+if [ -n "${BASELINE_REF:-}" ]; then
+  tree=.build/baseline-$BASELINE_REF
+  [ -d "$tree" ] || git worktree add --detach "$tree" "$BASELINE_REF" >/dev/null
+  (cd "$tree" && swift build -c release --product gateway >/dev/null)
+  BASE_BIN=$PWD/$tree/.build/release/gateway
+fi
+BPORT=${BPORT:-18081}
 
 work=$(mktemp -d)
 pids=()
@@ -29,6 +39,11 @@ providers:
 models:
   - {name: bench-gpt, provider: emu, tokenizer: o200k_base}
 YAML
+cat >"$work/prices.yaml" <<YAML
+prices:
+  bench-gpt:
+    - {effective_from: 2025-01-01, currency: USD, input: "2.50", cached_input: "1.25", output: "10.00"}
+YAML
 "$BIN" tenants create bench --data "$work" >/dev/null
 KEY=$("$BIN" keys create --tenant bench --data "$work" | tail -1)
 
@@ -37,9 +52,20 @@ pids+=($!)
 BENCH_UPSTREAM_KEY=bench-upstream-key LOG_LEVEL=warning taskset -c 0 "$BIN" serve --data "$work" \
   --config "$work/gateway.yaml" --threads 1 >"$work/gateway.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do
-  curl -sf "127.0.0.1:$GPORT/readyz" >/dev/null && break
-  sleep 0.1
+if [ -n "$BASE_BIN" ]; then
+  sed "s/port: $GPORT/port: $BPORT/" "$work/gateway.yaml" >"$work/baseline.yaml"
+  mkdir -p "$work/base"
+  "$BASE_BIN" tenants create bench --data "$work/base" >/dev/null
+  BKEY=$("$BASE_BIN" keys create --tenant bench --data "$work/base" | tail -1)
+  BENCH_UPSTREAM_KEY=bench-upstream-key LOG_LEVEL=warning taskset -c 0 "$BASE_BIN" serve --data "$work/base" \
+    --config "$work/baseline.yaml" --threads 1 >"$work/baseline.log" 2>&1 &
+  pids+=($!)
+fi
+for port in $GPORT ${BASE_BIN:+$BPORT}; do
+  for _ in $(seq 1 100); do
+    curl -sf "127.0.0.1:$port/readyz" >/dev/null && break
+    sleep 0.1
+  done
 done
 
 run() { # name url connections stream key
@@ -54,7 +80,9 @@ for scenario in "nonstream-c1 1 0" "nonstream-c32 32 0" "stream-c1 1 1" "stream-
   set -- $scenario
   d=$(run direct "http://127.0.0.1:$EPORT/v1/chat/completions" "$2" "$3" "")
   g=$(run gateway "http://127.0.0.1:$GPORT/v1/chat/completions" "$2" "$3" "$KEY")
-  for line in "$d" "$g"; do
+  b=""
+  [ -n "$BASE_BIN" ] && b=$(run baseline "http://127.0.0.1:$BPORT/v1/chat/completions" "$2" "$3" "$BKEY")
+  for line in "$d" "$g" ${b:+"$b"}; do
     target=${line%% *}
     rps=$(sed -n 's/.*rps=\([0-9]*\).*/\1/p' <<<"$line")
     p50=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$line")
@@ -65,4 +93,8 @@ for scenario in "nonstream-c1 1 0" "nonstream-c32 32 0" "stream-c1 1 1" "stream-
   dp50=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$d"); gp50=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$g")
   dp99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$d"); gp99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$g")
   printf '%-22s %-8s %21s %10s\n' "$1" added "$((gp50 - dp50))" "$((gp99 - dp99))"
+  if [ -n "$b" ]; then
+    bp50=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$b"); bp99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$b")
+    printf '%-22s %-8s %21s %10s\n' "$1" "vs-base" "$((gp50 - bp50))" "$((gp99 - bp99))"
+  fi
 done

@@ -202,6 +202,51 @@ struct MeteringLiveTests {
         }
     }
 
+    @Test("an Anthropic stream cut after message_start bills the reported prompt and the counted completion")
+    func mixedSource() async throws {
+        try await LiveHarness.run { h in
+            let body =
+                #"{"model":"emu-claude","stream":true,"max_tokens":64,"messages":[{"role":"user","content":"Hello, Claude"}]}"#
+            let response = try await h.open(
+                h.gatewayURL + "/v1/messages", body: body, headers: [("x-mock-cut-after", "4")])
+            let requestID = try #require(response.headers.first(name: "x-request-id"))
+            var received = ""
+            do {
+                for try await chunk in response.body { received += String(buffer: chunk) }
+            } catch {}
+            let record = try #require(try await h.record(requestID: requestID))
+            #expect(record.status == .upstreamCut)
+            #expect(record.usageSource == .mixed)
+            var input = 0
+            var text = ""
+            for event in received.components(separatedBy: "\n\n") {
+                guard let line = event.split(separator: "\n").first(where: { $0.hasPrefix("data: ") }),
+                    let json = try? JSONReader.parse(String(line.dropFirst(6)))
+                else { continue }
+                if let u = json["message"]?["usage"] { input = u["input_tokens"]?.intValue ?? 0 }
+                text += json["delta"]?["text"]?.stringValue ?? ""
+            }
+            #expect(record.usage.prompt == input && input > 0)
+            #expect(record.usage.completion == (try TokenEncoding.named("o200k_base")).count(text))
+            #expect(record.usage.completion > 1)
+        }
+    }
+
+    @Test("a timeout before the response headers is recorded as upstream_timeout at zero cost")
+    func timeoutRecord() async throws {
+        try await LiveHarness.run { h in
+            let reply = try await h.post(
+                h.gatewayURL + "/v1/chat/completions",
+                body: Self.chat.replacingOccurrences(of: "emu-gpt", with: "slow-gpt"),
+                headers: [("x-mock-stall-ms", "1500")])
+            #expect(reply.status == 504)
+            let id = try #require(reply.headers.first(name: "x-request-id"))
+            let record = try #require(try await h.record(requestID: id))
+            #expect(record.status == .upstreamTimeout && record.error == "upstream_timeout" && record.httpStatus == 504)
+            #expect(record.usageSource == .none && record.usage == Usage())
+        }
+    }
+
     @Test("/metrics: requests, tokens, cost, latency and ledger series, labelled without tenants")
     func metrics() async throws {
         try await LiveHarness.run { h in

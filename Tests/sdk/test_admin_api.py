@@ -82,6 +82,17 @@ def test_every_documented_operation_matches_the_live_server(gateway):
     pools = {p["pool"]: p for p in quota["pools"]}
     assert pools["free"]["unit"] == "tokens" and int(pools["free"]["used"]) > 0
     assert pools["budget"]["limit"] == "3.500000000"
+    mine = call(gateway, "put", "/admin/v1/tenants/{tenant}/quota", f"/admin/v1/tenants/{tid}/quota",
+                body={"amount": 1234, "period": "day"})
+    free = [p for p in mine["pools"] if p["pool"] == "free"][0]
+    assert free["limit"] == "1234" and free["unit"] == "tokens"
+    credit = call(gateway, "put", "/admin/v1/tenants/{tenant}/quota", f"/admin/v1/tenants/{tid}/quota",
+                  body={"amount": "2.50", "currency": "CNY"})
+    assert [p for p in credit["pools"] if p["pool"] == "free"][0]["limit"] == "2.500000000"
+    assert call(gateway, "get", "/admin/v1/tenants/{tenant}", f"/admin/v1/tenants/{tid}")["quota"]["unit"] == "credit"
+    call(gateway, "put", "/admin/v1/tenants/{tenant}/quota", f"/admin/v1/tenants/{tid}/quota", body={"amount": "x"}, expect=400)
+    back = call(gateway, "delete", "/admin/v1/tenants/{tenant}/quota", f"/admin/v1/tenants/{tid}/quota")
+    assert [p for p in back["pools"] if p["pool"] == "free"][0]["limit"] == "500000"
     own = call(gateway, "get", "/v1/usage", token=key["secret"])
     assert own["tenant_id"] == tid and own["quota"]["tenant_id"] == tid
     other = call(gateway, "get", "/v1/usage", token=gateway.key)

@@ -97,6 +97,31 @@ struct AdminAPI: Sendable {
             let tenant = try run { try store.tenant(try Self.parameter(context, "tenant")) }
             return (200, try quota(tenant))
         }
+        route(router, .put, "/admin/v1/tenants/:tenant/quota") { request, context in
+            let body = try await Self.body(request)
+            let amount: String
+            if let text = body["amount"]?.stringValue {
+                amount = text
+            } else if let n = body["amount"]?.intValue {
+                amount = String(n)
+            } else {
+                throw Self.invalid(
+                    "amount is required: whole tokens, or a decimal string with currency", param: "amount")
+            }
+            guard let period = CalendarPeriod.Kind(rawValue: body["period"]?.stringValue ?? "month") else {
+                throw Self.invalid("period must be day or month", param: "period")
+            }
+            let tenant = try run {
+                try store.setQuota(
+                    try Self.parameter(context, "tenant"), amount: amount, credit: body["currency"]?.stringValue,
+                    period: period)
+            }
+            return (200, try quota(tenant))
+        }
+        route(router, .delete, "/admin/v1/tenants/:tenant/quota") { _, context in
+            let tenant = try run { try store.setQuota(try Self.parameter(context, "tenant"), amount: nil) }
+            return (200, try quota(tenant))
+        }
         route(router, .get, "/admin/v1/tenants/:tenant/usage") { request, context in
             let tenant = try run { try store.tenant(try Self.parameter(context, "tenant")) }
             return (200, try usage(tenant, period: request.uri.queryParameters["period"].map(String.init)))
@@ -186,6 +211,16 @@ struct AdminAPI: Sendable {
             ("timezone", .string(t.timezone)), ("plan", t.plan.map(JSONValue.string) ?? .null),
             ("currency", t.currency.map(JSONValue.string) ?? .null),
             ("created_at", .string(BillingExportFormat.timestamp(t.createdAt))), ("budget", budget),
+            (
+                "quota",
+                t.quotaAmount.map {
+                    .object([
+                        ("amount", .string($0)), ("unit", .string(t.quotaUnit ?? "tokens")),
+                        ("currency", t.quotaCurrency.map(JSONValue.string) ?? .null),
+                        ("period", .string(t.quotaPeriod ?? "month")),
+                    ])
+                } ?? .null
+            ),
         ])
     }
 

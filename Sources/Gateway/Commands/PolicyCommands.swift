@@ -48,7 +48,37 @@ struct BudgetsCommand: ParsableCommand {
 /// `gateway quota show T`: what remains of the tenant's free quota, grant and budget now.
 struct QuotaCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "quota", abstract: "Show what remains of a tenant's quota and budget.", subcommands: [Show.self])
+        commandName: "quota", abstract: "Show or set a tenant's free quota.",
+        subcommands: [Show.self, Set.self, Clear.self])
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Give a tenant its own free allowance per period (replaces its plan's schedule).")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "Tenant id or name.") var tenant: String
+        @Option(help: "Whole tokens, or with --currency a decimal credit amount.") var amount: String
+        @Option(help: "Make the quota a credit in this currency instead of tokens.") var currency: String?
+        @Option(help: "day or month (in the tenant's time zone).") var period: String = "month"
+
+        func run() throws {
+            guard let kind = CalendarPeriod.Kind(rawValue: period) else { throw CLI.fail("--period: day or month") }
+            let store = try CLI.openStore(common)
+            let t = try CLI.run { try store.setQuota(tenant, amount: amount, credit: currency, period: kind) }
+            print("\(t.name): free quota \(amount) \(currency ?? "tokens") per \(kind.rawValue)")
+        }
+    }
+
+    struct Clear: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a tenant's own quota (the plan's applies).")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "Tenant id or name.") var tenant: String
+
+        func run() throws {
+            let store = try CLI.openStore(common)
+            let t = try CLI.run { try store.setQuota(tenant, amount: nil) }
+            print("\(t.name): quota cleared")
+        }
+    }
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Free quota, grant and budget: used and remaining.")

@@ -44,6 +44,21 @@ public final class PolicyService: Sendable {
                 period: tenant.budgetPeriod.flatMap(CalendarPeriod.Kind.init(rawValue:)) ?? .month,
                 hard: !(tenant.budgetSoft ?? false), alertPercents: plan.budget?.alertPercents ?? [50, 80, 100])
         }
+        if let amountText = tenant.quotaAmount {
+            let unit: FreeQuota.Unit =
+                tenant.quotaUnit == "credit" ? .credit(currency: tenant.quotaCurrency ?? "USD") : .tokens
+            let amount: Int64
+            if case .credit = unit {
+                amount = Money.parseNanos(amountText) ?? 0
+            } else {
+                amount = Int64(amountText) ?? 0
+            }
+            var quota = plan.freeQuota ?? FreeQuota(unit: unit, period: .month, schedule: [])
+            quota.unit = unit
+            quota.period = tenant.quotaPeriod.flatMap(CalendarPeriod.Kind.init(rawValue:)) ?? .month
+            quota.schedule = [.init(year: 1970, month: 1, day: 1, amount: amount)]
+            plan.freeQuota = quota
+        }
         let keyLimits = key.map {
             RateLimits(
                 requestsPerMinute: $0.requestsPerMinute, tokensPerMinute: $0.tokensPerMinute, concurrent: $0.concurrent)

@@ -70,6 +70,42 @@ extension GatewayStore {
         return updated
     }
 
+    /// Sets (or with `amount: nil` clears) the tenant's own free allowance per period, replacing the
+    /// plan's schedule: whole tokens, or a decimal credit amount in `currency`.
+    @discardableResult
+    public func setQuota(
+        _ idOrName: String, amount: String?, credit currency: String? = nil, period: CalendarPeriod.Kind = .month
+    ) throws -> Tenant {
+        var tenant = try tenant(idOrName)
+        if let amount {
+            guard period == .day || period == .month else { throw StoreError.invalid("a quota period is day or month") }
+            if let currency {
+                guard currency.count == 3, currency.allSatisfy({ $0.isASCII && $0.isUppercase }) else {
+                    throw StoreError.invalid("currency must be an ISO 4217 code such as USD or CNY")
+                }
+                guard Money.parseNanos(amount) != nil else {
+                    throw StoreError.invalid("a credit amount is a decimal such as 5.00")
+                }
+            } else {
+                guard let n = Int64(amount), n >= 0 else {
+                    throw StoreError.invalid("a token amount is a whole number")
+                }
+            }
+            tenant.quotaAmount = amount
+            tenant.quotaUnit = currency == nil ? "tokens" : "credit"
+            tenant.quotaCurrency = currency
+            tenant.quotaPeriod = period.rawValue
+        } else {
+            tenant.quotaAmount = nil
+            tenant.quotaUnit = nil
+            tenant.quotaCurrency = nil
+            tenant.quotaPeriod = nil
+        }
+        let updated = tenant
+        try pool.write { db in try updated.update(db) }
+        return updated
+    }
+
     /// Sets a key's own rate limits (nil leaves the plan's in force).
     @discardableResult
     public func setKeyLimits(_ idOrPrefix: String, limits: RateLimits) throws -> VirtualKey {

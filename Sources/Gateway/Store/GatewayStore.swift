@@ -133,6 +133,15 @@ public final class GatewayStore: Sendable {
                     ALTER TABLE billing_records ADD COLUMN budget_charge_nanos INTEGER;
                     """)
         }
+        m.registerMigration("v4-tenant-quota") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE tenants ADD COLUMN quota_amount TEXT;
+                    ALTER TABLE tenants ADD COLUMN quota_unit TEXT;
+                    ALTER TABLE tenants ADD COLUMN quota_currency TEXT;
+                    ALTER TABLE tenants ADD COLUMN quota_period TEXT;
+                    """)
+        }
         return m
     }
 
@@ -151,7 +160,7 @@ public final class GatewayStore: Sendable {
         let tenant = Tenant(
             id: "ten_" + Self.randomToken(length: 16), name: name, status: "active", timezone: timezone,
             createdAt: Date(), plan: nil, currency: nil, budgetLimit: nil, budgetCurrency: nil, budgetPeriod: nil,
-            budgetSoft: nil)
+            budgetSoft: nil, quotaAmount: nil, quotaUnit: nil, quotaCurrency: nil, quotaPeriod: nil)
         do {
             try pool.write { db in try tenant.insert(db) }
         } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {

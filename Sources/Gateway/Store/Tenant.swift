@@ -20,6 +20,12 @@ public struct Tenant: Codable, Sendable, Equatable, FetchableRecord, Persistable
     public var budgetCurrency: String?
     public var budgetPeriod: String?
     public var budgetSoft: Bool?
+    /// A free quota that replaces the plan's allowance (`gateway quota set`): amount per period, in
+    /// tokens or in credit of `quotaCurrency`.
+    public var quotaAmount: String?
+    public var quotaUnit: String?
+    public var quotaCurrency: String?
+    public var quotaPeriod: String?
 
     enum CodingKeys: String, CodingKey {
         case id, name, status, timezone, plan, currency
@@ -28,6 +34,10 @@ public struct Tenant: Codable, Sendable, Equatable, FetchableRecord, Persistable
         case budgetCurrency = "budget_currency"
         case budgetPeriod = "budget_period"
         case budgetSoft = "budget_soft"
+        case quotaAmount = "quota_amount"
+        case quotaUnit = "quota_unit"
+        case quotaCurrency = "quota_currency"
+        case quotaPeriod = "quota_period"
     }
 }
 
