@@ -7,6 +7,8 @@
 #
 #   Benchmarks/proxy-wrk.sh            # 10 s per run
 #   DURATION=5 Benchmarks/proxy-wrk.sh
+#   LEDGER_SYNC=normal Benchmarks/proxy-wrk.sh    # ledger commits without fsync (see server.ledger_sync)
+#   SCENARIOS="nonstream-c1 stream-c1" Benchmarks/proxy-wrk.sh
 #   BASELINE_REF=e321357 Benchmarks/proxy-wrk.sh   # also run an older build (release, from a git
 #                                                  # worktree) in the same run: what later work added
 set -euo pipefail
@@ -33,7 +35,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 cat >"$work/gateway.yaml" <<YAML
-server: {host: 127.0.0.1, port: $GPORT}
+server: {host: 127.0.0.1, port: $GPORT, ledger_sync: ${LEDGER_SYNC:-full}}
 providers:
   - {name: emu, kind: openai, base_url: "http://127.0.0.1:$EPORT/v1", api_key_env: BENCH_UPSTREAM_KEY}
 models:
@@ -53,7 +55,7 @@ BENCH_UPSTREAM_KEY=bench-upstream-key LOG_LEVEL=warning taskset -c 0 "$BIN" serv
   --config "$work/gateway.yaml" --threads 1 >"$work/gateway.log" 2>&1 &
 pids+=($!)
 if [ -n "$BASE_BIN" ]; then
-  sed "s/port: $GPORT/port: $BPORT/" "$work/gateway.yaml" >"$work/baseline.yaml"
+  sed -e "s/port: $GPORT/port: $BPORT/" -e "s/, ledger_sync: [a-z]*//" "$work/gateway.yaml" >"$work/baseline.yaml"
   mkdir -p "$work/base"
   "$BASE_BIN" tenants create bench --data "$work/base" >/dev/null
   BKEY=$("$BASE_BIN" keys create --tenant bench --data "$work/base" | tail -1)
@@ -76,8 +78,10 @@ run() { # name url connections stream key
 
 printf '%-22s %-8s %10s %10s %10s\n' scenario target req/s p50_us p99_us
 results=()
+SCENARIOS=${SCENARIOS:-nonstream-c1 nonstream-c32 stream-c1 stream-c32}
 for scenario in "nonstream-c1 1 0" "nonstream-c32 32 0" "stream-c1 1 1" "stream-c32 32 1"; do
   set -- $scenario
+  case " $SCENARIOS " in *" $1 "*) ;; *) continue ;; esac
   d=$(run direct "http://127.0.0.1:$EPORT/v1/chat/completions" "$2" "$3" "")
   g=$(run gateway "http://127.0.0.1:$GPORT/v1/chat/completions" "$2" "$3" "$KEY")
   b=""

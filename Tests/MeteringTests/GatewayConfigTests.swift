@@ -35,6 +35,7 @@ struct GatewayConfigTests {
         "errors name the file, the line and the reason",
         arguments: [
             ("providers:\n  - {name: x, kind: rocket}\nmodels: []\n", 2, "is not one of"),
+            ("server: {ledger_sync: sometimes}\nproviders: []\nmodels: []\n", 1, "expected full or normal"),
             (
                 "providers:\n  - {name: m, kind: mock}\nmodels:\n  - {name: a, provider: nope, tokenizer: o200k_base}\n",
                 4, "unknown provider"

@@ -219,3 +219,49 @@ struct PolicyEngineTests {
         }
     }
 }
+
+@Suite("plans.yaml")
+struct PlanBookTests {
+    @Test("the shipped plans parse, and name only models the shipped config routes")
+    func shipped() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let policies = try Policies.load(configPath: root.appendingPathComponent("policies/gateway.yaml").path)
+        #expect(policies.plans.defaultPlan == "payg")
+        let payg = try #require(policies.plans.plans["payg"])
+        let utc = TimeZone(identifier: "UTC")!
+        #expect(payg.freeQuota?.allowance(at: CalendarPeriod.instant("2025-12-31")!, timeZone: utc) == 2_000_000)
+        #expect(payg.freeQuota?.allowance(at: CalendarPeriod.instant("2026-01-01")!, timeZone: utc) == 500_000)
+        let team = try #require(policies.plans.plans["team"])
+        #expect(team.budget?.limit == Money(nanos: 500_000_000_000, currency: "USD"))
+        #expect(team.freeQuota?.grantAmount == 5_000_000_000 && team.freeQuota?.grantDays == 30)
+        #expect(policies.plans.plans["free"]?.keyLimits.requestsPerMinute == 20)
+    }
+
+    @Test(
+        "errors name the file, the line and the reason",
+        arguments: [
+            ("default_plan: x\nplans:\n  y: {}\n", 1, "no plan named 'x'"),
+            (
+                "default_plan: p\nplans:\n  p:\n    budget: {limit: \"1.5.0\", currency: USD, period: month}\n", 4,
+                "decimal"
+            ),
+            (
+                "default_plan: p\nplans:\n  p:\n    free_quota:\n      period: month\n      schedule:\n        - {from: 2026-01-01, amount: 5}\n        - {from: 2025-01-01, amount: 9}\n",
+                8, "must increase"
+            ),
+            (
+                "default_plan: p\nplans:\n  p:\n    budget: {limit: \"1\", currency: USD, period: year}\n", 4,
+                "expected one of"
+            ),
+        ])
+    func errors(yaml: String, line: Int, reason: String) {
+        do {
+            _ = try PlanBook.parse(yaml: yaml, file: "plans.yaml")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.line == line, "\(error.description)")
+            #expect(error.description.contains(reason), "\(error.description)")
+        }
+    }
+}

@@ -33,7 +33,9 @@ struct ServeCommand: AsyncParsableCommand {
         if let port { policies.gateway.server.port = port }
         let store: GatewayStore
         do {
-            store = try GatewayStore(dataDirectory: common.data)
+            store = try GatewayStore(
+                dataDirectory: common.data, synchronous: policies.gateway.server.ledgerSync == .full ? "FULL" : "NORMAL"
+            )
         } catch {
             throw CLI.fail("cannot open the store in \(common.data): \(error)")
         }

@@ -23,15 +23,18 @@ public final class GatewayStore: Sendable {
     public let pool: DatabasePool
     public let path: String
 
-    public init(dataDirectory: String) throws {
+    /// `synchronous` is `FULL` (every commit synced; the default) or `NORMAL` (see
+    /// `ServerConfig.ledgerSync`).
+    public init(dataDirectory: String, synchronous: String = "FULL") throws {
+        precondition(synchronous == "FULL" || synchronous == "NORMAL")
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
         self.path = (dataDirectory as NSString).appendingPathComponent("gateway.sqlite")
         var config = Configuration()
         config.busyMode = .timeout(5)
         config.prepareDatabase { db in
-            // FULL: a commit is on disk when it returns, so a billing record survives power loss too.
+            // FULL (default): a commit is on disk when it returns, so a record survives power loss too.
             // The ledger's group commit makes concurrent requests share each sync.
-            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
         }
         self.pool = try DatabasePool(path: path, configuration: config)
         try Self.migrator.migrate(pool)

@@ -6,6 +6,15 @@ public struct ServerConfig: Sendable, Equatable {
     public var port: Int
     /// Request bodies are read whole (the gateway must parse them) up to this size; larger gets 413.
     public var maxRequestBodyBytes: Int
+    /// How the ledger commits: `full` syncs every (group) commit to disk, so records survive a power
+    /// loss; `normal` writes them to the WAL before the response completes but syncs only at
+    /// checkpoints, so they survive a crash or SIGKILL of the gateway but not of the machine.
+    public var ledgerSync: LedgerSync = .full
+
+    public enum LedgerSync: String, Sendable, Equatable {
+        case full
+        case normal
+    }
 
     public init(host: String = "127.0.0.1", port: Int = 8080, maxRequestBodyBytes: Int = 8 << 20) {
         self.host = host
@@ -61,10 +70,15 @@ public struct GatewayConfig: Sendable, Equatable {
 
         var server = ServerConfig()
         if let s = root.optional("server") {
-            for (key, field) in try s.mapping(allowed: ["host", "port", "max_request_body_bytes"]) {
+            for (key, field) in try s.mapping(allowed: ["host", "port", "max_request_body_bytes", "ledger_sync"]) {
                 switch key {
                 case "host": server.host = try field.nonEmptyString()
                 case "port": server.port = try field.int(range: 0...65535)
+                case "ledger_sync":
+                    guard let sync = ServerConfig.LedgerSync(rawValue: try field.string()) else {
+                        throw field.fail("expected full or normal")
+                    }
+                    server.ledgerSync = sync
                 default: server.maxRequestBodyBytes = try field.int(range: 1024...(1 << 30))
                 }
             }

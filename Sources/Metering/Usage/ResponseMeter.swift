@@ -31,8 +31,13 @@ public struct ResponseMeter: Sendable {
         }
         var out: [UInt8] = []
         for event in framer!.feed(bytes) {
-            usage.feed(event)
-            out.append(contentsOf: Self.strippingInjectedUsage(event) ?? [])
+            let (forward, json) = Self.strippingInjectedUsage(event)
+            if let json {
+                usage.observe(json)
+            } else {
+                usage.feed(event)
+            }
+            out.append(contentsOf: forward ?? [])
         }
         return .replaced(out)
     }
@@ -48,25 +53,25 @@ public struct ResponseMeter: Sendable {
         return rest
     }
 
-    /// The event as the client should see it, or nil to drop it.
-    static func strippingInjectedUsage(_ event: [UInt8]) -> [UInt8]? {
+    /// The event as the client should see it (nil to drop it), and its JSON payload if it has one, so
+    /// the usage meter does not parse it again.
+    static func strippingInjectedUsage(_ event: [UInt8]) -> (forward: [UInt8]?, json: JSONValue?) {
         // The single `data:` line of an OpenAI chunk.
-        guard let (start, end) = dataLine(in: event) else { return event }
+        guard let (start, end) = dataLine(in: event) else { return (event, nil) }
         let payload = Array(event[start..<end])
-        guard let (json, spans) = try? JSONReader.parseTopLevelObject(payload), let usageSpan = spans["usage"] else {
-            return event
-        }
+        guard let (json, spans) = try? JSONReader.parseTopLevelObject(payload) else { return (event, nil) }
+        guard let usageSpan = spans["usage"] else { return (event, json) }
         if json["usage"]?.isNull == false, json["choices"]?.arrayValue?.isEmpty == true {
-            return nil  // the usage-only chunk the client did not ask for
+            return (nil, json)  // the usage-only chunk the client did not ask for
         }
         guard json["usage"]?.isNull == true, let member = memberRange(valueSpan: usageSpan, in: payload) else {
-            return event
+            return (event, json)
         }
         var out = Array(event[..<start])
         out.append(contentsOf: payload[..<member.lowerBound])
         out.append(contentsOf: payload[member.upperBound...])
         out.append(contentsOf: event[end...])
-        return out
+        return (out, json)
     }
 
     /// The payload range of the event's only `data:` line (nil when it has none, or several).

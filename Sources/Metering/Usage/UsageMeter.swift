@@ -74,6 +74,11 @@ public struct UsageMeter: Sendable {
             return
         }
         guard let json = try? JSONReader.parse(event.data) else { return }
+        observe(json)
+    }
+
+    /// One event's JSON payload, already parsed (the meter stage parses each event once).
+    mutating func observe(_ json: JSONValue) {
         switch endpoint {
         case .messages: handleAnthropic(json)
         case .responses: handleResponses(json)
