@@ -107,6 +107,15 @@ struct PolicyLiveTests {
             let ok = try #require(replies.first { $0.status == 200 })
             #expect(ok.headers.first(name: "x-ratelimit-limit-requests") == "5")
 
+            // Over the limit on /v1/messages: Anthropic's error format, with the same headers.
+            let anthropic = try await h.post(
+                h.gatewayURL + "/v1/messages",
+                body: #"{"model":"emu-claude","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#)
+            #expect(anthropic.status == 429)
+            #expect(anthropic.json?["type"]?.stringValue == "error")
+            #expect(anthropic.json?["error"]?["type"]?.stringValue == "rate_limit_error")
+            #expect(anthropic.headers.first(name: "retry-after") != nil)
+
             // The plan's allow-list and output cap, in each client's own error format.
             let other = try await h.post(
                 h.gatewayURL + "/v1/chat/completions",

@@ -2,6 +2,7 @@
 each response is validated against the schema the file gives for its status code."""
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 
@@ -98,6 +99,27 @@ def test_every_documented_operation_matches_the_live_server(gateway):
     other = call(gateway, "get", "/v1/usage", token=gateway.key)
     assert other["tenant_id"] != tid, "a key sees only its own tenant"
     call(gateway, "get", "/v1/usage", token="sk-gw-not-a-key", expect=401)
+
+    # Suspending a tenant refuses its keys with 403 in the client's format within a second; reactivating restores them.
+    call(gateway, "patch", "/admin/v1/tenants/{tenant}", f"/admin/v1/tenants/{tid}", body={"status": "suspended"})
+    deadline = time.time() + 3
+    while True:
+        try:
+            client.chat.completions.create(model="mock-gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        except openai.PermissionDeniedError as e:
+            assert e.status_code == 403 and e.body["code"] == "tenant_suspended"
+            break
+        assert time.time() < deadline, "suspension did not take effect"
+        time.sleep(0.1)
+    call(gateway, "patch", "/admin/v1/tenants/{tenant}", f"/admin/v1/tenants/{tid}", body={"status": "active"})
+    deadline = time.time() + 3
+    while True:
+        try:
+            client.chat.completions.create(model="mock-gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+            break
+        except openai.PermissionDeniedError:
+            assert time.time() < deadline, "reactivation did not take effect"
+            time.sleep(0.1)
 
     cleared = call(gateway, "delete", "/admin/v1/tenants/{tenant}/budget", f"/admin/v1/tenants/{tid}/budget")
     assert cleared["budget"] is None

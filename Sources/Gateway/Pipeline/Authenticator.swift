@@ -21,6 +21,11 @@ struct Authenticator: Sendable {
         let trimmed = secret.trimmingCharacters(in: .whitespaces)
         guard !trimmed.isEmpty else { throw GatewayError.missingKey }
         guard let key = directory.authenticate(secret: trimmed) else { throw GatewayError.invalidKey }
+        guard key.tenant.status == "active" else {
+            throw GatewayError(
+                status: 403, message: "This account is suspended; contact your administrator.",
+                openAIType: "permission_error", code: "tenant_suspended")
+        }
         return key
     }
 }

@@ -230,11 +230,12 @@ public final class GatewayStore: Sendable {
         try pool.read { db in try Int.fetchOne(db, sql: "SELECT version FROM auth_version") ?? 0 }
     }
 
-    /// Every usable key with its tenant, for the in-memory key directory.
+    /// Every unrevoked key with its tenant (suspended tenants included, so they get a clear 403), for
+    /// the in-memory key directory.
     public func activeCredentials() throws -> [(key: VirtualKey, tenant: Tenant)] {
         try pool.read { db in
             let tenants = Dictionary(
-                uniqueKeysWithValues: try Tenant.filter(Column("status") == "active").fetchAll(db).map { ($0.id, $0) })
+                uniqueKeysWithValues: try Tenant.fetchAll(db).map { ($0.id, $0) })
             return try VirtualKey.filter(Column("revoked_at") == nil).fetchAll(db).compactMap { key in
                 tenants[key.tenantID].map { (key, $0) }
             }
@@ -245,7 +246,7 @@ public final class GatewayStore: Sendable {
     public func activeCredential(hash: Data) throws -> (key: VirtualKey, tenant: Tenant)? {
         try pool.read { db in
             guard let key = try VirtualKey.filter(Column("hash") == hash && Column("revoked_at") == nil).fetchOne(db),
-                let tenant = try Tenant.filter(Column("id") == key.tenantID && Column("status") == "active").fetchOne(
+                let tenant = try Tenant.filter(Column("id") == key.tenantID).fetchOne(
                     db)
             else { return nil }
             return (key, tenant)
