@@ -25,19 +25,16 @@ extension GatewayStore {
         if let tz = update.timezone, TimeZone(identifier: tz) == nil {
             throw StoreError.invalid("unknown time zone '\(tz)'")
         }
-        if let c = update.currency, !(c.count == 3 && c.allSatisfy { $0.isASCII && $0.isUppercase }) {
-            throw StoreError.invalid("currency must be an ISO 4217 code such as USD or CNY")
-        }
+        if let c = update.currency { try Self.checkCurrency(c) }
         if let s = update.status, !["active", "suspended"].contains(s) {
             throw StoreError.invalid("status must be active or suspended")
         }
-        var tenant = try tenant(idOrName)
-        if let plan = update.plan { tenant.plan = plan }
-        if let tz = update.timezone { tenant.timezone = tz }
-        if let c = update.currency { tenant.currency = c }
-        if let s = update.status { tenant.status = s }
-        try pool.write { db in try tenant.update(db) }
-        return tenant
+        return try modifyTenant(idOrName) { tenant in
+            if let plan = update.plan { tenant.plan = plan }
+            if let tz = update.timezone { tenant.timezone = tz }
+            if let c = update.currency { tenant.currency = c }
+            if let s = update.status { tenant.status = s }
+        }
     }
 
     /// Sets (or with `limit: nil` clears) the tenant's own budget, replacing its plan's.
@@ -46,28 +43,16 @@ extension GatewayStore {
         _ idOrName: String, limit: String?, currency: String? = nil, period: CalendarPeriod.Kind = .month,
         soft: Bool = false
     ) throws -> Tenant {
-        var tenant = try tenant(idOrName)
-        if let limit {
-            guard Money.parseNanos(limit) != nil else {
-                throw StoreError.invalid("the limit must be a decimal amount such as 25.00")
-            }
-            let c = currency ?? tenant.currency ?? "USD"
-            guard c.count == 3, c.allSatisfy({ $0.isASCII && $0.isUppercase }) else {
-                throw StoreError.invalid("currency must be an ISO 4217 code such as USD or CNY")
-            }
-            tenant.budgetLimit = limit
-            tenant.budgetCurrency = c
-            tenant.budgetPeriod = period.rawValue
-            tenant.budgetSoft = soft
-        } else {
-            tenant.budgetLimit = nil
-            tenant.budgetCurrency = nil
-            tenant.budgetPeriod = nil
-            tenant.budgetSoft = nil
+        if let limit, Money.parseNanos(limit) == nil {
+            throw StoreError.invalid("the limit must be a decimal amount such as 25.00")
         }
-        let updated = tenant
-        try pool.write { db in try updated.update(db) }
-        return updated
+        if let currency { try Self.checkCurrency(currency) }
+        return try modifyTenant(idOrName) { tenant in
+            tenant.budgetLimit = limit
+            tenant.budgetCurrency = limit == nil ? nil : currency ?? tenant.currency ?? "USD"
+            tenant.budgetPeriod = limit == nil ? nil : period.rawValue
+            tenant.budgetSoft = limit == nil ? nil : soft
+        }
     }
 
     /// Sets (or with `amount: nil` clears) the tenant's own free allowance per period, replacing the
@@ -76,13 +61,10 @@ extension GatewayStore {
     public func setQuota(
         _ idOrName: String, amount: String?, credit currency: String? = nil, period: CalendarPeriod.Kind = .month
     ) throws -> Tenant {
-        var tenant = try tenant(idOrName)
         if let amount {
             guard period == .day || period == .month else { throw StoreError.invalid("a quota period is day or month") }
             if let currency {
-                guard currency.count == 3, currency.allSatisfy({ $0.isASCII && $0.isUppercase }) else {
-                    throw StoreError.invalid("currency must be an ISO 4217 code such as USD or CNY")
-                }
+                try Self.checkCurrency(currency)
                 guard Money.parseNanos(amount) != nil else {
                     throw StoreError.invalid("a credit amount is a decimal such as 5.00")
                 }
@@ -91,34 +73,42 @@ extension GatewayStore {
                     throw StoreError.invalid("a token amount is a whole number")
                 }
             }
-            tenant.quotaAmount = amount
-            tenant.quotaUnit = currency == nil ? "tokens" : "credit"
-            tenant.quotaCurrency = currency
-            tenant.quotaPeriod = period.rawValue
-        } else {
-            tenant.quotaAmount = nil
-            tenant.quotaUnit = nil
-            tenant.quotaCurrency = nil
-            tenant.quotaPeriod = nil
         }
-        let updated = tenant
-        try pool.write { db in try updated.update(db) }
-        return updated
+        return try modifyTenant(idOrName) { tenant in
+            tenant.quotaAmount = amount
+            tenant.quotaUnit = amount == nil ? nil : currency == nil ? "tokens" : "credit"
+            tenant.quotaCurrency = amount == nil ? nil : currency
+            tenant.quotaPeriod = amount == nil ? nil : period.rawValue
+        }
     }
 
     /// Sets a key's own rate limits (nil leaves the plan's in force).
     @discardableResult
     public func setKeyLimits(_ idOrPrefix: String, limits: RateLimits) throws -> VirtualKey {
         try pool.write { db in
-            let matches = try VirtualKey.filter(Column("id") == idOrPrefix || Column("prefix") == idOrPrefix)
-                .fetchAll(db)
-            guard var key = matches.first else { throw StoreError.notFound("no key '\(idOrPrefix)'") }
-            guard matches.count == 1 else { throw StoreError.conflict("'\(idOrPrefix)' matches several keys") }
+            var key = try Self.uniqueKey(idOrPrefix, db)
             key.requestsPerMinute = limits.requestsPerMinute
             key.tokensPerMinute = limits.tokensPerMinute
             key.concurrent = limits.concurrent
             try key.update(db)
             return key
+        }
+    }
+
+    /// Reads, changes and writes one tenant in a single write transaction.
+    private func modifyTenant(_ idOrName: String, _ change: (inout Tenant) -> Void) throws -> Tenant {
+        try pool.write { db in
+            guard var tenant = try Tenant.filter(Column("id") == idOrName || Column("name") == idOrName).fetchOne(db)
+            else { throw StoreError.notFound("no tenant '\(idOrName)'") }
+            change(&tenant)
+            try tenant.update(db)
+            return tenant
+        }
+    }
+
+    static func checkCurrency(_ code: String) throws {
+        guard code.count == 3, code.allSatisfy({ $0.isASCII && $0.isUppercase }) else {
+            throw StoreError.invalid("currency must be an ISO 4217 code such as USD or CNY")
         }
     }
 

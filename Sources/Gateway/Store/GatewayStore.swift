@@ -212,18 +212,23 @@ public final class GatewayStore: Sendable {
     @discardableResult
     public func revokeKey(_ idOrPrefix: String) throws -> VirtualKey {
         try pool.write { db in
-            let matches = try VirtualKey.filter(Column("id") == idOrPrefix || Column("prefix") == idOrPrefix)
-                .fetchAll(db)
-            guard var key = matches.first else { throw StoreError.notFound("no key '\(idOrPrefix)'") }
-            guard matches.count == 1 else {
-                throw StoreError.conflict("'\(idOrPrefix)' matches several keys; use the key id")
-            }
+            var key = try Self.uniqueKey(idOrPrefix, db)
             if key.revokedAt == nil {
                 key.revokedAt = Date()
                 try key.update(db)
             }
             return key
         }
+    }
+
+    /// The one key with this id or displayed prefix.
+    static func uniqueKey(_ idOrPrefix: String, _ db: Database) throws -> VirtualKey {
+        let matches = try VirtualKey.filter(Column("id") == idOrPrefix || Column("prefix") == idOrPrefix).fetchAll(db)
+        guard let key = matches.first else { throw StoreError.notFound("no key '\(idOrPrefix)'") }
+        guard matches.count == 1 else {
+            throw StoreError.conflict("'\(idOrPrefix)' matches several keys; use the key id")
+        }
+        return key
     }
 
     public func authVersion() throws -> Int {
