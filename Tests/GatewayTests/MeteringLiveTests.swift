@@ -69,11 +69,7 @@ struct MeteringLiveTests {
             #expect(record.usage.prompt == usage["prompt_tokens"]?.intValue)
             #expect(record.usage.completion == usage["completion_tokens"]?.intValue)
             // The local count sits beside the upstream's: the o200k count of the content delivered.
-            var content = ""
-            for event in reply.text.components(separatedBy: "\n\n") where event.hasPrefix("data: {") {
-                let json = try JSONReader.parse(String(event.dropFirst(6)))
-                content += json["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue ?? ""
-            }
+            let content = StreamText.openAIContent(reply.text)
             #expect(record.localCompletionTokens == (try TokenEncoding.named("o200k_base")).count(content))
         }
     }
@@ -85,19 +81,12 @@ struct MeteringLiveTests {
                 h.gatewayURL + "/v1/chat/completions", body: Self.streamed(Self.chat),
                 headers: [("x-mock-cut-after", "3")])
             let requestID = try #require(response.headers.first(name: "x-request-id"))
-            var received = ""
-            do {
-                for try await chunk in response.body { received += String(buffer: chunk) }
-            } catch {}
+            let received = await StreamText.readUntilEnd(response)
             let record = try #require(try await h.record(requestID: requestID))
             #expect(record.status == .upstreamCut && record.error == "upstream_cut")
             #expect(record.usageSource == .tokenizer)
             // What the client saw, counted independently of the gateway's meter.
-            var deltas = ""
-            for event in received.components(separatedBy: "\n\n") where event.hasPrefix("data: {") {
-                let json = try JSONReader.parse(String(event.dropFirst(6)))
-                deltas += json["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue ?? ""
-            }
+            let deltas = StreamText.openAIContent(received)
             let o200k = try TokenEncoding.named("o200k_base")
             #expect(record.usage.completion == o200k.count(deltas))
             #expect(record.usage.completion > 0)
@@ -115,10 +104,7 @@ struct MeteringLiveTests {
             #expect(reply.status == 200)
             var input = 0
             var output = 0
-            for event in reply.text.components(separatedBy: "\n\n") {
-                guard let line = event.split(separator: "\n").first(where: { $0.hasPrefix("data: ") }),
-                    let json = try? JSONReader.parse(String(line.dropFirst(6)))
-                else { continue }
+            for json in StreamText.events(reply.text) {
                 if let u = json["message"]?["usage"] { input = u["input_tokens"]?.intValue ?? 0 }
                 if let u = json["usage"], let o = u["output_tokens"]?.intValue { output = o }
             }
@@ -210,19 +196,13 @@ struct MeteringLiveTests {
             let response = try await h.open(
                 h.gatewayURL + "/v1/messages", body: body, headers: [("x-mock-cut-after", "4")])
             let requestID = try #require(response.headers.first(name: "x-request-id"))
-            var received = ""
-            do {
-                for try await chunk in response.body { received += String(buffer: chunk) }
-            } catch {}
+            let received = await StreamText.readUntilEnd(response)
             let record = try #require(try await h.record(requestID: requestID))
             #expect(record.status == .upstreamCut)
             #expect(record.usageSource == .mixed)
             var input = 0
             var text = ""
-            for event in received.components(separatedBy: "\n\n") {
-                guard let line = event.split(separator: "\n").first(where: { $0.hasPrefix("data: ") }),
-                    let json = try? JSONReader.parse(String(line.dropFirst(6)))
-                else { continue }
+            for json in StreamText.events(received) {
                 if let u = json["message"]?["usage"] { input = u["input_tokens"]?.intValue ?? 0 }
                 text += json["delta"]?["text"]?.stringValue ?? ""
             }
@@ -265,5 +245,30 @@ struct MeteringLiveTests {
             #expect(!text.contains("tenant"))
             #expect(!text.contains(h.tenant.id))
         }
+    }
+}
+
+/// Reading streamed answers the way a client sees them, independently of the gateway's own meter.
+enum StreamText {
+    /// The body as far as it arrived; a stream cut by the gateway ends with an error, which is expected.
+    static func readUntilEnd(_ response: HTTPClientResponse) async -> String {
+        var received = ""
+        do {
+            for try await chunk in response.body { received += String(buffer: chunk) }
+        } catch {}
+        return received
+    }
+
+    /// The JSON payload of each event's `data:` line.
+    static func events(_ text: String) -> [JSONValue] {
+        text.components(separatedBy: "\n\n").compactMap { event in
+            guard let line = event.split(separator: "\n").first(where: { $0.hasPrefix("data: ") }) else { return nil }
+            return try? JSONReader.parse(String(line.dropFirst(6)))
+        }
+    }
+
+    /// The concatenated `content` deltas of the first choice of an OpenAI stream.
+    static func openAIContent(_ text: String) -> String {
+        events(text).map { $0["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue ?? "" }.joined()
     }
 }
