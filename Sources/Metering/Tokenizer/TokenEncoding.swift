@@ -9,6 +9,7 @@ public final class TokenEncoding: Sendable {
     public let name: String
     let pattern: PretokenizerPattern
     let vocabulary: BPEVocabulary
+    let merges: MergeTables
     /// Special tokens by id, for decoding.
     let specialTokens: [Int: String]
     /// Qwen's reference tokenizer normalizes to NFC before encoding.
@@ -19,6 +20,7 @@ public final class TokenEncoding: Sendable {
         self.name = name
         self.pattern = pattern
         self.vocabulary = vocabulary
+        self.merges = MergeTables(vocabulary: vocabulary)
         self.specialTokens = specialTokens
         self.normalizesNFC = nfc
     }
@@ -66,14 +68,18 @@ public final class TokenEncoding: Sendable {
 
     // MARK: Encoding
 
-    /// Calls `body` with each token id of `text`, in order.
-    func forEachToken(_ text: String, _ body: (UInt32) -> Void) {
+    /// Calls `body` with each token id of `text`, in order. `backtrackFrom: .max` merges every piece
+    /// with tiktoken's own algorithm (the reference the tests compare the fast path with).
+    func forEachToken(
+        _ text: String, backtrackFrom: Int = BytePairEncoder.defaultBacktrackFrom, _ body: (UInt32) -> Void
+    ) {
         var text = normalizesNFC ? Self.nfc(text) : text
         text.withUTF8 { utf8 in
             guard !utf8.isEmpty else { return }
             vocabulary.table.withUnsafeBufferPointer { table in
                 vocabulary.bytes.withUnsafeBufferPointer { bytes in
-                    let encoder = BytePairEncoder(vocabulary: vocabulary, table: table, bytes: bytes)
+                    let encoder = BytePairEncoder(
+                        vocabulary: vocabulary, table: table, bytes: bytes, merges: merges, backtrackFrom: backtrackFrom)
                     let splitter = Pretokenizer(text: utf8, pattern: pattern, classes: .shared)
                     let base = utf8.baseAddress!
                     var i = 0
@@ -139,19 +145,79 @@ public final class TokenEncoding: Sendable {
         String(decoding: decodeBytes(tokens), as: UTF8.self)
     }
 
+    /// NFC, as Qwen's tokenizer applies it. Only the stretches that can change are handed to
+    /// Foundation: each run of scalars outside ``isNFCStable(_:)`` together with the stable scalar
+    /// before it (which may compose with it). A stable scalar is a normalization boundary, so the
+    /// pieces normalize independently, and most text (English, Chinese, code) is copied unchanged or
+    /// not copied at all.
     static func nfc(_ text: String) -> String {
-        if text.utf8.allSatisfy({ $0 < 0x80 }) || text.unicodeScalars.allSatisfy(isNFCStable) { return text }
-        return text.precomposedStringWithCanonicalMapping
+        var text = text
+        return text.withUTF8 { u -> String? in
+            var i = 0
+            var copied = 0
+            var lastStable = -1
+            var out: [UInt8] = []
+            while i < u.count {
+                let (value, length) = Self.scalar(u, at: i)
+                if Self.isNFCStable(value) {
+                    lastStable = i
+                    i += length
+                    continue
+                }
+                // A run of unstable scalars, with the stable scalar before it when there is one.
+                let start = lastStable >= copied ? lastStable : i
+                var end = i + length
+                while end < u.count {
+                    let (v, l) = Self.scalar(u, at: end)
+                    if Self.isNFCStable(v) { break }
+                    end += l
+                }
+                if out.isEmpty { out.reserveCapacity(u.count + 16) }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: u[copied..<start]))
+                let segment = String(decoding: UnsafeBufferPointer(rebasing: u[start..<end]), as: UTF8.self)
+                out.append(contentsOf: segment.precomposedStringWithCanonicalMapping.utf8)
+                copied = end
+                lastStable = -1
+                i = end
+            }
+            guard copied > 0 else { return nil }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: u[copied..<u.count]))
+            return String(decoding: out, as: UTF8.self)
+        } ?? text
     }
 
-    /// Scalars that NFC leaves alone whatever surrounds them: below the combining marks (U+0300),
-    /// CJK symbols, kana and ideographs (except the two combining kana voicing marks), Hangul
-    /// syllables, and the full-width forms. A text made only of these is already NFC, so the costly
-    /// normalization is skipped for most English and Chinese text.
+    /// The scalar value at byte `i` of valid UTF-8, and its length.
     @inline(__always)
-    static func isNFCStable(_ s: Unicode.Scalar) -> Bool {
-        let v = s.value
-        return v < 0x300 || (0x3000...0x9FFF).contains(v) && v != 0x3099 && v != 0x309A
-            || (0xAC00...0xD7A3).contains(v) || (0xFF01...0xFFEF).contains(v)
+    static func scalar(_ u: UnsafeBufferPointer<UInt8>, at i: Int) -> (UInt32, Int) {
+        let b0 = UInt32(u[i])
+        if b0 < 0x80 { return (b0, 1) }
+        if b0 < 0xE0 { return ((b0 & 0x1F) << 6 | UInt32(u[i + 1]) & 0x3F, 2) }
+        if b0 < 0xF0 { return ((b0 & 0x0F) << 12 | (UInt32(u[i + 1]) & 0x3F) << 6 | UInt32(u[i + 2]) & 0x3F, 3) }
+        return (
+            (b0 & 0x07) << 18 | (UInt32(u[i + 1]) & 0x3F) << 12 | (UInt32(u[i + 2]) & 0x3F) << 6 | UInt32(u[i + 3])
+                & 0x3F, 4
+        )
+    }
+
+    /// Scalars with canonical combining class 0 and NFC_Quick_Check = Yes, a conservative subset:
+    /// NFC leaves them alone whatever surrounds them, and nothing before them interacts with anything
+    /// after them. Below the combining marks (U+0300); general punctuation from U+2002; arrows,
+    /// mathematical operators and technical symbols up to U+2328 (U+2329 and U+232A are singletons);
+    /// U+232B–U+29FF (box drawing, shapes, dingbats); CJK symbols, kana and ideographs except the
+    /// ideographic tone marks (U+302A–U+302F) and the combining kana voicing marks (U+3099, U+309A);
+    /// Hangul syllables; variation selectors; full-width forms; and the emoji blocks.
+    @inline(__always)
+    static func isNFCStable(_ v: UInt32) -> Bool {
+        if v < 0x300 { return true }
+        if v < 0x2002 { return false }
+        if v <= 0x206F { return true }
+        if v < 0x2190 { return false }
+        if v <= 0x2328 { return true }
+        if v < 0x232B { return false }
+        if v <= 0x29FF { return true }
+        if v < 0x3000 { return false }
+        if v <= 0x9FFF { return !(0x302A...0x302F).contains(v) && v != 0x3099 && v != 0x309A }
+        return (0xAC00...0xD7A3).contains(v) || (0xFE00...0xFE0F).contains(v) || (0xFF01...0xFFEF).contains(v)
+            || (0x1F300...0x1FAFF).contains(v)
     }
 }

@@ -1,0 +1,264 @@
+/// What the backtracking encoder needs beyond the rank lookup, derived from a vocabulary once, when it
+/// loads.
+///
+/// In a tiktoken vocabulary, merging two adjacent tokens yields the token ranked by their concatenated
+/// bytes, and BPE always merges the lowest-ranked pair first. So every reachable multi-byte token has
+/// one *split*: the two tokens BPE holds just before its final merge when it encodes the token's own
+/// bytes. The splits are the merge tree; they let us decide whether two tokens can stand side by side
+/// in a BPE result without re-encoding their bytes (``isValidPair``).
+///
+/// A token that BPE cannot produce from its own bytes (none in o200k_base or cl100k_base; checked for
+/// every vocabulary) is *unreachable*: it never appears inside a piece's encoding, only as a whole piece
+/// (tiktoken's whole-piece lookup), so the encoder skips it.
+struct MergeTables: Sendable {
+    /// Per rank: left part << 32 | right part. A single byte, or an unreachable token, is its own parts.
+    let split: FrozenBuffer<UInt64>
+    /// Per rank: the longest reachable token that is a proper prefix of this one, or `UInt32.max`.
+    let nextPrefix: FrozenBuffer<UInt32>
+    /// Per rank: byte length, or 0 for an unreachable multi-byte token.
+    let length: FrozenBuffer<UInt8>
+    /// Candidate lengths by the first three bytes: `prefixIndex[prefixSlot(p)]` picks two words of
+    /// `prefixMasks`, whose bits `L - 3` are the lengths L ≥ 3 of the reachable tokens whose first
+    /// three bytes hash to that slot (a superset when prefixes collide, which only costs a lookup).
+    /// Deduplicated, it is about 150 KiB, small enough to stay in cache.
+    let prefixIndex: FrozenBuffer<UInt16>
+    let prefixMasks: FrozenBuffer<UInt64>
+    /// Every token's split → the token, packed in one word per slot (left << 42 | right << 21 | merged,
+    /// ranks below 2^21) so a probe touches one cache line; open addressing, empty = all ones.
+    let pairs: FrozenBuffer<UInt64>
+    let pairShift: UInt64
+    /// A blocked Bloom filter over the pair keys (256 KiB, stays in cache): most pairs looked up are
+    /// not in the table, and this answers them without touching it.
+    let pairFilter: FrozenBuffer<UInt64>
+    /// Number of multi-byte tokens BPE cannot produce from their own bytes.
+    let unreachableCount: Int
+
+    static let empty = UInt64.max
+    static let filterWords = 1 << 15
+
+    /// The `prefixIndex` slot of the three bytes at `p`.
+    @inline(__always)
+    static func prefixSlot(_ p: UnsafePointer<UInt8>) -> Int {
+        Int(truncatingIfNeeded: ((UInt32(p[0]) << 16 | UInt32(p[1]) << 8 | UInt32(p[2])) &* 0x9E37_79B1) >> 16)
+    }
+
+    /// The filter word and the two bits in it for a key's hash.
+    @inline(__always)
+    static func filterPosition(_ h: UInt64) -> (word: Int, bits: UInt64) {
+        (Int(truncatingIfNeeded: (h >> 20) & UInt64(filterWords - 1)), 1 << ((h >> 35) & 63) | 1 << ((h >> 41) & 63))
+    }
+
+    init(vocabulary v: BPEVocabulary) {
+        let n = v.tokenCount
+        var split = [UInt64](repeating: 0, count: n)
+        var nextPrefix = [UInt32](repeating: UInt32.max, count: n)
+        var length = [UInt8](repeating: 0, count: n)
+        var bits: UInt64 = 4
+        while (1 << bits) < n * 2 { bits += 1 }
+        precondition(n < 1 << 21, "vocabulary too large for packed pair slots")
+        var pairs = [UInt64](repeating: Self.empty, count: 1 << Int(bits))
+        let pairShift = 64 - bits
+        var unreachable = 0
+        v.bytes.withUnsafeBufferPointer { allBytes in
+            v.table.withUnsafeBufferPointer { table in
+                let base = allBytes.baseAddress!
+                func start(_ r: Int) -> UnsafePointer<UInt8> { base + Int(v.offsets[r]) }
+                func byteCount(_ r: Int) -> Int { Int(v.offsets[r + 1] - v.offsets[r]) }
+                // Longest proper prefix tokens first, over all tokens (reachability comes next).
+                var anyPrefix = [UInt32](repeating: UInt32.max, count: n)
+                for r in 0..<n {
+                    let count = byteCount(r)
+                    var l = count - 1
+                    while l >= 1 {
+                        let p = v.rank(start(r), l, table: table, bytes: allBytes)
+                        if p != UInt32.max {
+                            anyPrefix[r] = p
+                            break
+                        }
+                        l -= 1
+                    }
+                }
+                // Splits in rank order: a token's parts rank below it, so they are settled first.
+                for r in 0..<n {
+                    let count = byteCount(r)
+                    split[r] = UInt64(r) << 32 | UInt64(r)
+                    if count == 1 {
+                        length[r] = 1
+                        continue
+                    }
+                    var left = anyPrefix[r]
+                    while left != UInt32.max {
+                        let l = Int(left)
+                        if l < r, length[l] != 0 {
+                            let rest = v.rank(start(r) + byteCount(l), count - byteCount(l), table: table, bytes: allBytes)
+                            if rest != UInt32.max, Int(rest) < r, length[Int(rest)] != 0,
+                                Self.isValidPair(
+                                    left, rest, split: split, pairs: pairs, shift: pairShift)
+                            {
+                                split[r] = UInt64(left) << 32 | UInt64(rest)
+                                Self.insert(left, rest, merged: UInt32(r), into: &pairs, shift: pairShift)
+                                length[r] = UInt8(count)
+                                break
+                            }
+                        }
+                        left = anyPrefix[l]
+                    }
+                    if length[r] == 0 { unreachable += 1 }
+                }
+                // The prefix chain over reachable tokens only.
+                for r in 0..<n {
+                    var p = anyPrefix[r]
+                    while p != UInt32.max, length[Int(p)] == 0 { p = anyPrefix[Int(p)] }
+                    nextPrefix[r] = p
+                }
+            }
+        }
+        var slotMasks = [UInt64](repeating: 0, count: 2 * 65536)
+        v.bytes.withUnsafeBufferPointer { b in
+            for r in 0..<n where length[r] >= 3 {
+                let slot = Self.prefixSlot(b.baseAddress! + Int(v.offsets[r]))
+                let bit = Int(length[r]) - 3
+                slotMasks[2 * slot + bit / 64] |= 1 << UInt64(bit % 64)
+            }
+        }
+        var prefixIndex = [UInt16](repeating: 0, count: 65536)
+        var prefixMasks: [UInt64] = [0, 0]
+        var seen: [[UInt64]: UInt16] = [[0, 0]: 0]
+        for slot in 0..<65536 {
+            let pair = [slotMasks[2 * slot], slotMasks[2 * slot + 1]]
+            if let index = seen[pair] {
+                prefixIndex[slot] = index
+            } else {
+                // Vocabularies have about a thousand distinct masks; 65,536 would need a wider index.
+                precondition(prefixMasks.count / 2 < Int(UInt16.max), "too many distinct prefix masks")
+                let index = UInt16(prefixMasks.count / 2)
+                seen[pair] = index
+                prefixMasks.append(contentsOf: pair)
+                prefixIndex[slot] = index
+            }
+        }
+        self.split = FrozenBuffer(split)
+        self.nextPrefix = FrozenBuffer(nextPrefix)
+        self.length = FrozenBuffer(length)
+        self.prefixIndex = FrozenBuffer(prefixIndex)
+        self.prefixMasks = FrozenBuffer(prefixMasks)
+        self.pairs = FrozenBuffer(pairs)
+        self.pairShift = pairShift
+        var filter = [UInt64](repeating: 0, count: Self.filterWords)
+        for slot in pairs where slot != Self.empty {
+            let (word, bits) = Self.filterPosition((slot >> 21) &* 0x9E37_79B9_7F4A_7C15)
+            filter[word] |= bits
+        }
+        self.pairFilter = FrozenBuffer(filter)
+        self.unreachableCount = unreachable
+    }
+
+    private static func insert(
+        _ left: UInt32, _ right: UInt32, merged: UInt32, into pairs: inout [UInt64], shift: UInt64
+    ) {
+        let key = UInt64(left) << 21 | UInt64(right)
+        let mask = pairs.count - 1
+        var slot = Int((key &* 0x9E37_79B9_7F4A_7C15) >> shift)
+        while pairs[slot] != empty { slot = (slot + 1) & mask }
+        pairs[slot] = key << 21 | UInt64(merged)
+    }
+
+    /// The rank that `left` and `right` merge into, or `UInt32.max`.
+    @inline(__always)
+    static func merged(
+        _ left: UInt32, _ right: UInt32, pairs: UnsafePointer<UInt64>, mask: Int, shift: UInt64,
+        filter: UnsafePointer<UInt64>?
+    ) -> UInt32 {
+        let key = UInt64(left) << 21 | UInt64(right)
+        let h = key &* 0x9E37_79B9_7F4A_7C15
+        if let filter {
+            let (word, bits) = filterPosition(h)
+            if filter[word] & bits != bits { return UInt32.max }
+        }
+        var slot = Int(h >> shift)
+        while true {
+            let v = pairs[slot]
+            if v >> 21 == key { return UInt32(truncatingIfNeeded: v & 0x1F_FFFF) }
+            if v == empty { return UInt32.max }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    /// Whether BPE, given the bytes of `left` followed by those of `right`, yields exactly these two
+    /// tokens.
+    ///
+    /// BPE could only do otherwise by a merge across the boundary between them. Walk back through the
+    /// merges that built the two tokens, latest first: the right edge of `left` and the left edge of
+    /// `right` at each moment are parts on their merge trees' inner spines. If any two such edge parts
+    /// merge into a token ranked below the merge that next consumes one of them, BPE would have taken
+    /// that merge across the boundary instead. (`limit` is the rank of that next merge; on ties the
+    /// left pair wins, so a merge on the right spine is compared with its rank plus one.)
+    @inline(__always)
+    func isValidPair(_ left: UInt32, _ right: UInt32) -> Bool {
+        Self.isValidPair(
+            left, right, split: split.base, pairs: pairs.base, mask: pairs.count - 1, shift: pairShift,
+            filter: pairFilter.base)
+    }
+
+    @inline(__always)
+    static func isValidPair(
+        _ left: UInt32, _ right: UInt32, split: UnsafePointer<UInt64>, pairs: UnsafePointer<UInt64>, mask: Int,
+        shift: UInt64, filter: UnsafePointer<UInt64>?
+    ) -> Bool {
+        var a = left
+        var b = right
+        var limit = UInt32.max
+        while true {
+            let m = merged(a, b, pairs: pairs, mask: mask, shift: shift, filter: filter)
+            if m != UInt32.max, m < limit { return false }
+            if a > b {
+                limit = a
+                a = UInt32(truncatingIfNeeded: split[Int(a)])
+                if a == limit {
+                    limit = b + 1
+                    b = UInt32(truncatingIfNeeded: split[Int(b)] >> 32)
+                    if b + 1 == limit { return true }
+                }
+            } else {
+                limit = b + 1
+                b = UInt32(truncatingIfNeeded: split[Int(b)] >> 32)
+                if b + 1 == limit {
+                    limit = a
+                    a = UInt32(truncatingIfNeeded: split[Int(a)])
+                    if a == limit { return true }
+                }
+            }
+        }
+    }
+
+    /// The array-based form used while the tables are being built.
+    private static func isValidPair(
+        _ left: UInt32, _ right: UInt32, split: [UInt64], pairs: [UInt64], shift: UInt64
+    ) -> Bool {
+        split.withUnsafeBufferPointer { s in
+            pairs.withUnsafeBufferPointer { p in
+                isValidPair(
+                    left, right, split: s.baseAddress!, pairs: p.baseAddress!, mask: p.count - 1, shift: shift,
+                    filter: nil)
+            }
+        }
+    }
+}
+
+/// An immutable buffer allocated once and read through a raw pointer, with no bounds checks or
+/// reference counting on the hot path. Immutable after `init`, hence safe to share.
+final class FrozenBuffer<Element>: @unchecked Sendable {
+    let base: UnsafePointer<Element>
+    let count: Int
+
+    init(_ elements: [Element]) {
+        let p = UnsafeMutablePointer<Element>.allocate(capacity: max(elements.count, 1))
+        _ = UnsafeMutableBufferPointer(start: p, count: elements.count).initialize(from: elements)
+        base = UnsafePointer(p)
+        count = elements.count
+    }
+
+    deinit {
+        UnsafeMutablePointer(mutating: base).deinitialize(count: count).deallocate()
+    }
+}

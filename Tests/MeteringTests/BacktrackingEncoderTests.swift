@@ -1,0 +1,153 @@
+import Foundation
+import Testing
+
+@testable import Metering
+
+/// The backtracking encoder against tiktoken's own merge loop (`encodeShort`, which the conformance
+/// vectors check against the real tiktoken), on inputs built to exercise merges across token
+/// boundaries: concatenations of random vocabulary tokens, and runs over tiny alphabets.
+@Suite("Backtracking encoder")
+struct BacktrackingEncoderTests {
+    static let encodings = ["o200k_base", "cl100k_base", "qwen"]
+
+    /// Both algorithms on the same bytes.
+    static func both(_ encoding: TokenEncoding, _ bytes: [UInt8]) -> (fast: [UInt32], reference: [UInt32]) {
+        encoding.vocabulary.table.withUnsafeBufferPointer { table in
+            encoding.vocabulary.bytes.withUnsafeBufferPointer { all in
+                let encoder = BytePairEncoder(
+                    vocabulary: encoding.vocabulary, table: table, bytes: all, merges: encoding.merges,
+                    backtrackFrom: 1)
+                return bytes.withUnsafeBufferPointer { b in
+                    var fast: [UInt32] = []
+                    var reference: [UInt32] = []
+                    let ok = encoder.encodeBacktracking(b.baseAddress!, b.count) { fast.append($0) }
+                    #expect(ok)
+                    encoder.encodeShort(b.baseAddress!, b.count) { reference.append($0) }
+                    return (fast, reference)
+                }
+            }
+        }
+    }
+
+    @Test("every reachable token encodes to itself", arguments: encodings)
+    func tokensEncodeToThemselves(name: String) throws {
+        let encoding = try TokenEncoding.named(name)
+        let v = encoding.vocabulary
+        var failures = 0
+        var unreachable = 0
+        for r in 0..<v.tokenCount where v.offsets[r + 1] - v.offsets[r] >= 2 {
+            if encoding.merges.length.base[r] == 0 {
+                unreachable += 1
+                // Unreachable really means BPE does not produce it from its own bytes.
+                let (_, reference) = Self.both(encoding, Array(v.tokenBytes(r)))
+                #expect(reference != [UInt32(r)])
+                continue
+            }
+            let (fast, _) = Self.both(encoding, Array(v.tokenBytes(r)))
+            if fast != [UInt32(r)] { failures += 1 }
+        }
+        #expect(failures == 0)
+        #expect(unreachable == encoding.merges.unreachableCount)
+    }
+
+    @Test("random token concatenations encode as tiktoken's merge loop does", arguments: encodings)
+    func randomConcatenations(name: String) throws {
+        let encoding = try TokenEncoding.named(name)
+        let v = encoding.vocabulary
+        var rng = SplitMix(seed: 0x5EED ^ UInt64(name.utf8.count))
+        var mismatches = 0
+        for round in 0..<4000 {
+            var bytes: [UInt8] = []
+            let parts = 2 + Int(rng.next() % 24)
+            for _ in 0..<parts {
+                // Favour frequent (low-rank) tokens half the time, any token otherwise.
+                let bound = round % 2 == 0 ? 4000 : v.tokenCount
+                bytes.append(contentsOf: v.tokenBytes(Int(rng.next() % UInt64(bound))))
+            }
+            let (fast, reference) = Self.both(encoding, bytes)
+            if fast != reference {
+                mismatches += 1
+                if mismatches < 4 { Issue.record("\(name) mismatch on \(bytes)") }
+            }
+        }
+        #expect(mismatches == 0)
+    }
+
+    @Test("runs over tiny alphabets encode as tiktoken's merge loop does", arguments: encodings)
+    func tinyAlphabets(name: String) throws {
+        let encoding = try TokenEncoding.named(name)
+        let alphabets: [[String]] = [
+            ["a", "b"], ["a", "aa", " "], ["0", "1", "9"], ["的", "是", "一"], ["=", "-", "\n"], ["ab", "c", "A"],
+            ["\u{e9}", "e", "\u{301}"], ["🙂", "\u{200d}", "a"],
+        ]
+        var rng = SplitMix(seed: 42)
+        var mismatches = 0
+        for alphabet in alphabets {
+            for _ in 0..<600 {
+                var text = ""
+                for _ in 0..<(1 + Int(rng.next() % 160)) { text += alphabet[Int(rng.next() % UInt64(alphabet.count))] }
+                let (fast, reference) = Self.both(encoding, Array(text.utf8))
+                if fast != reference {
+                    mismatches += 1
+                    if mismatches < 4 { Issue.record("\(name) mismatch on \(text.debugDescription)") }
+                }
+            }
+        }
+        #expect(mismatches == 0)
+    }
+}
+
+/// Qwen's NFC, which hands only the stretches that can change to Foundation.
+@Suite("NFC for qwen")
+struct NFCTests {
+    static func assigned(_ v: UInt32) -> Unicode.Scalar? {
+        guard let s = Unicode.Scalar(v), s.properties.generalCategory != .unassigned,
+            s.properties.generalCategory != .privateUse
+        else { return nil }
+        return s
+    }
+
+    @Test("every scalar called stable has combining class 0 and is left alone by NFC")
+    func stableScalars() {
+        var bad: [UInt32] = []
+        for v in UInt32(0)...0x10FFFF where TokenEncoding.isNFCStable(v) {
+            guard let s = Self.assigned(v) else { continue }
+            let text = String(Character(s))
+            if s.properties.canonicalCombiningClass != .notReordered || text.precomposedStringWithCanonicalMapping != text {
+                bad.append(v)
+            }
+        }
+        #expect(bad.isEmpty, "\(bad.prefix(10).map { String($0, radix: 16) })")
+    }
+
+    @Test("no stable scalar can compose with the scalar before it")
+    func noStableSecond() {
+        var bad: [UInt32] = []
+        for v in UInt32(0x80)...0x10FFFF {
+            guard let s = Self.assigned(v) else { continue }
+            let parts = String(Character(s)).decomposedStringWithCanonicalMapping.unicodeScalars
+            for part in parts.dropFirst() where TokenEncoding.isNFCStable(part.value) { bad.append(v) }
+        }
+        #expect(bad.isEmpty, "\(bad.prefix(10).map { String($0, radix: 16) })")
+    }
+
+    @Test("random mixed text normalizes as Foundation normalizes it whole")
+    func randomText() {
+        let alphabet: [String] = [
+            "a", "e", "\u{301}", "\u{308}", "\u{323}", "“", "”", "─", "中", "\u{302B}", "\u{302A}", "が", "か",
+            "\u{3099}", "\u{1100}", "\u{1161}", "\u{11A8}", "가", "Å", "\u{212B}", "\u{2000}", " ", "\n", "😀",
+            "\u{FE0F}", "\u{0915}", "\u{093C}", "\u{0B47}", "\u{0B3E}", "ﬀ", "\u{2ADC}", "↓",
+        ]
+        var rng = SplitMix(seed: 7)
+        var mismatches = 0
+        for _ in 0..<3000 {
+            var text = ""
+            for _ in 0..<(1 + Int(rng.next() % 12)) { text += alphabet[Int(rng.next() % UInt64(alphabet.count))] }
+            if Array(TokenEncoding.nfc(text).utf8) != Array(text.precomposedStringWithCanonicalMapping.utf8) {
+                mismatches += 1
+                if mismatches < 4 { Issue.record("NFC differs on \(text.unicodeScalars.map { String($0.value, radix: 16) })") }
+            }
+        }
+        #expect(mismatches == 0)
+    }
+}
