@@ -12,19 +12,17 @@ struct BacktrackingEncoderTests {
 
     /// Both algorithms on the same bytes.
     static func both(_ encoding: TokenEncoding, _ bytes: [UInt8]) -> (fast: [UInt32], reference: [UInt32]) {
-        encoding.vocabulary.table.withUnsafeBufferPointer { table in
-            encoding.vocabulary.bytes.withUnsafeBufferPointer { all in
-                let encoder = BytePairEncoder(
-                    vocabulary: encoding.vocabulary, table: table, bytes: all, merges: encoding.merges,
-                    backtrackFrom: 1)
-                return bytes.withUnsafeBufferPointer { b in
-                    var fast: [UInt32] = []
-                    var reference: [UInt32] = []
-                    let ok = encoder.encodeBacktracking(b.baseAddress!, b.count) { fast.append($0) }
-                    #expect(ok)
-                    encoder.encodeShort(b.baseAddress!, b.count) { reference.append($0) }
-                    return (fast, reference)
-                }
+        encoding.vocabulary.bytes.withUnsafeBufferPointer { all in
+            let encoder = BytePairEncoder(
+                vocabulary: encoding.vocabulary, table: encoding.vocabulary.table.buffer, bytes: all,
+                merges: encoding.merges, backtrackFrom: 1)
+            return bytes.withUnsafeBufferPointer { b in
+                var fast: [UInt32] = []
+                var reference: [UInt32] = []
+                let ok = encoder.encodeBacktracking(b.baseAddress!, b.count) { fast.append($0) }
+                #expect(ok)
+                encoder.encodeShort(b.baseAddress!, b.count) { reference.append($0) }
+                return (fast, reference)
             }
         }
     }
@@ -113,7 +111,9 @@ struct NFCTests {
         for v in UInt32(0)...0x10FFFF where TokenEncoding.isNFCStable(v) {
             guard let s = Self.assigned(v) else { continue }
             let text = String(Character(s))
-            if s.properties.canonicalCombiningClass != .notReordered || text.precomposedStringWithCanonicalMapping != text {
+            if s.properties.canonicalCombiningClass != .notReordered
+                || text.precomposedStringWithCanonicalMapping != text
+            {
                 bad.append(v)
             }
         }
@@ -145,7 +145,9 @@ struct NFCTests {
             for _ in 0..<(1 + Int(rng.next() % 12)) { text += alphabet[Int(rng.next() % UInt64(alphabet.count))] }
             if Array(TokenEncoding.nfc(text).utf8) != Array(text.precomposedStringWithCanonicalMapping.utf8) {
                 mismatches += 1
-                if mismatches < 4 { Issue.record("NFC differs on \(text.unicodeScalars.map { String($0.value, radix: 16) })") }
+                if mismatches < 4 {
+                    Issue.record("NFC differs on \(text.unicodeScalars.map { String($0.value, radix: 16) })")
+                }
             }
         }
         #expect(mismatches == 0)

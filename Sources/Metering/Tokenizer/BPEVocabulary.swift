@@ -10,22 +10,22 @@ final class BPEVocabulary: Sendable {
     let offsets: [UInt32]
     /// Open-addressing slots. Capacity is a power of two, at least twice the token count, so most
     /// lookups hit their first slot; tokens of up to 8 bytes are compared inside the slot itself.
-    let table: [Slot]
+    let table: FrozenBuffer<Slot>
     /// log2(capacity): slots are chosen by the top bits of a multiplicative hash.
     let shift: UInt64
     /// One bit per hash bucket (2^21 bits, 256 KiB, stays in cache): clear means "no token hashes
     /// here", which answers most failed lookups (most pair lookups during merging fail) without
     /// touching the large slot table.
-    let filter: [UInt64]
+    let filter: FrozenBuffer<UInt64>
     static let filterBits: UInt64 = 21
     /// Rank of each single byte.
     let byteRanks: [UInt32]
     /// Rank of each two-byte sequence (UInt32.max when none): 256 KiB that stay in cache, for the
     /// most frequent lookups of all (every adjacent byte pair starts as one).
-    let pairRanks: [UInt32]
+    let pairRanks: FrozenBuffer<UInt32>
     /// Rank of each three-byte UTF-8 sequence (a BMP character from U+0800, which covers CJK), indexed
     /// by its 16 payload bits: another 256 KiB that turns most CJK lookups into one cached read.
-    let bmpRanks: [UInt32]
+    let bmpRanks: FrozenBuffer<UInt32>
 
     var tokenCount: Int { offsets.count - 1 }
 
@@ -78,7 +78,7 @@ final class BPEVocabulary: Sendable {
         var bits: UInt64 = 1
         while (1 << bits) < n * 2 { bits += 1 }
         let capacity = 1 << Int(bits)
-        var table = [Slot](repeating: Slot(key: 0, length: 0, rank: 0), count: capacity)
+        var table = [Slot](repeating: Slot(key: 0, length: 0, rank: 0, tail: 0), count: capacity)
         let shift = 64 - bits
         bytes.withUnsafeBufferPointer { b in
             for rank in 0..<n {
@@ -87,7 +87,8 @@ final class BPEVocabulary: Sendable {
                 let key = Self.prefixKey(b.baseAddress! + start, length)
                 var slot = Int(Self.hash(key: key, b.baseAddress! + start, length) >> shift)
                 while table[slot].length != 0 { slot = (slot + 1) & (capacity - 1) }
-                table[slot] = Slot(key: key, length: UInt32(length), rank: UInt32(rank))
+                table[slot] = Slot(
+                    key: key, length: length, rank: UInt32(rank), tail: Self.tailKey(b.baseAddress! + start, length))
             }
         }
         var filter = [UInt64](repeating: 0, count: 1 << (Int(Self.filterBits) - 6))
@@ -100,10 +101,10 @@ final class BPEVocabulary: Sendable {
                 filter[bit >> 6] |= 1 << UInt64(bit & 63)
             }
         }
-        self.filter = filter
+        self.filter = FrozenBuffer(filter)
         self.bytes = bytes
         self.offsets = offsets
-        self.table = table
+        self.table = FrozenBuffer(table)
         self.shift = shift
         var byteRanks = [UInt32](repeating: UInt32.max, count: 256)
         for rank in 0..<n where offsets[rank + 1] - offsets[rank] == 1 {
@@ -116,7 +117,7 @@ final class BPEVocabulary: Sendable {
             let start = Int(offsets[rank])
             pairRanks[Int(bytes[start]) << 8 | Int(bytes[start + 1])] = UInt32(rank)
         }
-        self.pairRanks = pairRanks
+        self.pairRanks = FrozenBuffer(pairRanks)
         var bmpRanks = [UInt32](repeating: UInt32.max, count: 65536)
         for rank in 0..<n where offsets[rank + 1] - offsets[rank] == 3 {
             let start = Int(offsets[rank])
@@ -124,7 +125,7 @@ final class BPEVocabulary: Sendable {
                 bmpRanks[index] = UInt32(rank)
             }
         }
-        self.bmpRanks = bmpRanks
+        self.bmpRanks = FrozenBuffer(bmpRanks)
     }
 
     /// Loads a vocabulary shipped in the package and checks it against the shipped SHA256SUMS.
@@ -144,12 +145,30 @@ final class BPEVocabulary: Sendable {
 
     // MARK: Lookup
 
+    /// 16 bytes: the first 8 bytes of the token, its rank and length, and bytes 8..<12, so tokens of
+    /// up to 12 bytes are confirmed without reading the token bytes elsewhere in memory.
     struct Slot: Sendable {
         /// The first (up to) 8 bytes, little-endian, zero-padded.
         var key: UInt64
-        /// 0 marks an empty slot.
-        var length: UInt32
-        var rank: UInt32
+        /// rank | length << 24; 0 marks an empty slot (a token has a length).
+        var info: UInt32
+        /// Bytes 8..<12, little-endian, zero-padded (0 for tokens of up to 8 bytes).
+        var tail: UInt32
+
+        init(key: UInt64, length: Int, rank: UInt32, tail: UInt32) {
+            self.key = key
+            self.info = length == 0 ? 0 : rank | UInt32(length) << 24
+            self.tail = tail
+        }
+
+        var rank: UInt32 { info & 0xFF_FFFF }
+        var length: Int { Int(info >> 24) }
+    }
+
+    /// Bytes 8..<12 of `p[0..<n]` as a slot's `tail`.
+    @inline(__always)
+    static func tailKey(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt32 {
+        n <= 8 ? 0 : UInt32(truncatingIfNeeded: prefixKey(p + 8, min(n - 8, 4)))
     }
 
     @inline(__always)
@@ -198,24 +217,29 @@ final class BPEVocabulary: Sendable {
     func rank(_ p: UnsafePointer<UInt8>, _ n: Int, table: UnsafeBufferPointer<Slot>, bytes: UnsafeBufferPointer<UInt8>)
         -> UInt32
     {
-        if n == 2 { return pairRanks[Int(p[0]) << 8 | Int(p[1])] }
-        if n == 3, let index = Self.bmpIndex(p[0], p[1], p[2]) { return bmpRanks[index] }
+        if n == 2 { return pairRanks.base[Int(p[0]) << 8 | Int(p[1])] }
+        if n == 3, let index = Self.bmpIndex(p[0], p[1], p[2]) { return bmpRanks.base[index] }
         let key = Self.prefixKey(p, n)
         let h = Self.hash(key: key, p, n)
         let bit = Self.filterIndex(h)
-        if filter[bit >> 6] & (1 << UInt64(bit & 63)) == 0 { return UInt32.max }
+        if filter.base[bit >> 6] & (1 << UInt64(bit & 63)) == 0 { return UInt32.max }
         var slot = Int(h >> shift)
         let mask = table.count - 1
         while true {
             let entry = table[slot]
-            if entry.length == 0 { return UInt32.max }
-            if entry.key == key && Int(entry.length) == n {
+            if entry.info == 0 { return UInt32.max }
+            if entry.key == key && entry.length == n {
                 if n <= 8 { return entry.rank }
-                let start = Int(offsets[Int(entry.rank)]) + 8
+                if entry.tail != Self.tailKey(p, n) {
+                    slot = (slot + 1) & mask
+                    continue
+                }
+                if n <= 12 { return entry.rank }
+                let start = Int(offsets[Int(entry.rank)])
                 var same = true
-                var k = 8
+                var k = 12
                 while k < n {
-                    if bytes[start + k - 8] != p[k] {
+                    if bytes[start + k] != p[k] {
                         same = false
                         break
                     }

@@ -114,7 +114,7 @@ extension BytePairEncoder {
         }
         if m >= 2 {
             // Two-byte tokens are always reachable.
-            let r = vocabulary.pairRanks[Int(p[0]) << 8 | Int(p[1])]
+            let r = vocabulary.pairRanks.base[Int(p[0]) << 8 | Int(p[1])]
             if r != UInt32.max { return r }
         }
         return vocabulary.byteRanks[Int(p[0])]

@@ -1,3 +1,5 @@
+import Foundation
+
 /// What the backtracking encoder needs beyond the rank lookup, derived from a vocabulary once, when it
 /// loads.
 ///
@@ -60,7 +62,8 @@ struct MergeTables: Sendable {
         let pairShift = 64 - bits
         var unreachable = 0
         v.bytes.withUnsafeBufferPointer { allBytes in
-            v.table.withUnsafeBufferPointer { table in
+            do {
+                let table = v.table.buffer
                 let base = allBytes.baseAddress!
                 func start(_ r: Int) -> UnsafePointer<UInt8> { base + Int(v.offsets[r]) }
                 func byteCount(_ r: Int) -> Int { Int(v.offsets[r + 1] - v.offsets[r]) }
@@ -90,7 +93,8 @@ struct MergeTables: Sendable {
                     while left != UInt32.max {
                         let l = Int(left)
                         if l < r, length[l] != 0 {
-                            let rest = v.rank(start(r) + byteCount(l), count - byteCount(l), table: table, bytes: allBytes)
+                            let rest = v.rank(
+                                start(r) + byteCount(l), count - byteCount(l), table: table, bytes: allBytes)
                             if rest != UInt32.max, Int(rest) < r, length[Int(rest)] != 0,
                                 Self.isValidPair(
                                     left, rest, split: split, pairs: pairs, shift: pairShift)
@@ -247,18 +251,37 @@ struct MergeTables: Sendable {
 
 /// An immutable buffer allocated once and read through a raw pointer, with no bounds checks or
 /// reference counting on the hot path. Immutable after `init`, hence safe to share.
+///
+/// Buffers of a megabyte or more are asked to live on 2 MiB pages (`MADV_HUGEPAGE`): tokenizer
+/// lookups land at random in tables of several megabytes, and on 4 KiB pages nearly every one of
+/// them would also miss the TLB.
 final class FrozenBuffer<Element>: @unchecked Sendable {
     let base: UnsafePointer<Element>
     let count: Int
 
+    var buffer: UnsafeBufferPointer<Element> { UnsafeBufferPointer(start: base, count: count) }
+
     init(_ elements: [Element]) {
-        let p = UnsafeMutablePointer<Element>.allocate(capacity: max(elements.count, 1))
+        let size = max(MemoryLayout<Element>.stride * elements.count, 1)
+        let huge = 2 << 20
+        var raw: UnsafeMutableRawPointer?
+        if size >= 1 << 20 {
+            let rounded = (size + huge - 1) / huge * huge
+            if posix_memalign(&raw, huge, rounded) == 0, let raw {
+                _ = madvise(raw, rounded, Int32(MADV_HUGEPAGE))
+            } else {
+                raw = nil
+            }
+        }
+        if raw == nil { raw = malloc(size) }
+        let p = raw!.bindMemory(to: Element.self, capacity: elements.count)
         _ = UnsafeMutableBufferPointer(start: p, count: elements.count).initialize(from: elements)
         base = UnsafePointer(p)
         count = elements.count
     }
 
     deinit {
-        UnsafeMutablePointer(mutating: base).deinitialize(count: count).deallocate()
+        UnsafeMutablePointer(mutating: base).deinitialize(count: count)
+        free(UnsafeMutableRawPointer(mutating: base))
     }
 }

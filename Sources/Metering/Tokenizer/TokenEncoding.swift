@@ -76,18 +76,17 @@ public final class TokenEncoding: Sendable {
         var text = normalizesNFC ? Self.nfc(text) : text
         text.withUTF8 { utf8 in
             guard !utf8.isEmpty else { return }
-            vocabulary.table.withUnsafeBufferPointer { table in
-                vocabulary.bytes.withUnsafeBufferPointer { bytes in
-                    let encoder = BytePairEncoder(
-                        vocabulary: vocabulary, table: table, bytes: bytes, merges: merges, backtrackFrom: backtrackFrom)
-                    let splitter = Pretokenizer(text: utf8, pattern: pattern, classes: .shared)
-                    let base = utf8.baseAddress!
-                    var i = 0
-                    while i < utf8.count {
-                        let end = splitter.pieceEnd(from: i)
-                        encoder.encode(base + i, end - i, emit: body)
-                        i = end
-                    }
+            vocabulary.bytes.withUnsafeBufferPointer { bytes in
+                let encoder = BytePairEncoder(
+                    vocabulary: vocabulary, table: vocabulary.table.buffer, bytes: bytes, merges: merges,
+                    backtrackFrom: backtrackFrom)
+                let splitter = Pretokenizer(text: utf8, pattern: pattern, classes: .shared)
+                let base = utf8.baseAddress!
+                var i = 0
+                while i < utf8.count {
+                    let end = splitter.pieceEnd(from: i)
+                    encoder.encode(base + i, end - i, emit: body)
+                    i = end
                 }
             }
         }
