@@ -215,19 +215,20 @@ struct Pretokenizer {
     func o200kWord(_ s: Int, lowerRequired: Bool) -> Int? {
         var end: Int
         if lowerRequired {
-            let upperEnd = skip(from: s, while: .upperish)
+            // U*, noting where its last scalar that is also in W ends: if W+ finds nothing after the
+            // run, U* backtracks to there (CJK and other Lo/Lm letters are in both classes).
+            var upperEnd = s
+            var lastLowerEnd = -1
+            while upperEnd < count {
+                let f = flags(at: upperEnd)
+                guard f.contains(.upperish) else { break }
+                upperEnd += length(at: upperEnd)
+                if f.contains(.lowerish) { lastLowerEnd = upperEnd }
+            }
             let lowerEnd = skip(from: upperEnd, while: .lowerish)
             if lowerEnd > upperEnd {
                 end = lowerEnd
             } else {
-                // Backtrack U*: W+ must take the last scalar of the U run that is also in W.
-                var lastLowerEnd = -1
-                var j = s
-                while j < upperEnd {
-                    let n = length(at: j)
-                    if flags(at: j).contains(.lowerish) { lastLowerEnd = j + n }
-                    j += n
-                }
                 guard lastLowerEnd > 0 else { return nil }
                 end = lastLowerEnd
             }
