@@ -185,8 +185,17 @@ final class BPEVocabulary: Sendable {
 
     @inline(__always)
     static func prefixKey(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt64 {
+        // Whole loads, never past `p[n - 1]`: two overlapping 4-byte loads cover 4 to 7 bytes (the
+        // overlap holds the same bytes at the same bits, so OR-ing is exact).
+        let raw = UnsafeRawPointer(p)
+        if n >= 8 { return UInt64(littleEndian: raw.loadUnaligned(as: UInt64.self)) }
+        if n >= 4 {
+            let low = UInt64(UInt32(littleEndian: raw.loadUnaligned(as: UInt32.self)))
+            let high = UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self)))
+            return low | high << UInt64(8 * (n - 4))
+        }
         var v: UInt64 = 0
-        var i = min(n, 8) - 1
+        var i = n - 1
         while i >= 0 {
             v = v << 8 | UInt64(p[i])
             i -= 1

@@ -171,7 +171,42 @@ struct Pretokenizer {
 
     // MARK: Patterns
 
+    // MARK: ASCII fast paths
+
+    /// The commonest piece of all, an ASCII word with an optional ASCII prefix (` the`, `(Hello`),
+    /// without the general machinery: the same end the patterns give, or nil to take the general path
+    /// (which also decides everything this does not: a following non-ASCII byte may continue the word).
+    /// `casedWord` is o200k's `[A-Z]*[a-z]+`; otherwise cl100k's and qwen's `[A-Za-z]+`.
+    @inline(__always)
+    func asciiWord(_ i: Int, casedWord: Bool) -> Int? {
+        var j = i
+        let b0 = text[i]
+        // [^\r\n\p{L}\p{N}]? restricted to ASCII punctuation and spaces; not ' (a contraction comes
+        // first in cl100k and qwen).
+        if b0 < 0x80 && classes.ascii[Int(b0)] & (CharacterClass.letter.rawValue | CharacterClass.number.rawValue) == 0
+            && b0 != 0x0A && b0 != 0x0D && b0 != UInt8(ascii: "'")
+        {
+            j += 1
+        }
+        let wordStart = j
+        if casedWord {
+            while j < count, text[j] &- UInt8(ascii: "A") < 26 { j += 1 }
+        }
+        let lowerStart = j
+        while j < count, text[j] | 0x20 &- UInt8(ascii: "a") < 26, casedWord ? text[j] >= UInt8(ascii: "a") : true {
+            j += 1
+        }
+        guard j > lowerStart, j > wordStart else { return nil }
+        if j < count {
+            let b = text[j]
+            if b >= 0x80 { return nil }
+            if casedWord, b == UInt8(ascii: "'") { return contraction(j) ?? j }
+        }
+        return j
+    }
+
     func cl100k(_ i: Int) -> Int {
+        if let end = asciiWord(i, casedWord: false) { return end }
         if let end = contraction(i) { return end }
         if let end = letters(i) { return end }
         let f = flags(at: i)
@@ -184,6 +219,7 @@ struct Pretokenizer {
     }
 
     func qwen(_ i: Int) -> Int {
+        if let end = asciiWord(i, casedWord: false) { return end }
         if let end = contraction(i) { return end }
         if let end = letters(i) { return end }
         if flags(at: i).contains(.number) { return numbers(i, atMost: 1) }
@@ -193,6 +229,7 @@ struct Pretokenizer {
     }
 
     func o200k(_ i: Int) -> Int {
+        if let end = asciiWord(i, casedWord: true) { return end }
         let f = flags(at: i)
         let prefixEligible = f.isDisjoint(with: [.newline, .letter, .number])
         // Alternative 1: [^\r\n\p{L}\p{N}]?U*W+ contraction?
