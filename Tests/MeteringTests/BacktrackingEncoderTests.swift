@@ -153,3 +153,37 @@ struct NFCTests {
         #expect(mismatches == 0)
     }
 }
+
+@Suite("Pre-tokenizer fast paths")
+struct PretokenizerFastPathTests {
+    @Test("U+4E00–U+9FFF are letters in both of o200k's case classes, as the CJK fast path assumes")
+    func cjkIdeographsAreLo() {
+        let table = CharacterClassTable.shared
+        let expected: CharacterClass = [.letter, .upperish, .lowerish]
+        let odd = (UInt32(0x4E00)...0x9FFF).filter { CharacterClass(rawValue: table.flags($0)) != expected }
+        #expect(odd.isEmpty, "\(odd.prefix(5).map { String($0, radix: 16) })")
+    }
+
+    @Test("fast and general paths split mixed ASCII and CJK text the same way", arguments: TokenEncoding.names)
+    func sameSplits(name: String) throws {
+        let encoding = try TokenEncoding.named(name)
+        let alphabet = [
+            "a", "Z", "q", " ", "'", "s", "ll", "你", "好", "世", "(", "-", "\n", "3", "é", "\u{301}", "ſ", "“",
+        ]
+        var rng = SplitMix(seed: 99)
+        var mismatches = 0
+        for _ in 0..<3000 {
+            var text = ""
+            for _ in 0..<(1 + Int(rng.next() % 24)) { text += alphabet[Int(rng.next() % UInt64(alphabet.count))] }
+            var fast: [UInt32] = []
+            var reference: [UInt32] = []
+            encoding.forEachToken(text) { fast.append($0) }
+            encoding.forEachToken(text, backtrackFrom: .max, fastPaths: false) { reference.append($0) }
+            if fast != reference {
+                mismatches += 1
+                if mismatches < 4 { Issue.record("\(name) differs on \(text.debugDescription)") }
+            }
+        }
+        #expect(mismatches == 0)
+    }
+}

@@ -13,6 +13,8 @@ struct Pretokenizer {
     let text: UnsafeBufferPointer<UInt8>
     let pattern: PretokenizerPattern
     let classes: CharacterClassTable
+    /// The ASCII-word and CJK-run shortcuts (off only in tests, as the reference).
+    var fastPaths = true
 
     var count: Int { text.count }
 
@@ -205,8 +207,42 @@ struct Pretokenizer {
         return j
     }
 
+    /// Whether the bytes at `j` begin a CJK Unified Ideograph from U+4E00 to U+9FFF: all assigned
+    /// (since Unicode 14), all Lo, so letters in every pattern and in both of o200k's case classes.
+    @inline(__always)
+    func isCJKIdeograph(_ j: Int) -> Bool {
+        guard j + 2 < count else { return false }
+        let b0 = text[j]
+        return (0xE5...0xE9).contains(b0) || (b0 == 0xE4 && text[j + 1] >= 0xB8)
+    }
+
+    /// The other common piece, a run of CJK ideographs with an optional ASCII prefix, ended by an
+    /// ASCII byte that is not a letter or an apostrophe. Every pattern takes exactly that run; anything
+    /// else goes the general way.
+    @inline(__always)
+    func cjkRun(_ i: Int) -> Int? {
+        var j = i
+        let b0 = text[i]
+        if b0 < 0x80 && classes.ascii[Int(b0)] & (CharacterClass.letter.rawValue | CharacterClass.number.rawValue) == 0
+            && b0 != 0x0A && b0 != 0x0D && b0 != UInt8(ascii: "'")
+        {
+            j += 1
+        }
+        let start = j
+        while isCJKIdeograph(j) { j += 3 }
+        guard j > start else { return nil }
+        if j < count {
+            let b = text[j]
+            if b >= 0x80 || b | 0x20 &- UInt8(ascii: "a") < 26 || b == UInt8(ascii: "'") { return nil }
+        }
+        return j
+    }
+
     func cl100k(_ i: Int) -> Int {
-        if let end = asciiWord(i, casedWord: false) { return end }
+        if fastPaths {
+            if let end = asciiWord(i, casedWord: false) { return end }
+            if let end = cjkRun(i) { return end }
+        }
         if let end = contraction(i) { return end }
         if let end = letters(i) { return end }
         let f = flags(at: i)
@@ -219,7 +255,10 @@ struct Pretokenizer {
     }
 
     func qwen(_ i: Int) -> Int {
-        if let end = asciiWord(i, casedWord: false) { return end }
+        if fastPaths {
+            if let end = asciiWord(i, casedWord: false) { return end }
+            if let end = cjkRun(i) { return end }
+        }
         if let end = contraction(i) { return end }
         if let end = letters(i) { return end }
         if flags(at: i).contains(.number) { return numbers(i, atMost: 1) }
@@ -229,7 +268,10 @@ struct Pretokenizer {
     }
 
     func o200k(_ i: Int) -> Int {
-        if let end = asciiWord(i, casedWord: true) { return end }
+        if fastPaths {
+            if let end = asciiWord(i, casedWord: true) { return end }
+            if let end = cjkRun(i) { return end }
+        }
         let f = flags(at: i)
         let prefixEligible = f.isDisjoint(with: [.newline, .letter, .number])
         // Alternative 1: [^\r\n\p{L}\p{N}]?U*W+ contraction?

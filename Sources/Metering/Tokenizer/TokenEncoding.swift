@@ -69,9 +69,11 @@ public final class TokenEncoding: Sendable {
     // MARK: Encoding
 
     /// Calls `body` with each token id of `text`, in order. `backtrackFrom: .max` merges every piece
-    /// with tiktoken's own algorithm (the reference the tests compare the fast path with).
+    /// with tiktoken's own algorithm and `fastPaths: false` pre-tokenizes without the ASCII and CJK
+    /// shortcuts: the references the tests compare the fast paths with.
     func forEachToken(
-        _ text: String, backtrackFrom: Int = BytePairEncoder.defaultBacktrackFrom, _ body: (UInt32) -> Void
+        _ text: String, backtrackFrom: Int = BytePairEncoder.defaultBacktrackFrom, fastPaths: Bool = true,
+        _ body: (UInt32) -> Void
     ) {
         var text = normalizesNFC ? Self.nfc(text) : text
         text.withUTF8 { utf8 in
@@ -80,7 +82,7 @@ public final class TokenEncoding: Sendable {
                 let encoder = BytePairEncoder(
                     vocabulary: vocabulary, table: vocabulary.table.buffer, bytes: bytes, merges: merges,
                     backtrackFrom: backtrackFrom)
-                let splitter = Pretokenizer(text: utf8, pattern: pattern, classes: .shared)
+                let splitter = Pretokenizer(text: utf8, pattern: pattern, classes: .shared, fastPaths: fastPaths)
                 let base = utf8.baseAddress!
                 var i = 0
                 while i < utf8.count {
