@@ -83,13 +83,18 @@ struct BytePairEncoder {
 
 extension BytePairEncoder {
     /// The longest reachable token that is a prefix of `p[0..<m]` (m ≥ 1): the candidate lengths come
-    /// from the first three bytes, longest first.
+    /// from the first three and six bytes, longest first.
     @inline(__always)
     func longestMatch(_ p: UnsafePointer<UInt8>, _ m: Int) -> UInt32 {
         if m >= 3 {
             let masks = merges.prefixMasks.base + 2 * Int(merges.prefixIndex.base[MergeTables.prefixSlot(p)])
             var low = masks[0]
             var high = masks[1]
+            if m >= 6 {
+                let masks6 = merges.prefixMasks.base + 2 * Int(merges.prefix6Index.base[MergeTables.prefixSlot6(p)])
+                low &= masks6[0] | 0b111  // lengths 3, 4 and 5 are not in the six-byte masks
+                high &= masks6[1]
+            }
             // Keep lengths ≤ m, i.e. bits ≤ m - 3.
             let top = m - 3
             if top < 64 {

@@ -24,6 +24,10 @@ struct MergeTables: Sendable {
     /// three bytes hash to that slot (a superset when prefixes collide, which only costs a lookup).
     /// Deduplicated, it is about 150 KiB, small enough to stay in cache.
     let prefixIndex: FrozenBuffer<UInt16>
+    /// The same for tokens of 6 bytes or more by their first six bytes (two CJK characters): where
+    /// six bytes are available, a length of 6 or more must be in both masks. Most pairs of characters
+    /// begin no token, so this rules out most long candidates with one lookup instead of one each.
+    let prefix6Index: FrozenBuffer<UInt16>
     let prefixMasks: FrozenBuffer<UInt64>
     /// Every token's split → the token, packed in one word per slot (left << 42 | right << 21 | merged,
     /// ranks below 2^21) so a probe touches one cache line; open addressing, empty = all ones.
@@ -37,6 +41,16 @@ struct MergeTables: Sendable {
 
     static let empty = UInt64.max
     static let filterWords = 1 << 15
+
+    /// The `prefix6Index` slot of the six bytes at `p`.
+    @inline(__always)
+    static func prefixSlot6(_ p: UnsafePointer<UInt8>) -> Int {
+        let raw = UnsafeRawPointer(p)
+        let v =
+            UInt64(UInt32(littleEndian: raw.loadUnaligned(as: UInt32.self)))
+            | UInt64(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 4, as: UInt16.self))) << 32
+        return Int(truncatingIfNeeded: (v &* 0x9E37_79B9_7F4A_7C15) >> 48)
+    }
 
     /// The `prefixIndex` slot of the three bytes at `p`.
     @inline(__always)
@@ -117,34 +131,43 @@ struct MergeTables: Sendable {
                 }
             }
         }
-        var slotMasks = [UInt64](repeating: 0, count: 2 * 65536)
+        // Masks by three-byte and by six-byte prefix slots, deduplicated into one list.
+        var slotMasks3 = [UInt64](repeating: 0, count: 2 * 65536)
+        var slotMasks6 = [UInt64](repeating: 0, count: 2 * 65536)
         v.bytes.withUnsafeBufferPointer { b in
             for r in 0..<n where length[r] >= 3 {
-                let slot = Self.prefixSlot(b.baseAddress! + Int(v.offsets[r]))
+                let start = b.baseAddress! + Int(v.offsets[r])
                 let bit = Int(length[r]) - 3
-                slotMasks[2 * slot + bit / 64] |= 1 << UInt64(bit % 64)
+                slotMasks3[2 * Self.prefixSlot(start) + bit / 64] |= 1 << UInt64(bit % 64)
+                if length[r] >= 6 { slotMasks6[2 * Self.prefixSlot6(start) + bit / 64] |= 1 << UInt64(bit % 64) }
             }
         }
-        var prefixIndex = [UInt16](repeating: 0, count: 65536)
         var prefixMasks: [UInt64] = [0, 0]
         var seen: [[UInt64]: UInt16] = [[0, 0]: 0]
-        for slot in 0..<65536 {
-            let pair = [slotMasks[2 * slot], slotMasks[2 * slot + 1]]
-            if let index = seen[pair] {
-                prefixIndex[slot] = index
-            } else {
-                // Vocabularies have about a thousand distinct masks; 65,536 would need a wider index.
-                precondition(prefixMasks.count / 2 < Int(UInt16.max), "too many distinct prefix masks")
-                let index = UInt16(prefixMasks.count / 2)
-                seen[pair] = index
-                prefixMasks.append(contentsOf: pair)
-                prefixIndex[slot] = index
+        func index(_ masks: [UInt64]) -> [UInt16] {
+            var index = [UInt16](repeating: 0, count: 65536)
+            for slot in 0..<65536 {
+                let pair = [masks[2 * slot], masks[2 * slot + 1]]
+                if let i = seen[pair] {
+                    index[slot] = i
+                } else {
+                    // Vocabularies have a few thousand distinct masks; 65,536 would need a wider index.
+                    precondition(prefixMasks.count / 2 < Int(UInt16.max), "too many distinct prefix masks")
+                    let i = UInt16(prefixMasks.count / 2)
+                    seen[pair] = i
+                    prefixMasks.append(contentsOf: pair)
+                    index[slot] = i
+                }
             }
+            return index
         }
+        let prefixIndex = index(slotMasks3)
+        let prefix6Index = index(slotMasks6)
         self.split = FrozenBuffer(split)
         self.nextPrefix = FrozenBuffer(nextPrefix)
         self.length = FrozenBuffer(length)
         self.prefixIndex = FrozenBuffer(prefixIndex)
+        self.prefix6Index = FrozenBuffer(prefix6Index)
         self.prefixMasks = FrozenBuffer(prefixMasks)
         self.pairs = FrozenBuffer(pairs)
         self.pairShift = pairShift
