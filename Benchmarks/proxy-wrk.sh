@@ -102,3 +102,10 @@ for scenario in "nonstream-c1 1 0" "nonstream-c32 32 0" "stream-c1 1 1" "stream-
     printf '%-22s %-8s %21s %10s\n' "$1" "vs-base" "$((gp50 - bp50))" "$((gp99 - bp99))"
   fi
 done
+# Where the gateway's time went, from its own /metrics: mean ledger commit (the fsync under
+# ledger_sync: full) and mean records per commit, over every scenario above.
+curl -s "127.0.0.1:$GPORT/metrics" | awk '
+  /^gateway_ledger_commit_seconds_sum/ {s=$2} /^gateway_ledger_commit_seconds_count/ {n=$2}
+  /^gateway_ledger_commit_batch_records_sum/ {r=$2}
+  END { if (n > 0) printf "gateway ledger: %d commits, mean %.0f us per commit, %.1f records per commit\n", n, s / n * 1e6, r / n }'
+
