@@ -31,12 +31,12 @@ public final class GatewayStore: Sendable {
         self.path = (dataDirectory as NSString).appendingPathComponent("gateway.sqlite")
         var config = Configuration()
         config.busyMode = .timeout(5)
-        config.prepareDatabase { db in
-            // FULL (default): a commit is on disk when it returns, so a record survives power loss too.
-            // The ledger's group commit makes concurrent requests share each sync.
-            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
-        }
         self.pool = try DatabasePool(path: path, configuration: config)
+        // FULL (default): a commit is on disk when it returns, so a record survives power loss too.
+        // The ledger's group commit makes concurrent requests share each sync. Set on the writer after
+        // the pool opens: GRDB's WAL setup sets NORMAL on it last, which would override a setting made
+        // in `prepareDatabase`. (Readers never commit, so their setting does not matter.)
+        try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous)") }
         try Self.migrator.migrate(pool)
     }
 
