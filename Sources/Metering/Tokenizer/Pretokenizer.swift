@@ -175,21 +175,25 @@ struct Pretokenizer {
 
     // MARK: ASCII fast paths
 
+    /// Past the optional `[^\r\n\p{L}\p{N}]` that may begin a word, for the fast paths: only an ASCII
+    /// punctuation mark or space, and not ' (a contraction comes first in cl100k and qwen).
+    @inline(__always)
+    func asciiPrefixEnd(_ i: Int) -> Int {
+        let b = text[i]
+        let letterOrNumber = CharacterClass.letter.rawValue | CharacterClass.number.rawValue
+        let prefix =
+            b < 0x80 && classes.ascii[Int(b)] & letterOrNumber == 0 && b != 0x0A && b != 0x0D
+            && b != UInt8(ascii: "'")
+        return prefix ? i + 1 : i
+    }
+
     /// The commonest piece of all, an ASCII word with an optional ASCII prefix (` the`, `(Hello`),
     /// without the general machinery: the same end the patterns give, or nil to take the general path
     /// (which also decides everything this does not: a following non-ASCII byte may continue the word).
     /// `casedWord` is o200k's `[A-Z]*[a-z]+`; otherwise cl100k's and qwen's `[A-Za-z]+`.
     @inline(__always)
     func asciiWord(_ i: Int, casedWord: Bool) -> Int? {
-        var j = i
-        let b0 = text[i]
-        // [^\r\n\p{L}\p{N}]? restricted to ASCII punctuation and spaces; not ' (a contraction comes
-        // first in cl100k and qwen).
-        if b0 < 0x80 && classes.ascii[Int(b0)] & (CharacterClass.letter.rawValue | CharacterClass.number.rawValue) == 0
-            && b0 != 0x0A && b0 != 0x0D && b0 != UInt8(ascii: "'")
-        {
-            j += 1
-        }
+        var j = asciiPrefixEnd(i)
         let wordStart = j
         if casedWord {
             while j < count, text[j] &- UInt8(ascii: "A") < 26 { j += 1 }
@@ -221,13 +225,7 @@ struct Pretokenizer {
     /// else goes the general way.
     @inline(__always)
     func cjkRun(_ i: Int) -> Int? {
-        var j = i
-        let b0 = text[i]
-        if b0 < 0x80 && classes.ascii[Int(b0)] & (CharacterClass.letter.rawValue | CharacterClass.number.rawValue) == 0
-            && b0 != 0x0A && b0 != 0x0D && b0 != UInt8(ascii: "'")
-        {
-            j += 1
-        }
+        var j = asciiPrefixEnd(i)
         let start = j
         while isCJKIdeograph(j) { j += 3 }
         guard j > start else { return nil }
