@@ -265,6 +265,60 @@ struct ProxyLiveTests {
         }
     }
 
+    @Test("a JSON answer over 64 KiB streams before the upstream finishes; one cut mid-body arrives truncated")
+    func largeAndCutJSON() async throws {
+        try await LiveHarness.run { h in
+            let body = Self.body(.chatCompletions, model: "emu-gpt", stream: false)
+            // About 500 KB in two writes; the emulator holds the second until released. Answers up to
+            // 64 KiB are recorded first and sent whole; a longer one must not wait for its end.
+            let large = [("x-mock-words", "80000"), ("x-mock-chunks", "2")]
+            let complete = try await h.post(
+                h.emulatorURL + "/v1/chat/completions",
+                body: body.replacingOccurrences(of: "emu-gpt", with: "upstream-gpt"), headers: large,
+                auth: false)
+            #expect(complete.body.count > 400_000)
+            // If the gateway waited for the whole body, only this would end the wait, and the test fails.
+            let watchdog = Task {
+                try await Task.sleep(for: .seconds(10))
+                h.emulator.release("json-1")
+                return true
+            }
+            let response = try await h.open(
+                h.gatewayURL + "/v1/chat/completions", body: body, headers: large + [("x-mock-hold", "json-1")])
+            #expect(response.status == .ok)
+            var iterator = response.body.makeAsyncIterator()
+            var received = [UInt8]()
+            // Reads that succeed while the emulator holds the second half: the gateway streamed. (It
+            // keeps the latest chunk back until the record is written, so not all of the first half.)
+            while received.count <= 64 << 10, let chunk = try await iterator.next() {
+                received += chunk.readableBytesView
+            }
+            watchdog.cancel()
+            let waitedForEnd = (try? await watchdog.value) ?? false
+            #expect(!waitedForEnd, "the first 64 KiB waited for the end of the body")
+            #expect(received.count > 64 << 10)
+            h.emulator.release("json-1")
+            while let chunk = try await iterator.next() { received += chunk.readableBytesView }
+            #expect(received == complete.body)
+
+            let cut = try await h.open(
+                h.gatewayURL + "/v1/chat/completions", body: body,
+                headers: [("x-mock-chunks", "3"), ("x-mock-cut-after", "1")])
+            #expect(cut.status == .ok)
+            var partial = [UInt8]()
+            var failed = false
+            do {
+                for try await chunk in cut.body { partial += chunk.readableBytesView }
+            } catch {
+                failed = true
+            }
+            #expect(failed, "the client must see that the body did not end cleanly")
+            #expect(!partial.isEmpty && partial.count < complete.body.count)
+            let statuses = try h.records().map(\.status)
+            #expect(statuses == [.completed, .upstreamCut])
+        }
+    }
+
     @Test("a stream that goes silent past the idle timeout is cut")
     func idleTimeout() async throws {
         try await LiveHarness.run { h in

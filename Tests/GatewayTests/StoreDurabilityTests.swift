@@ -23,10 +23,11 @@ struct StoreDurabilityTests {
         #expect(try Self.writerSynchronous("NORMAL") == 1)
     }
 
-    @Test("record ids are rec_ and 32 hex digits, and distinct")
+    @Test("record ids are rec_ and 32 hex digits, distinct, and increasing within a process")
     func recordIDs() {
         let ids = (0..<1000).map { _ in BillingRecord.newID() }
         #expect(Set(ids).count == ids.count)
+        #expect(ids == ids.sorted())
         #expect(ids.allSatisfy { $0.hasPrefix("rec_") && $0.count == 36 && $0.dropFirst(4).allSatisfy(\.isHexDigit) })
     }
 }

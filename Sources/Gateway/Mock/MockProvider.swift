@@ -77,7 +77,12 @@ public struct MockProvider: Sendable {
             reply.contentType = "text/event-stream"
             reply.chunks = Self.streamEvents(context).map { ByteBuffer(string: $0) }
         } else {
-            reply.chunks = [ByteBuffer(string: JSONWriter.serialize(Self.fullBody(context)))]
+            // `x-mock-chunks` splits a JSON answer too, as a large body arrives in several reads.
+            let body = Array(JSONWriter.serialize(Self.fullBody(context)).utf8)
+            let parts = max(1, min(directives.chunks ?? 1, body.count))
+            reply.chunks = (0..<parts).map { k in
+                ByteBuffer(bytes: body[body.count * k / parts..<body.count * (k + 1) / parts])
+            }
         }
         return reply
     }

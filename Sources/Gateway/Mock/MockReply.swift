@@ -31,16 +31,29 @@ public struct MockStreamCut: Error {}
 extension MockReply {
     /// Writes the body with its delays and faults through `write`; throws ``MockStreamCut`` on a cut.
     public func writeBody(_ write: (ByteBuffer) async throws -> Void) async throws {
-        for (index, chunk) in chunks.enumerated() {
-            if let cut = cutAfterChunks, index == cut { throw MockStreamCut() }
-            if let stallAt = stallAfterChunks, index == stallAt, stallMilliseconds > 0 {
-                try await Task.sleep(for: .milliseconds(stallMilliseconds))
+        var cursor = ChunkCursor(reply: self)
+        while let chunk = try await cursor.next() { try await write(chunk) }
+    }
+
+    /// Reads the body one chunk at a time, with its delays and faults.
+    public struct ChunkCursor: Sendable {
+        let reply: MockReply
+        var index = 0
+
+        public init(reply: MockReply) { self.reply = reply }
+
+        /// The next chunk, nil after the last; throws ``MockStreamCut`` where the reply is cut.
+        public mutating func next() async throws -> ByteBuffer? {
+            defer { index += 1 }
+            if let cut = reply.cutAfterChunks, index == min(cut, reply.chunks.count) { throw MockStreamCut() }
+            guard index < reply.chunks.count else { return nil }
+            if let stallAt = reply.stallAfterChunks, index == stallAt, reply.stallMilliseconds > 0 {
+                try await Task.sleep(for: .milliseconds(reply.stallMilliseconds))
             }
-            if index > 0 && chunkDelayMilliseconds > 0 {
-                try await Task.sleep(for: .milliseconds(chunkDelayMilliseconds))
+            if index > 0 && reply.chunkDelayMilliseconds > 0 {
+                try await Task.sleep(for: .milliseconds(reply.chunkDelayMilliseconds))
             }
-            try await write(chunk)
+            return reply.chunks[index]
         }
-        if let cut = cutAfterChunks, cut >= chunks.count { throw MockStreamCut() }
     }
 }

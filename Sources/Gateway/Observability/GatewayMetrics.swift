@@ -1,6 +1,7 @@
 import Foundation
 import Metering
 import Prometheus
+import Synchronization
 
 /// The Prometheus series served at `/metrics`.
 ///
@@ -50,45 +51,104 @@ public final class GatewayMetrics: Sendable {
 
     /// Counts a settled request: requests, tokens, cost, latency and time to first token.
     public func recorded(_ r: BillingRecord) {
-        let labels = [("provider", r.provider), ("model", r.model), ("status", r.status.rawValue)]
-        registry.makeCounter(
-            descriptor: .init(
-                namespace: "gateway", metricName: "requests", unitName: "total",
-                helpText: "Requests by provider, model and billing status."),
-            labels: labels
-        ).increment()
-        guard r.status != .rejected else { return }
-        let model = [("provider", r.provider), ("model", r.model)]
-        for (kind, tokens) in [("prompt", r.usage.prompt), ("completion", r.usage.completion)] where tokens > 0 {
+        let status = statusSeries(provider: r.provider, model: r.model, status: r.status)
+        status.requests.increment()
+        guard let duration = status.duration else { return }
+        duration.record(.milliseconds(Int64((r.endedAt.timeIntervalSince(r.startedAt) * 1000).rounded())))
+        let model = modelSeries(provider: r.provider, model: r.model)
+        if r.usage.prompt > 0 { model.promptTokens.increment(by: Int64(r.usage.prompt)) }
+        if r.usage.completion > 0 { model.completionTokens.increment(by: Int64(r.usage.completion)) }
+        if let ttft = r.timeToFirstTokenMs { model.timeToFirstToken.record(.milliseconds(ttft)) }
+        if let cost = r.cost, cost.nanos > 0 {
+            costCounter(provider: r.provider, model: r.model, currency: cost.currency).increment(by: cost.nanos)
+        }
+    }
+
+    // The series a settled request updates, made on first use and kept: a registry lookup hashes the
+    // descriptor and every label under a lock, several times per request. Models come from the config
+    // and statuses from a fixed set, so these maps stay small.
+
+    private struct StatusKey: Hashable {
+        var provider: String
+        var model: String
+        var status: BillingRecord.Status
+    }
+    private struct StatusSeries: Sendable {
+        let requests: Counter
+        /// Not for rejected requests, which never started.
+        let duration: DurationHistogram?
+    }
+    private struct ModelKey: Hashable {
+        var provider: String
+        var model: String
+    }
+    private struct ModelSeries: Sendable {
+        let promptTokens: Counter
+        let completionTokens: Counter
+        let timeToFirstToken: DurationHistogram
+    }
+    private struct CostKey: Hashable {
+        var provider: String
+        var model: String
+        var currency: String
+    }
+    private let byStatus = Mutex<[StatusKey: StatusSeries]>([:])
+    private let byModel = Mutex<[ModelKey: ModelSeries]>([:])
+    private let byCurrency = Mutex<[CostKey: Counter]>([:])
+
+    private func statusSeries(provider: String, model: String, status: BillingRecord.Status) -> StatusSeries {
+        let key = StatusKey(provider: provider, model: model, status: status)
+        if let found = byStatus.withLock({ $0[key] }) { return found }
+        let labels = [("provider", provider), ("model", model), ("status", status.rawValue)]
+        let made = StatusSeries(
+            requests: registry.makeCounter(
+                descriptor: .init(
+                    namespace: "gateway", metricName: "requests", unitName: "total",
+                    helpText: "Requests by provider, model and billing status."),
+                labels: labels),
+            duration: status == .rejected
+                ? nil
+                : registry.makeDurationHistogram(
+                    descriptor: .init(
+                        namespace: "gateway", metricName: "request_duration", unitName: "seconds",
+                        helpText: "Request duration, start to last byte."),
+                    labels: labels, buckets: Self.latencyBuckets))
+        byStatus.withLock { $0[key] = made }
+        return made
+    }
+
+    private func modelSeries(provider: String, model: String) -> ModelSeries {
+        let key = ModelKey(provider: provider, model: model)
+        if let found = byModel.withLock({ $0[key] }) { return found }
+        let labels = [("provider", provider), ("model", model)]
+        func tokens(_ kind: String) -> Counter {
             registry.makeCounter(
                 descriptor: .init(
                     namespace: "gateway", metricName: "tokens", unitName: "total",
                     helpText: "Billed tokens by provider, model and kind."),
-                labels: model + [("kind", kind)]
-            ).increment(by: Int64(tokens))
+                labels: labels + [("kind", kind)])
         }
-        if let cost = r.cost, cost.nanos > 0 {
-            registry.makeCounter(
-                descriptor: .init(
-                    namespace: "gateway", metricName: "cost_nanos", unitName: "total",
-                    helpText: "Billed cost in nano-units of the currency (exact integers)."),
-                labels: model + [("currency", cost.currency)]
-            ).increment(by: cost.nanos)
-        }
-        registry.makeDurationHistogram(
-            descriptor: .init(
-                namespace: "gateway", metricName: "request_duration", unitName: "seconds",
-                helpText: "Request duration, start to last byte."),
-            labels: labels, buckets: Self.latencyBuckets
-        ).record(.milliseconds(Int64((r.endedAt.timeIntervalSince(r.startedAt) * 1000).rounded())))
-        if let ttft = r.timeToFirstTokenMs {
-            registry.makeDurationHistogram(
+        let made = ModelSeries(
+            promptTokens: tokens("prompt"), completionTokens: tokens("completion"),
+            timeToFirstToken: registry.makeDurationHistogram(
                 descriptor: .init(
                     namespace: "gateway", metricName: "time_to_first_token", unitName: "seconds",
                     helpText: "Time from the request's start to the first relayed response byte."),
-                labels: model, buckets: Self.latencyBuckets
-            ).record(.milliseconds(ttft))
-        }
+                labels: labels, buckets: Self.latencyBuckets))
+        byModel.withLock { $0[key] = made }
+        return made
+    }
+
+    private func costCounter(provider: String, model: String, currency: String) -> Counter {
+        let key = CostKey(provider: provider, model: model, currency: currency)
+        if let found = byCurrency.withLock({ $0[key] }) { return found }
+        let made = registry.makeCounter(
+            descriptor: .init(
+                namespace: "gateway", metricName: "cost_nanos", unitName: "total",
+                helpText: "Billed cost in nano-units of the currency (exact integers)."),
+            labels: [("provider", provider), ("model", model), ("currency", currency)])
+        byCurrency.withLock { $0[key] = made }
+        return made
     }
 
     /// An upstream that failed: unreachable, timed out, 5xx, or cut mid-stream.

@@ -122,6 +122,11 @@ public struct GatewayError: Error, Sendable {
         return fields
     }
 
+    /// The upstream answered but the answer's billing record could not be stored.
+    static let recordNotStored = GatewayError(
+        status: 503, message: "The gateway could not store this request's billing record; try again.",
+        openAIType: "api_error", code: "ledger_unavailable")
+
     static func upstreamStatus(provider: String, status: Int, detail: String?) -> GatewayError {
         var message = "The upstream provider '\(provider)' failed with status \(status)."
         if let detail, !detail.isEmpty { message += " It said: \(detail)" }

@@ -55,15 +55,42 @@ struct ResponseRelay: Sendable {
         headers.append(contentsOf: extraHeaders)
         let success = (200..<300).contains(upstream.status)
         let strip = success && isEventStream && metering.injectedUsage
-        let meter = ResponseMeter(
+        var meter = ResponseMeter(
             endpoint: metering.endpoint, streaming: isEventStream, encoding: metering.encoding,
             stripInjectedUsage: strip)
-        let body = upstream.body
+        let reader = upstream.body.makeReader()
         let status = upstream.status
         let recorder = recorder
         let metrics = metrics
+
+        // A JSON body that ends within `coalesceLimit` bytes is metered and recorded before anything is
+        // sent, then goes out with its head in one write. A client cannot use part of a JSON document,
+        // so it loses nothing, and the response costs one socket write instead of two. A longer body, or
+        // one that breaks off, streams as below, starting with the chunks already read.
+        var ahead: [ByteBuffer] = []
+        var broken: (any Error)?
+        if !isEventStream {
+            var size = 0
+            do {
+                while size <= Self.coalesceLimit {
+                    guard let chunk = try await reader.next() else {
+                        return try await Self.whole(
+                            ahead, meter: &meter, draft: draft, status: status, success: success,
+                            recorder: recorder, headers: headers)
+                    }
+                    size += chunk.readableBytes
+                    ahead.append(chunk)
+                }
+            } catch {
+                broken = error
+            }
+        }
+
+        let readAhead = ahead
+        let breakAfterReadAhead = broken
+        let unfedMeter = meter
         let responseBody = ResponseBody(contentLength: strip ? nil : upstream.contentLength) { writer in
-            var meter = meter
+            var meter = unfedMeter
             var held = ByteBuffer()
             var firstByteAt: Date?
             func send(_ buffer: ByteBuffer) async throws {
@@ -79,25 +106,24 @@ struct ResponseRelay: Sendable {
                     status: outcome, httpStatus: status, upstreamStatus: status, error: error, meter: meter.usage,
                     endedAt: Date(), firstByteAt: firstByteAt)
             }
-            do {
-                try await body.forEachChunk { chunk in
-                    let out: ByteBuffer
-                    switch meter.feed(chunk.readableBytesView) {
-                    case .unchanged: out = chunk
-                    case .replaced(let bytes): out = ByteBuffer(bytes: bytes)
-                    }
-                    if firstByteAt == nil && out.readableBytes > 0 { firstByteAt = Date() }
-                    if !isEventStream {
-                        // JSON: hold the latest chunk; what came before it can go.
-                        if held.readableBytes > 0 { try await send(held) }
-                        held = out
-                    } else if meter.endReached || held.readableBytes > 0 {
-                        var out = out
-                        held.writeBuffer(&out)
-                    } else if out.readableBytes > 0 {
-                        try await send(out)
-                    }
+            func relay(_ chunk: ByteBuffer) async throws {
+                let out = Self.feed(chunk, to: &meter)
+                if firstByteAt == nil && out.readableBytes > 0 { firstByteAt = Date() }
+                if !isEventStream {
+                    // JSON: hold the latest chunk; what came before it can go.
+                    if held.readableBytes > 0 { try await send(held) }
+                    held = out
+                } else if meter.endReached || held.readableBytes > 0 {
+                    var out = out
+                    held.writeBuffer(&out)
+                } else if out.readableBytes > 0 {
+                    try await send(out)
                 }
+            }
+            do {
+                for chunk in readAhead { try await relay(chunk) }
+                if let breakAfterReadAhead { throw breakAfterReadAhead }
+                while let chunk = try await reader.next() { try await relay(chunk) }
             } catch is ClientGone {
                 await recorder.recordBestEffort(
                     settle(.clientDisconnected, error: "client_disconnected"), reservation: reservation)
@@ -121,6 +147,45 @@ struct ResponseRelay: Sendable {
             try await writer.finish(nil)
         }
         return Response(status: .init(code: upstream.status), headers: headers, body: responseBody)
+    }
+
+    /// The largest JSON body sent in one piece after it has been recorded.
+    static let coalesceLimit = 64 << 10
+
+    /// A chunk through the meter: what goes to the client in its place.
+    private static func feed(_ chunk: ByteBuffer, to meter: inout ResponseMeter) -> ByteBuffer {
+        switch meter.feed(chunk.readableBytesView) {
+        case .unchanged: chunk
+        case .replaced(let bytes): ByteBuffer(bytes: bytes)
+        }
+    }
+
+    /// A complete JSON body: meter, settle and record it, then answer with head and body together. If
+    /// the record cannot be stored the client gets an error, never the answer without its record.
+    private static func whole(
+        _ chunks: [ByteBuffer], meter: inout ResponseMeter, draft: BillingDraft, status: Int, success: Bool,
+        recorder: BillingRecorder, headers: HTTPFields
+    ) async throws(GatewayError) -> Response {
+        var body = ByteBuffer()
+        var firstByteAt: Date?
+        for chunk in chunks {
+            var out = feed(chunk, to: &meter)
+            if firstByteAt == nil && out.readableBytes > 0 { firstByteAt = Date() }
+            body.writeBuffer(&out)
+        }
+        body.writeBytes(meter.finish())
+        let record = draft.settle(
+            status: success ? .completed : .upstreamError, httpStatus: status, upstreamStatus: status,
+            error: success ? nil : "upstream_status_\(status)", meter: meter.usage, endedAt: Date(),
+            firstByteAt: firstByteAt)
+        do {
+            try await recorder.record(record, reservation: draft.reservation)
+        } catch {
+            throw GatewayError.recordNotStored.recorded()
+        }
+        var headers = headers
+        headers[.contentLength] = String(body.readableBytes)
+        return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: body))
     }
 
     /// The human message inside an upstream error body, in either provider's format.

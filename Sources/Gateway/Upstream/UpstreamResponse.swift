@@ -14,28 +14,52 @@ enum UpstreamBody: Sendable {
     case upstream(StreamingResponseDelegate.Chunks)
     case mock(MockReply)
 
-    /// Passes each body chunk to `consume` as it arrives; never collects the whole body.
-    func forEachChunk(_ consume: (ByteBuffer) async throws -> Void) async throws {
+    /// The body's chunks in order, as they arrive; never collects the whole body.
+    func makeReader() -> UpstreamBodyReader {
         switch self {
-        case .upstream(let body):
-            for try await chunk in body { try await consume(chunk) }
-        case .mock(let reply):
-            try await reply.writeBody(consume)
+        case .upstream(let chunks): UpstreamBodyReader(.upstream(chunks.makeAsyncIterator()))
+        case .mock(let reply): UpstreamBodyReader(.mock(MockReply.ChunkCursor(reply: reply)))
         }
     }
 
     /// Reads at most `limit` bytes (used for upstream error bodies, which are small).
     func collect(upTo limit: Int) async -> ByteBuffer {
         var all = ByteBuffer()
+        let reader = makeReader()
         do {
-            try await forEachChunk { chunk in
-                var chunk = chunk
-                if all.readableBytes < limit {
-                    all.writeBuffer(&chunk)
-                }
+            while var chunk = try await reader.next() {
+                if all.readableBytes < limit { all.writeBuffer(&chunk) }
             }
         } catch {}
         return all
+    }
+}
+
+/// Reads an upstream body chunk by chunk.
+///
+/// A reference so that the relay can start reading in the request handler and hand the rest of the
+/// body to the response writer. It is read by one task at a time, strictly in turn (the handler
+/// stops before the writer starts), which is what makes the unchecked `Sendable` sound.
+final class UpstreamBodyReader: @unchecked Sendable {
+    enum Source {
+        case upstream(StreamingResponseDelegate.Chunks.AsyncIterator)
+        case mock(MockReply.ChunkCursor)
+    }
+
+    private var source: Source
+
+    init(_ source: Source) { self.source = source }
+
+    /// The next chunk; nil at a clean end; throws where the body broke off.
+    func next() async throws -> ByteBuffer? {
+        switch source {
+        case .upstream(var iterator):
+            defer { source = .upstream(iterator) }
+            return try await iterator.next()
+        case .mock(var cursor):
+            defer { source = .mock(cursor) }
+            return try await cursor.next()
+        }
     }
 }
 

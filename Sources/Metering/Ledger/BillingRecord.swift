@@ -111,16 +111,9 @@ public struct BillingRecord: Sendable, Equatable {
         self.cost = cost
     }
 
-    /// A fresh record id: `rec_` and 32 random hex digits (128 bits from the system generator, which
-    /// costs no file open, unlike Foundation's `UUID()` on Linux).
-    public static func newID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        var id = "rec_"
-        id.reserveCapacity(36)
-        for _ in 0..<2 {
-            let hex = String(generator.next() as UInt64, radix: 16)
-            id += String(repeating: "0", count: 16 - hex.count) + hex
-        }
-        return id
-    }
+    /// A fresh record id: `rec_` and 32 hex digits, a per-process nonce and a counter
+    /// (see ``ProcessUniqueIDs``).
+    public static func newID() -> String { ids.next() }
+
+    private static let ids = ProcessUniqueIDs(tag: "rec_", counterDigits: 16)
 }
