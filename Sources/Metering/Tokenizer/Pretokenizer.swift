@@ -220,18 +220,30 @@ struct Pretokenizer {
         return (0xE5...0xE9).contains(b0) || (b0 == 0xE4 && text[j + 1] >= 0xB8)
     }
 
-    /// The other common piece, a run of CJK ideographs with an optional ASCII prefix, ended by an
-    /// ASCII byte that is not a letter or an apostrophe. Every pattern takes exactly that run; anything
-    /// else goes the general way.
+    /// The other common piece, a run of CJK ideographs with an optional prefix scalar (a space, `，`),
+    /// ended by anything that cannot continue a word: not a letter, a mark or an apostrophe. Every
+    /// pattern takes exactly that run; anything else goes the general way.
     @inline(__always)
     func cjkRun(_ i: Int) -> Int? {
         var j = asciiPrefixEnd(i)
+        if j == i && text[i] >= 0x80 && !isCJKIdeograph(i) {
+            // A non-ASCII prefix (CJK punctuation, an ideographic space): any one scalar that is not a
+            // letter, a number or \r \n. A mark qualifies too; as a prefix or as part of the word, it
+            // gives the same end.
+            guard flags(at: i).isDisjoint(with: [.letter, .number, .newline]) else { return nil }
+            j = i + length(at: i)
+        }
         let start = j
         while isCJKIdeograph(j) { j += 3 }
         guard j > start else { return nil }
         if j < count {
             let b = text[j]
-            if b >= 0x80 || b | 0x20 &- UInt8(ascii: "a") < 26 || b == UInt8(ascii: "'") { return nil }
+            if b >= 0x80 {
+                // Another letter or a mark may continue the word (or, for o200k, change how it splits).
+                if !flags(at: j).isDisjoint(with: [.letter, .mark, .upperish, .lowerish]) { return nil }
+            } else if b | 0x20 &- UInt8(ascii: "a") < 26 || b == UInt8(ascii: "'") {
+                return nil
+            }
         }
         return j
     }
