@@ -283,17 +283,19 @@ struct Pretokenizer {
             if let end = cjkRun(i) { return end }
         }
         let f = flags(at: i)
-        let prefixEligible = f.isDisjoint(with: [.newline, .letter, .number])
+        // A word starts with a scalar in U or W; skip the word alternatives where none can start.
+        let wordClasses: CharacterClass = [.upperish, .lowerish]
+        let wordHere = !f.isDisjoint(with: wordClasses)
+        let next = i + length(at: i)
+        let wordAfterPrefix =
+            f.isDisjoint(with: [.newline, .letter, .number]) && next < count
+            && !flags(at: next).isDisjoint(with: wordClasses)
         // Alternative 1: [^\r\n\p{L}\p{N}]?U*W+ contraction?
-        if prefixEligible, i + length(at: i) < count, let end = o200kWord(i + length(at: i), lowerRequired: true) {
-            return end
-        }
-        if let end = o200kWord(i, lowerRequired: true) { return end }
+        if wordAfterPrefix, let end = o200kWord(next, lowerRequired: true) { return end }
+        if wordHere, let end = o200kWord(i, lowerRequired: true) { return end }
         // Alternative 2: [^\r\n\p{L}\p{N}]?U+W* contraction?
-        if prefixEligible, i + length(at: i) < count, let end = o200kWord(i + length(at: i), lowerRequired: false) {
-            return end
-        }
-        if let end = o200kWord(i, lowerRequired: false) { return end }
+        if wordAfterPrefix, let end = o200kWord(next, lowerRequired: false) { return end }
+        if wordHere, let end = o200kWord(i, lowerRequired: false) { return end }
         if f.contains(.number) { return numbers(i, atMost: 3) }
         if let end = punctuation(i, slashTrails: true) { return end }
         let runEnd = skip(from: i, while: .space)
