@@ -97,57 +97,61 @@ public final class GatewayMetrics: Sendable {
     private let byCurrency = Mutex<[CostKey: Counter]>([:])
 
     private func statusSeries(provider: String, model: String, status: BillingRecord.Status) -> StatusSeries {
-        let key = StatusKey(provider: provider, model: model, status: status)
-        if let found = byStatus.withLock({ $0[key] }) { return found }
-        let labels = [("provider", provider), ("model", model), ("status", status.rawValue)]
-        let made = StatusSeries(
-            requests: registry.makeCounter(
-                descriptor: .init(
-                    namespace: "gateway", metricName: "requests", unitName: "total",
-                    helpText: "Requests by provider, model and billing status."),
-                labels: labels),
-            duration: status == .rejected
-                ? nil
-                : registry.makeDurationHistogram(
+        Self.cached(in: byStatus, StatusKey(provider: provider, model: model, status: status)) {
+            let labels = [("provider", provider), ("model", model), ("status", status.rawValue)]
+            return StatusSeries(
+                requests: registry.makeCounter(
                     descriptor: .init(
-                        namespace: "gateway", metricName: "request_duration", unitName: "seconds",
-                        helpText: "Request duration, start to last byte."),
-                    labels: labels, buckets: Self.latencyBuckets))
-        byStatus.withLock { $0[key] = made }
-        return made
+                        namespace: "gateway", metricName: "requests", unitName: "total",
+                        helpText: "Requests by provider, model and billing status."),
+                    labels: labels),
+                duration: status == .rejected
+                    ? nil : latencyHistogram("request_duration", "Request duration, start to last byte.", labels))
+        }
     }
 
     private func modelSeries(provider: String, model: String) -> ModelSeries {
-        let key = ModelKey(provider: provider, model: model)
-        if let found = byModel.withLock({ $0[key] }) { return found }
-        let labels = [("provider", provider), ("model", model)]
-        func tokens(_ kind: String) -> Counter {
-            registry.makeCounter(
-                descriptor: .init(
-                    namespace: "gateway", metricName: "tokens", unitName: "total",
-                    helpText: "Billed tokens by provider, model and kind."),
-                labels: labels + [("kind", kind)])
+        Self.cached(in: byModel, ModelKey(provider: provider, model: model)) {
+            let labels = [("provider", provider), ("model", model)]
+            func tokens(_ kind: String) -> Counter {
+                registry.makeCounter(
+                    descriptor: .init(
+                        namespace: "gateway", metricName: "tokens", unitName: "total",
+                        helpText: "Billed tokens by provider, model and kind."),
+                    labels: labels + [("kind", kind)])
+            }
+            return ModelSeries(
+                promptTokens: tokens("prompt"), completionTokens: tokens("completion"),
+                timeToFirstToken: latencyHistogram(
+                    "time_to_first_token", "Time from the request's start to the first relayed response byte.",
+                    labels))
         }
-        let made = ModelSeries(
-            promptTokens: tokens("prompt"), completionTokens: tokens("completion"),
-            timeToFirstToken: registry.makeDurationHistogram(
-                descriptor: .init(
-                    namespace: "gateway", metricName: "time_to_first_token", unitName: "seconds",
-                    helpText: "Time from the request's start to the first relayed response byte."),
-                labels: labels, buckets: Self.latencyBuckets))
-        byModel.withLock { $0[key] = made }
-        return made
     }
 
     private func costCounter(provider: String, model: String, currency: String) -> Counter {
-        let key = CostKey(provider: provider, model: model, currency: currency)
-        if let found = byCurrency.withLock({ $0[key] }) { return found }
-        let made = registry.makeCounter(
-            descriptor: .init(
-                namespace: "gateway", metricName: "cost_nanos", unitName: "total",
-                helpText: "Billed cost in nano-units of the currency (exact integers)."),
-            labels: [("provider", provider), ("model", model), ("currency", currency)])
-        byCurrency.withLock { $0[key] = made }
+        Self.cached(in: byCurrency, CostKey(provider: provider, model: model, currency: currency)) {
+            registry.makeCounter(
+                descriptor: .init(
+                    namespace: "gateway", metricName: "cost_nanos", unitName: "total",
+                    helpText: "Billed cost in nano-units of the currency (exact integers)."),
+                labels: [("provider", provider), ("model", model), ("currency", currency)])
+        }
+    }
+
+    private func latencyHistogram(_ name: String, _ help: String, _ labels: [(String, String)]) -> DurationHistogram {
+        registry.makeDurationHistogram(
+            descriptor: .init(namespace: "gateway", metricName: name, unitName: "seconds", helpText: help),
+            labels: labels, buckets: Self.latencyBuckets)
+    }
+
+    /// The value for `key`, made by `make` the first time. Two threads may both make one; the registry
+    /// returns the same series for the same name and labels, so either result is the right one.
+    private static func cached<Key: Hashable & Sendable, Value: Sendable>(
+        in map: borrowing Mutex<[Key: Value]>, _ key: Key, make: () -> Value
+    ) -> Value {
+        if let found = map.withLock({ $0[key] }) { return found }
+        let made = make()
+        map.withLock { $0[key] = made }
         return made
     }
 
