@@ -159,6 +159,14 @@ public final class TokenEncoding: Sendable {
             var lastStable = -1
             var out: [UInt8] = []
             while i < u.count {
+                // ASCII and U+4000–U+9FFF (lead bytes E4–E9: CJK ideographs), the bulk of most text,
+                // are stable; no need to decode them.
+                let lead = u[i]
+                if lead < 0x80 || (0xE4...0xE9).contains(lead) {
+                    lastStable = i
+                    i += lead < 0x80 ? 1 : 3
+                    continue
+                }
                 let (value, length) = Self.scalar(u, at: i)
                 if Self.isNFCStable(value) {
                     lastStable = i
