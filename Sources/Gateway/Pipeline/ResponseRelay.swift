@@ -69,15 +69,17 @@ struct ResponseRelay: Sendable {
         // one that breaks off, streams as below, starting with the chunks already read.
         var ahead: [ByteBuffer] = []
         var broken: (any Error)?
+        var firstChunkAt: Date?  // when the upstream's first byte came, not when it was sent on
         if !isEventStream {
             var size = 0
             do {
                 while size <= Self.coalesceLimit {
                     guard let chunk = try await reader.next() else {
                         return try await Self.whole(
-                            ahead, meter: &meter, draft: draft, status: status, success: success,
+                            ahead, firstByteAt: firstChunkAt, meter: &meter, draft: draft, status: status,
                             recorder: recorder, headers: headers)
                     }
+                    if firstChunkAt == nil && chunk.readableBytes > 0 { firstChunkAt = Date() }
                     size += chunk.readableBytes
                     ahead.append(chunk)
                 }
@@ -89,10 +91,11 @@ struct ResponseRelay: Sendable {
         let readAhead = ahead
         let breakAfterReadAhead = broken
         let unfedMeter = meter
+        let readAheadStartedAt = firstChunkAt
         let responseBody = ResponseBody(contentLength: strip ? nil : upstream.contentLength) { writer in
             var meter = unfedMeter
             var held = ByteBuffer()
-            var firstByteAt: Date?
+            var firstByteAt = readAheadStartedAt
             func send(_ buffer: ByteBuffer) async throws {
                 do {
                     try await writer.write(buffer)
@@ -140,8 +143,8 @@ struct ResponseRelay: Sendable {
                 if held.readableBytes > 0 { try? await writer.write(held) }
                 throw error
             }
-            let record = settle(
-                success ? .completed : .upstreamError, error: success ? nil : "upstream_status_\(status)")
+            let (outcome, error) = Self.outcome(status: status)
+            let record = settle(outcome, error: error)
             try await recorder.record(record, reservation: reservation)
             if held.readableBytes > 0 { try await writer.write(held) }
             try await writer.finish(nil)
@@ -160,24 +163,27 @@ struct ResponseRelay: Sendable {
         }
     }
 
+    /// How a body that ended cleanly is recorded: completed for a 2xx, else the upstream's error.
+    private static func outcome(status: Int) -> (BillingRecord.Status, String?) {
+        (200..<300).contains(status) ? (.completed, nil) : (.upstreamError, "upstream_status_\(status)")
+    }
+
     /// A complete JSON body: meter, settle and record it, then answer with head and body together. If
     /// the record cannot be stored the client gets an error, never the answer without its record.
     private static func whole(
-        _ chunks: [ByteBuffer], meter: inout ResponseMeter, draft: BillingDraft, status: Int, success: Bool,
+        _ chunks: [ByteBuffer], firstByteAt: Date?, meter: inout ResponseMeter, draft: BillingDraft, status: Int,
         recorder: BillingRecorder, headers: HTTPFields
     ) async throws(GatewayError) -> Response {
         var body = ByteBuffer()
-        var firstByteAt: Date?
         for chunk in chunks {
             var out = feed(chunk, to: &meter)
-            if firstByteAt == nil && out.readableBytes > 0 { firstByteAt = Date() }
             body.writeBuffer(&out)
         }
         body.writeBytes(meter.finish())
+        let (outcome, error) = outcome(status: status)
         let record = draft.settle(
-            status: success ? .completed : .upstreamError, httpStatus: status, upstreamStatus: status,
-            error: success ? nil : "upstream_status_\(status)", meter: meter.usage, endedAt: Date(),
-            firstByteAt: firstByteAt)
+            status: outcome, httpStatus: status, upstreamStatus: status, error: error, meter: meter.usage,
+            endedAt: Date(), firstByteAt: firstByteAt)
         do {
             try await recorder.record(record, reservation: draft.reservation)
         } catch {
