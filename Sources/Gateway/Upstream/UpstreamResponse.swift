@@ -53,8 +53,8 @@ final class UpstreamBodyReader: @unchecked Sendable {
     /// The next chunk; nil at a clean end; throws where the body broke off.
     func next() async throws -> ByteBuffer? {
         switch source {
-        case .upstream(var iterator):
-            defer { source = .upstream(iterator) }
+        case .upstream(let iterator):
+            // NIO's iterator is a handle on shared state: `next()` does not mutate it.
             return try await iterator.next()
         case .mock(var cursor):
             defer { source = .mock(cursor) }
