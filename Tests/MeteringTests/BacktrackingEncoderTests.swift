@@ -140,7 +140,7 @@ struct NFCTests {
         ]
         var rng = SplitMix(seed: 7)
         var mismatches = 0
-        for _ in 0..<3000 {
+        for _ in 0..<6000 {
             var text = ""
             for _ in 0..<(1 + Int(rng.next() % 12)) { text += alphabet[Int(rng.next() % UInt64(alphabet.count))] }
             if Array(TokenEncoding.nfc(text).utf8) != Array(text.precomposedStringWithCanonicalMapping.utf8) {
@@ -178,16 +178,17 @@ struct PretokenizerFastPathTests {
         }
     }
 
-    @Test("fast and general paths split mixed ASCII and CJK text the same way", arguments: TokenEncoding.names)
+    @Test("fast and general paths split mixed ASCII, CJK and other text the same way", arguments: TokenEncoding.names)
     func sameSplits(name: String) throws {
         let encoding = try TokenEncoding.named(name)
         let alphabet = [
             "a", "Z", "q", " ", "'", "s", "ll", "你", "好", "世", "(", "-", "\n", "3", "é", "\u{301}", "ſ", "“",
-            "，", "。", "\u{3000}", "１", "ア", "\u{2028}", "É", "ǅ", "\r\n",
+            "，", "。", "\u{3000}", "１", "ア", "\u{2028}", "É", "ǅ", "\r\n", "0", "+", "/", "!", "…", "²", "٣",
+            "\t", "\r", "Q",
         ]
         var rng = SplitMix(seed: 99)
         var mismatches = 0
-        for _ in 0..<3000 {
+        for _ in 0..<6000 {
             var text = ""
             for _ in 0..<(1 + Int(rng.next() % 24)) { text += alphabet[Int(rng.next() % UInt64(alphabet.count))] }
             // Piece boundaries, not just tokens: a wrong split often encodes to the same tokens.

@@ -40,7 +40,7 @@ struct BytePairEncoder {
 
     @inline(__always)
     func pairRank(
-        _ parts: UnsafeMutableBufferPointer<(start: Int32, rank: UInt32)>, _ count: Int, _ i: Int,
+        _ parts: UnsafeMutableBufferPointer<(start: Int32, rank: UInt32, token: UInt32)>, _ count: Int, _ i: Int,
         _ piece: UnsafePointer<UInt8>
     ) -> UInt32 {
         guard i + 3 < count else { return UInt32.max }
@@ -48,13 +48,15 @@ struct BytePairEncoder {
         return rank(piece + start, Int(parts[i + 3].start) - start)
     }
 
-    /// tiktoken's scan: `parts[k]` holds a boundary and the rank of the pair starting there.
+    /// tiktoken's scan: `parts[k]` holds a boundary, the rank of the pair starting there, and the token
+    /// from there to the next boundary (kept as parts merge, so the result needs no more lookups).
     func encodeShort(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
-        withUnsafeTemporaryAllocation(of: (start: Int32, rank: UInt32).self, capacity: n + 1) { parts in
+        withUnsafeTemporaryAllocation(of: (start: Int32, rank: UInt32, token: UInt32).self, capacity: n + 1) { parts in
             var count = n + 1
-            for i in 0..<(n - 1) { parts[i] = (Int32(i), rank(piece + i, 2)) }
-            parts[n - 1] = (Int32(n - 1), UInt32.max)
-            parts[n] = (Int32(n), UInt32.max)
+            let byteRanks = vocabulary.byteRanks
+            for i in 0..<(n - 1) { parts[i] = (Int32(i), rank(piece + i, 2), byteRanks[Int(piece[i])]) }
+            parts[n - 1] = (Int32(n - 1), UInt32.max, byteRanks[Int(piece[n - 1])])
+            parts[n] = (Int32(n), UInt32.max, UInt32.max)
 
             // Not a nested function: capturing `count` (a var) would cost a dynamic exclusivity check
             // on every call.
@@ -67,16 +69,14 @@ struct BytePairEncoder {
                     minIndex = i
                 }
                 if minRank == UInt32.max { break }
+                parts[minIndex].token = minRank
                 parts[minIndex].rank = pairRank(parts, count, minIndex, piece)
                 if minIndex > 0 { parts[minIndex - 1].rank = pairRank(parts, count, minIndex - 1, piece) }
                 // Remove parts[minIndex + 1].
                 for k in (minIndex + 1)..<(count - 1) { parts[k] = parts[k + 1] }
                 count -= 1
             }
-            for k in 0..<(count - 1) {
-                let start = Int(parts[k].start)
-                emit(rank(piece + start, Int(parts[k + 1].start) - start))
-            }
+            for k in 0..<(count - 1) { emit(parts[k].token) }
         }
     }
 }
@@ -91,9 +91,16 @@ extension BytePairEncoder {
             var low = masks[0]
             var high = masks[1]
             if m >= 6 {
-                let masks6 = merges.prefixMasks.base + 2 * Int(merges.prefix6Index.base[MergeTables.prefixSlot6(p)])
-                low &= masks6[0] | 0b111  // lengths 3, 4 and 5 are not in the six-byte masks
-                high &= masks6[1]
+                let six = MergeTables.sixBytes(p)
+                if merges.mayBeginLongToken(six) {
+                    let masks6 =
+                        merges.prefixMasks.base + 2 * Int(merges.prefix6Index.base[MergeTables.prefixSlot6(six)])
+                    low &= masks6[0] | 0b111  // lengths 3, 4 and 5 are not in the six-byte masks
+                    high &= masks6[1]
+                } else {
+                    low &= 0b111
+                    high = 0
+                }
             }
             // Keep lengths ≤ m, i.e. bits ≤ m - 3.
             let top = m - 3

@@ -28,6 +28,11 @@ struct MergeTables: Sendable {
     /// six bytes are available, a length of 6 or more must be in both masks. Most pairs of characters
     /// begin no token, so this rules out most long candidates with one lookup instead of one each.
     let prefix6Index: FrozenBuffer<UInt16>
+    /// A blocked Bloom filter (256 KiB, stays in cache) over the exact six-byte prefixes of those
+    /// tokens. The slots above are saturated (about 60,000 prefixes in 65,536 slots), so on text whose
+    /// character pairs begin no token, such as a run of rare ideographs, most slots would still offer
+    /// candidates, each costing a failed lookup; the filter rules out nearly all of them at once.
+    let prefix6Filter: FrozenBuffer<UInt64>
     let prefixMasks: FrozenBuffer<UInt64>
     /// Every token's split → the token, packed in one word per slot (left << 42 | right << 21 | merged,
     /// ranks below 2^21) so a probe touches one cache line; open addressing, empty = all ones.
@@ -42,14 +47,25 @@ struct MergeTables: Sendable {
     static let empty = UInt64.max
     static let filterWords = 1 << 15
 
-    /// The `prefix6Index` slot of the six bytes at `p`.
+    /// The six bytes at `p` as one word.
     @inline(__always)
-    static func prefixSlot6(_ p: UnsafePointer<UInt8>) -> Int {
+    static func sixBytes(_ p: UnsafePointer<UInt8>) -> UInt64 {
         let raw = UnsafeRawPointer(p)
-        let v =
-            UInt64(UInt32(littleEndian: raw.loadUnaligned(as: UInt32.self)))
+        return UInt64(UInt32(littleEndian: raw.loadUnaligned(as: UInt32.self)))
             | UInt64(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 4, as: UInt16.self))) << 32
-        return Int(truncatingIfNeeded: (v &* 0x9E37_79B9_7F4A_7C15) >> 48)
+    }
+
+    /// The `prefix6Index` slot of six bytes.
+    @inline(__always)
+    static func prefixSlot6(_ v: UInt64) -> Int {
+        Int(truncatingIfNeeded: (v &* 0x9E37_79B9_7F4A_7C15) >> 48)
+    }
+
+    /// Whether six bytes may begin a reachable token of six bytes or more (false: they certainly do not).
+    @inline(__always)
+    func mayBeginLongToken(_ v: UInt64) -> Bool {
+        let (word, bits) = Self.filterPosition(v &* 0xD6E8_FEB8_6659_FD93)
+        return prefix6Filter.base[word] & bits == bits
     }
 
     /// The `prefixIndex` slot of the three bytes at `p`.
@@ -134,12 +150,18 @@ struct MergeTables: Sendable {
         // Masks by three-byte and by six-byte prefix slots, deduplicated into one list.
         var slotMasks3 = [UInt64](repeating: 0, count: 2 * 65536)
         var slotMasks6 = [UInt64](repeating: 0, count: 2 * 65536)
+        var filter6 = [UInt64](repeating: 0, count: Self.filterWords)
         v.bytes.withUnsafeBufferPointer { b in
             for r in 0..<n where length[r] >= 3 {
                 let start = b.baseAddress! + Int(v.offsets[r])
                 let bit = Int(length[r]) - 3
                 slotMasks3[2 * Self.prefixSlot(start) + bit / 64] |= 1 << UInt64(bit % 64)
-                if length[r] >= 6 { slotMasks6[2 * Self.prefixSlot6(start) + bit / 64] |= 1 << UInt64(bit % 64) }
+                if length[r] >= 6 {
+                    let six = Self.sixBytes(start)
+                    slotMasks6[2 * Self.prefixSlot6(six) + bit / 64] |= 1 << UInt64(bit % 64)
+                    let (word, bits) = Self.filterPosition(six &* 0xD6E8_FEB8_6659_FD93)
+                    filter6[word] |= bits
+                }
             }
         }
         var prefixMasks: [UInt64] = [0, 0]
@@ -168,6 +190,7 @@ struct MergeTables: Sendable {
         self.length = FrozenBuffer(length)
         self.prefixIndex = FrozenBuffer(prefixIndex)
         self.prefix6Index = FrozenBuffer(prefix6Index)
+        self.prefix6Filter = FrozenBuffer(filter6)
         self.prefixMasks = FrozenBuffer(prefixMasks)
         self.pairs = FrozenBuffer(pairs)
         self.pairShift = pairShift

@@ -202,11 +202,55 @@ struct Pretokenizer {
         while j < count, text[j] | 0x20 &- UInt8(ascii: "a") < 26, casedWord ? text[j] >= UInt8(ascii: "a") : true {
             j += 1
         }
-        guard j > lowerStart, j > wordStart else { return nil }
+        // Without a lowercase letter, o200k still takes an uppercase run (its `U+W*`); the others need
+        // a letter.
+        guard j > lowerStart || (casedWord && lowerStart > wordStart), j > wordStart else { return nil }
         if j < count {
             let b = text[j]
             if b >= 0x80 { return nil }
             if casedWord, b == UInt8(ascii: "'") { return contraction(j) ?? j }
+        }
+        return j
+    }
+
+    /// The other ASCII pieces: a number `\p{N}{1,maxDigits}`, or punctuation ` ?[^\s\p{L}\p{N}]+`
+    /// followed by `[\r\n]*` (`[\r\n/]*` in o200k). Nil to take the general path: when a non-ASCII
+    /// byte could change the end, when `'` may begin a contraction, or when the piece is anything else
+    /// (a word, whitespace). Code and encoded data (base64, hex, digit strings) are mostly these and
+    /// words.
+    @inline(__always)
+    func asciiNumberOrPunctuation(_ i: Int, maxDigits: Int, slashTrails: Bool) -> Int? {
+        let b = text[i]
+        if b &- UInt8(ascii: "0") < 10 {
+            var j = i + 1
+            while j < count, j - i < maxDigits, text[j] &- UInt8(ascii: "0") < 10 { j += 1 }
+            if j < count, j - i < maxDigits, text[j] >= 0x80 { return nil }  // a non-ASCII digit may follow
+            return j
+        }
+        let notPunctuation =
+            CharacterClass.space.rawValue | CharacterClass.letter.rawValue
+            | CharacterClass.number.rawValue
+        @inline(__always) func isPunctuation(_ j: Int) -> Bool {
+            text[j] < 0x80 && classes.ascii[Int(text[j])] & notPunctuation == 0
+        }
+        var j = i
+        if b == 0x20 {
+            j += 1
+            guard j < count, isPunctuation(j) else { return nil }
+        } else if !isPunctuation(i) || b == UInt8(ascii: "'") {
+            return nil
+        }
+        // A mark that may begin a word (`[^\r\n\p{L}\p{N}]` before a letter) is the word's.
+        if j == i, i + 1 < count,
+            text[i + 1] >= 0x80 || classes.ascii[Int(text[i + 1])] & CharacterClass.letter.rawValue != 0
+        {
+            return nil
+        }
+        j += 1
+        while j < count, isPunctuation(j) { j += 1 }
+        if j < count, text[j] >= 0x80 { return nil }  // non-ASCII punctuation may continue the run
+        while j < count, text[j] == 0x0A || text[j] == 0x0D || (slashTrails && text[j] == UInt8(ascii: "/")) {
+            j += 1
         }
         return j
     }
@@ -251,6 +295,7 @@ struct Pretokenizer {
     func cl100k(_ i: Int) -> Int {
         if fastPaths {
             if let end = asciiWord(i, casedWord: false) { return end }
+            if let end = asciiNumberOrPunctuation(i, maxDigits: 3, slashTrails: false) { return end }
             if let end = cjkRun(i) { return end }
         }
         if let end = contraction(i) { return end }
@@ -267,6 +312,7 @@ struct Pretokenizer {
     func qwen(_ i: Int) -> Int {
         if fastPaths {
             if let end = asciiWord(i, casedWord: false) { return end }
+            if let end = asciiNumberOrPunctuation(i, maxDigits: 1, slashTrails: false) { return end }
             if let end = cjkRun(i) { return end }
         }
         if let end = contraction(i) { return end }
@@ -280,6 +326,7 @@ struct Pretokenizer {
     func o200k(_ i: Int) -> Int {
         if fastPaths {
             if let end = asciiWord(i, casedWord: true) { return end }
+            if let end = asciiNumberOrPunctuation(i, maxDigits: 3, slashTrails: true) { return end }
             if let end = cjkRun(i) { return end }
         }
         let f = flags(at: i)
