@@ -86,7 +86,14 @@ extension BytePairEncoder {
     /// from the first three and six bytes, longest first.
     @inline(__always)
     func longestMatch(_ p: UnsafePointer<UInt8>, _ m: Int) -> UInt32 {
-        if m >= 3 {
+        if m >= 3, let index = BPEVocabulary.bmpIndex(p[0], p[1], p[2]),
+            merges.bmpBeginsLonger.base[index >> 6] & (1 << UInt64(index & 63)) == 0
+        {
+            // A three-byte character that begins no longer token: it is a token itself, or its
+            // first two bytes or its first byte begin the match.
+            let r = vocabulary.bmpRanks.base[index]
+            if r != UInt32.max && merges.length.base[Int(r)] != 0 { return r }
+        } else if m >= 3, merges.mayBeginToken3(p) {
             let masks = merges.prefixMasks.base + 2 * Int(merges.prefixIndex.base[MergeTables.prefixSlot(p)])
             var low = masks[0]
             var high = masks[1]

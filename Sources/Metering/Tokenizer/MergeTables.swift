@@ -24,6 +24,10 @@ struct MergeTables: Sendable {
     /// three bytes hash to that slot (a superset when prefixes collide, which only costs a lookup).
     /// Deduplicated, it is about 150 KiB, small enough to stay in cache.
     let prefixIndex: FrozenBuffer<UInt16>
+    /// A blocked Bloom filter (64 KiB) over the exact three-byte prefixes of the same tokens. Those
+    /// slots are a third full, so text that begins few tokens, such as the middle of rare characters
+    /// that split into bytes, would find false candidates in them a third of the time.
+    let prefix3Filter: FrozenBuffer<UInt64>
     /// The same for tokens of 6 bytes or more by their first six bytes (two CJK characters): where
     /// six bytes are available, a length of 6 or more must be in both masks. Most pairs of characters
     /// begin no token, so this rules out most long candidates with one lookup instead of one each.
@@ -34,6 +38,11 @@ struct MergeTables: Sendable {
     /// candidates, each costing a failed lookup; the filter rules out nearly all of them at once.
     let prefix6Filter: FrozenBuffer<UInt64>
     let prefixMasks: FrozenBuffer<UInt64>
+    /// One bit per three-byte UTF-8 character (by its 16 payload bits; 8 KiB): set when a reachable
+    /// token longer than three bytes begins with it. Most ideographs begin none, and for them the
+    /// longest match is found without the prefix masks: the character itself, or its first two bytes,
+    /// or its first byte.
+    let bmpBeginsLonger: FrozenBuffer<UInt64>
     /// Every token's split → the token, packed in one word per slot (left << 42 | right << 21 | merged,
     /// ranks below 2^21) so a probe touches one cache line; open addressing, empty = all ones.
     let pairs: FrozenBuffer<UInt64>
@@ -66,6 +75,22 @@ struct MergeTables: Sendable {
     func mayBeginLongToken(_ v: UInt64) -> Bool {
         let (word, bits) = Self.filterPosition(v &* 0xD6E8_FEB8_6659_FD93)
         return prefix6Filter.base[word] & bits == bits
+    }
+
+    static let prefix3FilterWords = 1 << 13
+
+    /// Whether the three bytes at `p` may begin a reachable token of three bytes or more (false: they
+    /// certainly do not).
+    @inline(__always)
+    func mayBeginToken3(_ p: UnsafePointer<UInt8>) -> Bool {
+        let (word, bits) = Self.prefix3FilterPosition(p)
+        return prefix3Filter.base[word] & bits == bits
+    }
+
+    @inline(__always)
+    static func prefix3FilterPosition(_ p: UnsafePointer<UInt8>) -> (word: Int, bits: UInt64) {
+        let h = UInt64(UInt32(p[0]) << 16 | UInt32(p[1]) << 8 | UInt32(p[2])) &* 0xD6E8_FEB8_6659_FD93
+        return (Int(truncatingIfNeeded: h >> 51), 1 << ((h >> 20) & 63) | 1 << ((h >> 26) & 63))
     }
 
     /// The `prefixIndex` slot of the three bytes at `p`.
@@ -147,15 +172,28 @@ struct MergeTables: Sendable {
                 }
             }
         }
+        var bmpBeginsLonger = [UInt64](repeating: 0, count: 65536 / 64)
+        v.bytes.withUnsafeBufferPointer { b in
+            for r in 0..<n where length[r] > 3 {
+                let start = Int(v.offsets[r])
+                if let index = BPEVocabulary.bmpIndex(b[start], b[start + 1], b[start + 2]) {
+                    bmpBeginsLonger[index >> 6] |= 1 << UInt64(index & 63)
+                }
+            }
+        }
+        self.bmpBeginsLonger = FrozenBuffer(bmpBeginsLonger)
         // Masks by three-byte and by six-byte prefix slots, deduplicated into one list.
         var slotMasks3 = [UInt64](repeating: 0, count: 2 * 65536)
         var slotMasks6 = [UInt64](repeating: 0, count: 2 * 65536)
         var filter6 = [UInt64](repeating: 0, count: Self.filterWords)
+        var filter3 = [UInt64](repeating: 0, count: Self.prefix3FilterWords)
         v.bytes.withUnsafeBufferPointer { b in
             for r in 0..<n where length[r] >= 3 {
                 let start = b.baseAddress! + Int(v.offsets[r])
                 let bit = Int(length[r]) - 3
                 slotMasks3[2 * Self.prefixSlot(start) + bit / 64] |= 1 << UInt64(bit % 64)
+                let (word3, bits3) = Self.prefix3FilterPosition(start)
+                filter3[word3] |= bits3
                 if length[r] >= 6 {
                     let six = Self.sixBytes(start)
                     slotMasks6[2 * Self.prefixSlot6(six) + bit / 64] |= 1 << UInt64(bit % 64)
@@ -191,6 +229,7 @@ struct MergeTables: Sendable {
         self.prefixIndex = FrozenBuffer(prefixIndex)
         self.prefix6Index = FrozenBuffer(prefix6Index)
         self.prefix6Filter = FrozenBuffer(filter6)
+        self.prefix3Filter = FrozenBuffer(filter3)
         self.prefixMasks = FrozenBuffer(prefixMasks)
         self.pairs = FrozenBuffer(pairs)
         self.pairShift = pairShift
