@@ -34,7 +34,7 @@ struct BytePairEncoder {
             return
         }
         if n < backtrackFrom || !encodeBacktracking(piece, n, emit: emit) {
-            encodeShort(piece, n, emit: emit)
+            encodeShort(piece, n, wholeIsToken: false, emit: emit)
         }
     }
 
@@ -50,7 +50,11 @@ struct BytePairEncoder {
 
     /// tiktoken's scan: `parts[k]` holds a boundary, the rank of the pair starting there, and the token
     /// from there to the next boundary (kept as parts merge, so the result needs no more lookups).
-    func encodeShort(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
+    /// `wholeIsToken: false` says the caller has already found the whole piece is not a token, so the
+    /// last pair (two parts that make up the piece) is not looked up again.
+    func encodeShort(
+        _ piece: UnsafePointer<UInt8>, _ n: Int, wholeIsToken: Bool = true, emit: (UInt32) -> Void
+    ) {
         withUnsafeTemporaryAllocation(of: (start: Int32, rank: UInt32, token: UInt32).self, capacity: n + 1) { parts in
             var count = n + 1
             let byteRanks = vocabulary.byteRanks
@@ -70,8 +74,14 @@ struct BytePairEncoder {
                 }
                 if minRank == UInt32.max { break }
                 parts[minIndex].token = minRank
-                parts[minIndex].rank = pairRank(parts, count, minIndex, piece)
-                if minIndex > 0 { parts[minIndex - 1].rank = pairRank(parts, count, minIndex - 1, piece) }
+                if count == 4 && !wholeIsToken {
+                    // Two parts are left, and the pair they make is the whole piece.
+                    parts[minIndex].rank = UInt32.max
+                    if minIndex > 0 { parts[minIndex - 1].rank = UInt32.max }
+                } else {
+                    parts[minIndex].rank = pairRank(parts, count, minIndex, piece)
+                    if minIndex > 0 { parts[minIndex - 1].rank = pairRank(parts, count, minIndex - 1, piece) }
+                }
                 // Remove parts[minIndex + 1].
                 for k in (minIndex + 1)..<(count - 1) { parts[k] = parts[k + 1] }
                 count -= 1
