@@ -13,9 +13,10 @@ final class BPEVocabulary: Sendable {
     let table: FrozenBuffer<Slot>
     /// log2(capacity): slots are chosen by the top bits of a multiplicative hash.
     let shift: UInt64
-    /// One bit per hash bucket (2^21 bits, 256 KiB, stays in cache): clear means "no token hashes
-    /// here", which answers most failed lookups (most pair lookups during merging fail) without
-    /// touching the large slot table.
+    /// A blocked Bloom filter (2^21 bits, 256 KiB, stays in cache; two bits per token in one word, about
+    /// 3.5% false positives where one bit per token gave 9%): a clear bit means "not a token", which
+    /// answers most failed lookups (most pair lookups during merging fail) without touching the large
+    /// slot table.
     let filter: FrozenBuffer<UInt64>
     static let filterBits: UInt64 = 21
     /// Rank of each single byte.
@@ -96,9 +97,9 @@ final class BPEVocabulary: Sendable {
             for rank in 0..<n {
                 let start = Int(offsets[rank])
                 let length = Int(offsets[rank + 1]) - start
-                let bit = Self.filterIndex(
+                let (word, bits) = Self.filterPosition(
                     Self.hash(key: Self.prefixKey(b.baseAddress! + start, length), b.baseAddress! + start, length))
-                filter[bit >> 6] |= 1 << UInt64(bit & 63)
+                filter[word] |= bits
             }
         }
         self.filter = FrozenBuffer(filter)
@@ -171,9 +172,13 @@ final class BPEVocabulary: Sendable {
         n <= 8 ? 0 : UInt32(truncatingIfNeeded: prefixKey(p + 8, min(n - 8, 4)))
     }
 
+    /// A key's word in the filter and the two bits in it that must both be set.
     @inline(__always)
-    static func filterIndex(_ h: UInt64) -> Int {
-        Int(truncatingIfNeeded: (h ^ (h >> 29)) & ((1 << filterBits) - 1))
+    static func filterPosition(_ h: UInt64) -> (word: Int, bits: UInt64) {
+        let m = h ^ (h >> 29)
+        return (
+            Int(truncatingIfNeeded: m & ((1 << (filterBits - 6)) - 1)), 1 << ((m >> 16) & 63) | 1 << ((m >> 22) & 63)
+        )
     }
 
     /// The payload of a well-formed three-byte UTF-8 sequence, or nil.
@@ -230,8 +235,8 @@ final class BPEVocabulary: Sendable {
         if n == 3, let index = Self.bmpIndex(p[0], p[1], p[2]) { return bmpRanks.base[index] }
         let key = Self.prefixKey(p, n)
         let h = Self.hash(key: key, p, n)
-        let bit = Self.filterIndex(h)
-        if filter.base[bit >> 6] & (1 << UInt64(bit & 63)) == 0 { return UInt32.max }
+        let (word, bits) = Self.filterPosition(h)
+        if filter.base[word] & bits != bits { return UInt32.max }
         var slot = Int(h >> shift)
         let mask = table.count - 1
         while true {
