@@ -13,12 +13,9 @@ final class BPEVocabulary: Sendable {
     let table: FrozenBuffer<Slot>
     /// log2(capacity): slots are chosen by the top bits of a multiplicative hash.
     let shift: UInt64
-    /// A blocked Bloom filter (2^21 bits, 256 KiB, stays in cache; two bits per token in one word, about
-    /// 3.5% false positives where one bit per token gave 9%): a clear bit means "not a token", which
-    /// answers most failed lookups (most pair lookups during merging fail) without touching the large
-    /// slot table.
-    let filter: FrozenBuffer<UInt64>
-    static let filterBits: UInt64 = 21
+    /// Every token's hash (256 KiB, stays in cache; about 3.5% false positives for o200k): answers most
+    /// failed lookups (most pair lookups during merging fail) without touching the large slot table.
+    let filter: BloomFilter
     /// Rank of each single byte.
     let byteRanks: [UInt32]
     /// Rank of each two-byte sequence (UInt32.max when none): 256 KiB that stay in cache, for the
@@ -92,17 +89,14 @@ final class BPEVocabulary: Sendable {
                     key: key, length: length, rank: UInt32(rank), tail: Self.tailKey(b.baseAddress! + start, length))
             }
         }
-        var filter = [UInt64](repeating: 0, count: 1 << (Int(Self.filterBits) - 6))
-        bytes.withUnsafeBufferPointer { b in
-            for rank in 0..<n {
-                let start = Int(offsets[rank])
-                let length = Int(offsets[rank + 1]) - start
-                let (word, bits) = Self.filterPosition(
-                    Self.hash(key: Self.prefixKey(b.baseAddress! + start, length), b.baseAddress! + start, length))
-                filter[word] |= bits
+        let hashes = bytes.withUnsafeBufferPointer { b in
+            (0..<n).map { rank in
+                let start = b.baseAddress! + Int(offsets[rank])
+                let length = Int(offsets[rank + 1] - offsets[rank])
+                return Self.hash(key: Self.prefixKey(start, length), start, length)
             }
         }
-        self.filter = FrozenBuffer(filter)
+        self.filter = BloomFilter(wordCount: 1 << 15, hashes: hashes)
         self.bytes = bytes
         self.offsets = offsets
         self.table = FrozenBuffer(table)
@@ -172,15 +166,6 @@ final class BPEVocabulary: Sendable {
         n <= 8 ? 0 : UInt32(truncatingIfNeeded: prefixKey(p + 8, min(n - 8, 4)))
     }
 
-    /// A key's word in the filter and the two bits in it that must both be set.
-    @inline(__always)
-    static func filterPosition(_ h: UInt64) -> (word: Int, bits: UInt64) {
-        let m = h ^ (h >> 29)
-        return (
-            Int(truncatingIfNeeded: m & ((1 << (filterBits - 6)) - 1)), 1 << ((m >> 16) & 63) | 1 << ((m >> 22) & 63)
-        )
-    }
-
     /// The payload of a well-formed three-byte UTF-8 sequence, or nil.
     @inline(__always)
     static func bmpIndex(_ b0: UInt8, _ b1: UInt8, _ b2: UInt8) -> Int? {
@@ -235,8 +220,7 @@ final class BPEVocabulary: Sendable {
         if n == 3, let index = Self.bmpIndex(p[0], p[1], p[2]) { return bmpRanks.base[index] }
         let key = Self.prefixKey(p, n)
         let h = Self.hash(key: key, p, n)
-        let (word, bits) = Self.filterPosition(h)
-        if filter.base[word] & bits != bits { return UInt32.max }
+        if !filter.mayContain(h) { return UInt32.max }
         var slot = Int(h >> shift)
         let mask = table.count - 1
         while true {

@@ -24,19 +24,19 @@ struct MergeTables: Sendable {
     /// three bytes hash to that slot (a superset when prefixes collide, which only costs a lookup).
     /// Deduplicated, it is about 150 KiB, small enough to stay in cache.
     let prefixIndex: FrozenBuffer<UInt16>
-    /// A blocked Bloom filter (64 KiB) over the exact three-byte prefixes of the same tokens. Those
-    /// slots are a third full, so text that begins few tokens, such as the middle of rare characters
-    /// that split into bytes, would find false candidates in them a third of the time.
-    let prefix3Filter: FrozenBuffer<UInt64>
+    /// The exact three-byte prefixes of the same tokens (64 KiB). Those slots are a third full, so text
+    /// that begins few tokens, such as the middle of rare characters that split into bytes, would find
+    /// false candidates in them a third of the time.
+    let prefix3Filter: BloomFilter
     /// The same for tokens of 6 bytes or more by their first six bytes (two CJK characters): where
     /// six bytes are available, a length of 6 or more must be in both masks. Most pairs of characters
     /// begin no token, so this rules out most long candidates with one lookup instead of one each.
     let prefix6Index: FrozenBuffer<UInt16>
-    /// A blocked Bloom filter (256 KiB, stays in cache) over the exact six-byte prefixes of those
-    /// tokens. The slots above are saturated (about 60,000 prefixes in 65,536 slots), so on text whose
-    /// character pairs begin no token, such as a run of rare ideographs, most slots would still offer
-    /// candidates, each costing a failed lookup; the filter rules out nearly all of them at once.
-    let prefix6Filter: FrozenBuffer<UInt64>
+    /// The exact six-byte prefixes of those tokens (256 KiB, stays in cache). The slots above are
+    /// saturated (about 60,000 prefixes in 65,536 slots), so on text whose character pairs begin no
+    /// token, such as a run of rare ideographs, most slots would still offer candidates, each costing a
+    /// failed lookup; the filter rules out nearly all of them at once.
+    let prefix6Filter: BloomFilter
     let prefixMasks: FrozenBuffer<UInt64>
     /// One bit per three-byte UTF-8 character (by its 16 payload bits; 8 KiB): set when a reachable
     /// token longer than three bytes begins with it. Most ideographs begin none, and for them the
@@ -47,14 +47,14 @@ struct MergeTables: Sendable {
     /// ranks below 2^21) so a probe touches one cache line; open addressing, empty = all ones.
     let pairs: FrozenBuffer<UInt64>
     let pairShift: UInt64
-    /// A blocked Bloom filter over the pair keys (256 KiB, stays in cache): most pairs looked up are
-    /// not in the table, and this answers them without touching it.
-    let pairFilter: FrozenBuffer<UInt64>
+    /// The pair keys (256 KiB, stays in cache): most pairs looked up are not in the table, and this
+    /// answers them without touching it.
+    let pairFilter: BloomFilter
     /// Number of multi-byte tokens BPE cannot produce from their own bytes.
     let unreachableCount: Int
 
     static let empty = UInt64.max
-    static let filterWords = 1 << 15
+    static let pairFilterWords = 1 << 15
 
     /// The six bytes at `p` as one word.
     @inline(__always)
@@ -73,36 +73,25 @@ struct MergeTables: Sendable {
     /// Whether six bytes may begin a reachable token of six bytes or more (false: they certainly do not).
     @inline(__always)
     func mayBeginLongToken(_ v: UInt64) -> Bool {
-        let (word, bits) = Self.filterPosition(v &* 0xD6E8_FEB8_6659_FD93)
-        return prefix6Filter.base[word] & bits == bits
+        prefix6Filter.mayContain(v &* 0xD6E8_FEB8_6659_FD93)
     }
-
-    static let prefix3FilterWords = 1 << 13
 
     /// Whether the three bytes at `p` may begin a reachable token of three bytes or more (false: they
     /// certainly do not).
     @inline(__always)
     func mayBeginToken3(_ p: UnsafePointer<UInt8>) -> Bool {
-        let (word, bits) = Self.prefix3FilterPosition(p)
-        return prefix3Filter.base[word] & bits == bits
+        prefix3Filter.mayContain(Self.prefix3Hash(p))
     }
 
     @inline(__always)
-    static func prefix3FilterPosition(_ p: UnsafePointer<UInt8>) -> (word: Int, bits: UInt64) {
-        let h = UInt64(UInt32(p[0]) << 16 | UInt32(p[1]) << 8 | UInt32(p[2])) &* 0xD6E8_FEB8_6659_FD93
-        return (Int(truncatingIfNeeded: h >> 51), 1 << ((h >> 20) & 63) | 1 << ((h >> 26) & 63))
+    static func prefix3Hash(_ p: UnsafePointer<UInt8>) -> UInt64 {
+        UInt64(UInt32(p[0]) << 16 | UInt32(p[1]) << 8 | UInt32(p[2])) &* 0xD6E8_FEB8_6659_FD93
     }
 
     /// The `prefixIndex` slot of the three bytes at `p`.
     @inline(__always)
     static func prefixSlot(_ p: UnsafePointer<UInt8>) -> Int {
         Int(truncatingIfNeeded: ((UInt32(p[0]) << 16 | UInt32(p[1]) << 8 | UInt32(p[2])) &* 0x9E37_79B1) >> 16)
-    }
-
-    /// The filter word and the two bits in it for a key's hash.
-    @inline(__always)
-    static func filterPosition(_ h: UInt64) -> (word: Int, bits: UInt64) {
-        (Int(truncatingIfNeeded: (h >> 20) & UInt64(filterWords - 1)), 1 << ((h >> 35) & 63) | 1 << ((h >> 41) & 63))
     }
 
     init(vocabulary v: BPEVocabulary) {
@@ -185,20 +174,18 @@ struct MergeTables: Sendable {
         // Masks by three-byte and by six-byte prefix slots, deduplicated into one list.
         var slotMasks3 = [UInt64](repeating: 0, count: 2 * 65536)
         var slotMasks6 = [UInt64](repeating: 0, count: 2 * 65536)
-        var filter6 = [UInt64](repeating: 0, count: Self.filterWords)
-        var filter3 = [UInt64](repeating: 0, count: Self.prefix3FilterWords)
+        var prefix3Hashes: [UInt64] = []
+        var prefix6Hashes: [UInt64] = []
         v.bytes.withUnsafeBufferPointer { b in
             for r in 0..<n where length[r] >= 3 {
                 let start = b.baseAddress! + Int(v.offsets[r])
                 let bit = Int(length[r]) - 3
                 slotMasks3[2 * Self.prefixSlot(start) + bit / 64] |= 1 << UInt64(bit % 64)
-                let (word3, bits3) = Self.prefix3FilterPosition(start)
-                filter3[word3] |= bits3
+                prefix3Hashes.append(Self.prefix3Hash(start))
                 if length[r] >= 6 {
                     let six = Self.sixBytes(start)
                     slotMasks6[2 * Self.prefixSlot6(six) + bit / 64] |= 1 << UInt64(bit % 64)
-                    let (word, bits) = Self.filterPosition(six &* 0xD6E8_FEB8_6659_FD93)
-                    filter6[word] |= bits
+                    prefix6Hashes.append(six &* 0xD6E8_FEB8_6659_FD93)
                 }
             }
         }
@@ -228,17 +215,14 @@ struct MergeTables: Sendable {
         self.length = FrozenBuffer(length)
         self.prefixIndex = FrozenBuffer(prefixIndex)
         self.prefix6Index = FrozenBuffer(prefix6Index)
-        self.prefix6Filter = FrozenBuffer(filter6)
-        self.prefix3Filter = FrozenBuffer(filter3)
+        self.prefix6Filter = BloomFilter(wordCount: 1 << 15, hashes: prefix6Hashes)
+        self.prefix3Filter = BloomFilter(wordCount: 1 << 13, hashes: prefix3Hashes)
         self.prefixMasks = FrozenBuffer(prefixMasks)
         self.pairs = FrozenBuffer(pairs)
         self.pairShift = pairShift
-        var filter = [UInt64](repeating: 0, count: Self.filterWords)
-        for slot in pairs where slot != Self.empty {
-            let (word, bits) = Self.filterPosition((slot >> 21) &* 0x9E37_79B9_7F4A_7C15)
-            filter[word] |= bits
-        }
-        self.pairFilter = FrozenBuffer(filter)
+        self.pairFilter = BloomFilter(
+            wordCount: Self.pairFilterWords,
+            hashes: pairs.filter { $0 != Self.empty }.map { ($0 >> 21) &* 0x9E37_79B9_7F4A_7C15 })
         self.unreachableCount = unreachable
     }
 
@@ -260,10 +244,7 @@ struct MergeTables: Sendable {
     ) -> UInt32 {
         let key = UInt64(left) << 21 | UInt64(right)
         let h = key &* 0x9E37_79B9_7F4A_7C15
-        if let filter {
-            let (word, bits) = filterPosition(h)
-            if filter[word] & bits != bits { return UInt32.max }
-        }
+        if let filter, !BloomFilter.mayContain(h, words: filter, mask: pairFilterWords - 1) { return UInt32.max }
         var slot = Int(h >> shift)
         while true {
             let v = pairs[slot]
@@ -286,7 +267,7 @@ struct MergeTables: Sendable {
     func isValidPair(_ left: UInt32, _ right: UInt32) -> Bool {
         Self.isValidPair(
             left, right, split: split.base, pairs: pairs.base, mask: pairs.count - 1, shift: pairShift,
-            filter: pairFilter.base)
+            filter: pairFilter.words.base)
     }
 
     @inline(__always)
