@@ -184,13 +184,12 @@ final class BPEVocabulary: Sendable {
             let high = UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self)))
             return low | high << UInt64(8 * (n - 4))
         }
-        var v: UInt64 = 0
-        var i = n - 1
-        while i >= 0 {
-            v = v << 8 | UInt64(p[i])
-            i -= 1
+        if n >= 2 {
+            // A two-byte load and the last byte (the same byte twice when n is 2).
+            let low = UInt64(UInt16(littleEndian: raw.loadUnaligned(as: UInt16.self)))
+            return low | UInt64(p[n - 1]) << UInt64(8 * (n - 1))
         }
-        return v
+        return n == 1 ? UInt64(p[0]) : 0
     }
 
     /// Multiplicative hash; callers take the top bits. Bytes past the first 8 are mixed in 8 at a time.
