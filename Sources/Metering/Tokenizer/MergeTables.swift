@@ -161,17 +161,9 @@ struct MergeTables: Sendable {
                 }
             }
         }
+        // Masks by three-byte and by six-byte prefix slots (deduplicated into one list below), and the
+        // filters and the per-character bits that stand in front of them.
         var bmpBeginsLonger = [UInt64](repeating: 0, count: 65536 / 64)
-        v.bytes.withUnsafeBufferPointer { b in
-            for r in 0..<n where length[r] > 3 {
-                let start = Int(v.offsets[r])
-                if let index = BPEVocabulary.bmpIndex(b[start], b[start + 1], b[start + 2]) {
-                    bmpBeginsLonger[index >> 6] |= 1 << UInt64(index & 63)
-                }
-            }
-        }
-        self.bmpBeginsLonger = FrozenBuffer(bmpBeginsLonger)
-        // Masks by three-byte and by six-byte prefix slots, deduplicated into one list.
         var slotMasks3 = [UInt64](repeating: 0, count: 2 * 65536)
         var slotMasks6 = [UInt64](repeating: 0, count: 2 * 65536)
         var prefix3Hashes: [UInt64] = []
@@ -182,6 +174,9 @@ struct MergeTables: Sendable {
                 let bit = Int(length[r]) - 3
                 slotMasks3[2 * Self.prefixSlot(start) + bit / 64] |= 1 << UInt64(bit % 64)
                 prefix3Hashes.append(Self.prefix3Hash(start))
+                if length[r] > 3, let index = BPEVocabulary.bmpIndex(start[0], start[1], start[2]) {
+                    bmpBeginsLonger[index >> 6] |= 1 << UInt64(index & 63)
+                }
                 if length[r] >= 6 {
                     let six = Self.sixBytes(start)
                     slotMasks6[2 * Self.prefixSlot6(six) + bit / 64] |= 1 << UInt64(bit % 64)
@@ -215,6 +210,7 @@ struct MergeTables: Sendable {
         self.length = FrozenBuffer(length)
         self.prefixIndex = FrozenBuffer(prefixIndex)
         self.prefix6Index = FrozenBuffer(prefix6Index)
+        self.bmpBeginsLonger = FrozenBuffer(bmpBeginsLonger)
         self.prefix6Filter = BloomFilter(wordCount: 1 << 15, hashes: prefix6Hashes)
         self.prefix3Filter = BloomFilter(wordCount: 1 << 13, hashes: prefix3Hashes)
         self.prefixMasks = FrozenBuffer(prefixMasks)
