@@ -159,6 +159,11 @@ struct ProxyLiveTests {
                 h.gatewayURL + "/v1/chat/completions", body: chat, headers: [("authorization", "Bearer \(secret)")],
                 auth: false)
             #expect(ok.status == 200)
+            // Spaces or tabs between the scheme and the key are not part of the key.
+            let padded = try await h.post(
+                h.gatewayURL + "/v1/chat/completions", body: chat,
+                headers: [("authorization", "Bearer  \t \(secret)")], auth: false)
+            #expect(padded.status == 200)
             try h.store.revokeKey(key.id)
             let revokedAt = ContinuousClock.now
             var status = 200

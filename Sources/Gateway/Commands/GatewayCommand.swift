@@ -38,7 +38,7 @@ enum CLI {
             var handler = StreamLogHandler.standardError(label: label)
             let level = ProcessInfo.processInfo.environment["LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:))
             handler.logLevel = level ?? .info
-            return handler
+            return LazyLogHandler(handler)
         }
     }
 

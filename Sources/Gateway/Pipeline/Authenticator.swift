@@ -18,7 +18,7 @@ struct Authenticator: Sendable {
         } else {
             throw GatewayError.missingKey
         }
-        let trimmed = secret.trimmingCharacters(in: .whitespaces)
+        let trimmed = Self.trimmingSpaces(secret)
         guard !trimmed.isEmpty else { throw GatewayError.missingKey }
         guard let key = directory.authenticate(secret: trimmed) else { throw GatewayError.invalidKey }
         guard key.tenant.status == "active" else {
@@ -27,5 +27,14 @@ struct Authenticator: Sendable {
                 openAIType: "permission_error", code: "tenant_suspended")
         }
         return key
+    }
+
+    /// The secret without surrounding spaces and tabs (the only whitespace a header value can hold).
+    static func trimmingSpaces(_ value: Substring) -> String {
+        let utf8 = value.utf8
+        let isSpace = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        guard let first = utf8.firstIndex(where: { !isSpace($0) }), let last = utf8.lastIndex(where: { !isSpace($0) })
+        else { return "" }
+        return String(value[first...last])
     }
 }

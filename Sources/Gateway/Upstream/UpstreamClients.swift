@@ -14,6 +14,9 @@ import ServiceLifecycle
 /// decompresses bodies: a metering proxy needs neither.
 public final class UpstreamClients: Sendable {
     private let clients: [String: HTTPClient]
+    /// Each provider's request for each endpoint, built once: parsing the URL on every request cost
+    /// more than the rest of building it. Keyed by provider name, then endpoint path.
+    private let templates: [String: [APIEndpoint: HTTPClient.Request]]
     private let credentials: [String: String]
     private let missingCredentials: [String: String]
     public let mocks: [String: MockProvider]
@@ -28,6 +31,7 @@ public final class UpstreamClients: Sendable {
         var credentials: [String: String] = [:]
         var missing: [String: String] = [:]
         var mocks: [String: MockProvider] = [:]
+        var templates: [String: [APIEndpoint: HTTPClient.Request]] = [:]
         for provider in config.providers.values {
             if provider.kind == .mock {
                 mocks[provider.name] = MockProvider(settings: provider.mock, countTokens: countTokens)
@@ -43,12 +47,19 @@ public final class UpstreamClients: Sendable {
             configuration.connectionPool.idleTimeout = .seconds(60)
             clients[provider.name] = HTTPClient(
                 eventLoopGroupProvider: .shared(eventLoopGroup), configuration: configuration)
+            // An endpoint whose URL does not parse has no template; its requests fail as unreachable.
+            templates[provider.name] = Dictionary(
+                uniqueKeysWithValues: APIEndpoint.allCases.compactMap { endpoint in
+                    (try? HTTPClient.Request(url: provider.baseURL + endpoint.upstreamPath, method: .POST))
+                        .map { (endpoint, $0) }
+                })
             switch Self.readKey(provider, environment: environment) {
             case .success(let key): credentials[provider.name] = key
             case .failure(let reason): missing[provider.name] = reason.detail
             }
         }
         self.clients = clients
+        self.templates = templates
         self.credentials = credentials
         self.missingCredentials = missing
         self.mocks = mocks
@@ -104,14 +115,11 @@ public final class UpstreamClients: Sendable {
         headers.replaceOrAdd(name: "accept-encoding", value: "identity")
         headers.replaceOrAdd(name: "content-type", value: "application/json")
         headers.replaceOrAdd(name: "x-request-id", value: requestID)
-        let request: HTTPClient.Request
-        do {
-            request = try HTTPClient.Request(
-                url: provider.baseURL + endpoint.upstreamPath, method: .POST, headers: headers,
-                body: .bytes(body))
-        } catch {
+        guard var request = templates[provider.name]?[endpoint] else {
             throw .unreachable(provider: provider.name, detail: "invalid upstream URL")
         }
+        request.headers = headers
+        request.body = .bytes(body)
 
         let eventLoop = client.eventLoopGroup.any()
         let delegate = StreamingResponseDelegate(eventLoop: eventLoop)
