@@ -3,7 +3,8 @@ import NIOCore
 import NIOHTTP1
 import Synchronization
 
-/// Bridges AsyncHTTPClient's delegate callbacks to an async sequence of body chunks.
+/// Bridges AsyncHTTPClient's delegate callbacks to the relay: the response head as a future, the body
+/// as ``Body``.
 ///
 /// Why not `HTTPClientResponse.Body`: when an upstream connection breaks, that body throws at once and
 /// drops chunks it had already received. A proxy that bills what it delivered must hand every received
@@ -12,60 +13,141 @@ import Synchronization
 /// request when the consumer goes away, so a tenant stops paying when its client disconnects.
 final class StreamingResponseDelegate: HTTPClientResponseDelegate {
     typealias Response = Void
-    typealias Chunks = NIOThrowingAsyncSequenceProducer<
-        ByteBuffer, any Error, NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark, Demand
-    >
 
-    /// Signals from the consumer side of the sequence.
-    final class Demand: NIOAsyncSequenceProducerDelegate {
-        let state = Mutex<(waiter: EventLoopPromise<Void>?, task: HTTPClient.Task<Void>?, terminated: Bool)>(
-            (nil, nil, false))
-
-        func produceMore() {
-            let waiter = state.withLock { s -> EventLoopPromise<Void>? in
-                defer { s.waiter = nil }
-                return s.waiter
-            }
-            waiter?.succeed()
+    /// The body bytes received and not yet taken, handed over all at once.
+    ///
+    /// AsyncHTTPClient calls the delegate once per HTTP chunk, and an upstream that sends one event per
+    /// chunk delivers many in one socket read. The relay takes everything that has arrived when it asks,
+    /// so those events go to the client in one write, not one write (and one task switch) each. An
+    /// event that arrives alone still goes out at once: nothing waits for more.
+    final class Body: Sendable {
+        private struct State {
+            var buffered: ByteBuffer?
+            /// Set once: the upstream finished, or failed with an error. Bytes buffered before it are
+            /// still taken first.
+            var end: Result<Void, any Error>?
+            var consumer: CheckedContinuation<Void, Never>?
+            /// AsyncHTTPClient's read is paused until the consumer takes the buffer.
+            var paused: EventLoopPromise<Void>?
+            var task: HTTPClient.Task<Void>?
+            var abandoned = false
         }
 
-        func didTerminate() {
-            let (waiter, task) = state.withLock { s -> (EventLoopPromise<Void>?, HTTPClient.Task<Void>?) in
-                s.terminated = true
-                defer { s.waiter = nil }
-                return (s.waiter, s.task)
+        /// Above this many buffered bytes the upstream is not read until the consumer catches up.
+        static let highWatermark = 64 << 10
+
+        private let state = Mutex(State())
+
+        fileprivate func attach(task: HTTPClient.Task<Void>) {
+            let abandoned = state.withLock { s in
+                s.task = task
+                return s.abandoned
             }
-            waiter?.succeed()
+            if abandoned { task.cancel() }
+        }
+
+        fileprivate func append(_ chunk: ByteBuffer, on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+            let (consumer, paused) = state.withLock { s -> (CheckedContinuation<Void, Never>?, EventLoopPromise<Void>?) in
+                if s.abandoned { return (nil, nil) }
+                if var buffered = s.buffered {
+                    s.buffered = nil  // keep the storage unique while appending
+                    var chunk = chunk
+                    buffered.writeBuffer(&chunk)
+                    s.buffered = buffered
+                } else {
+                    s.buffered = chunk
+                }
+                let consumer = s.consumer
+                s.consumer = nil
+                guard s.buffered?.readableBytes ?? 0 >= Self.highWatermark else { return (consumer, nil) }
+                let paused = eventLoop.makePromise(of: Void.self)
+                s.paused = paused
+                return (consumer, paused)
+            }
+            consumer?.resume()
+            return paused?.futureResult ?? eventLoop.makeSucceededVoidFuture()
+        }
+
+        fileprivate func finish(_ end: Result<Void, any Error>) {
+            let consumer = state.withLock { s -> CheckedContinuation<Void, Never>? in
+                if s.end == nil { s.end = end }
+                defer { s.consumer = nil }
+                return s.consumer
+            }
+            consumer?.resume()
+        }
+
+        /// The consumer is gone: stop the upstream request and release anyone waiting.
+        func abandon() {
+            let (consumer, paused, task) = state.withLock { s in
+                s.abandoned = true
+                s.buffered = nil
+                defer {
+                    s.consumer = nil
+                    s.paused = nil
+                }
+                return (s.consumer, s.paused, s.task)
+            }
+            consumer?.resume()
+            paused?.succeed()
             task?.cancel()
+        }
+
+        private enum Step {
+            case bytes(ByteBuffer, resume: EventLoopPromise<Void>?)
+            case end(Result<Void, any Error>)
+            case wait
+        }
+
+        /// Everything received since the last call; nil at a clean end; throws where the body broke
+        /// off (after every byte received before the break has been returned).
+        func next() async throws -> ByteBuffer? {
+            while true {
+                let step = state.withLock { s -> Step in
+                    if s.abandoned { return .end(.failure(CancellationError())) }
+                    if let buffered = s.buffered {
+                        s.buffered = nil
+                        defer { s.paused = nil }
+                        return .bytes(buffered, resume: s.paused)
+                    }
+                    if let end = s.end { return .end(end) }
+                    return .wait
+                }
+                switch step {
+                case .bytes(let bytes, let resume):
+                    resume?.succeed()
+                    return bytes
+                case .end(let end):
+                    try end.get()
+                    return nil
+                case .wait:
+                    await withTaskCancellationHandler {
+                        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                            let ready = state.withLock { s in
+                                if s.abandoned || s.buffered != nil || s.end != nil { return true }
+                                s.consumer = continuation
+                                return false
+                            }
+                            if ready { continuation.resume() }
+                        }
+                    } onCancel: {
+                        abandon()
+                    }
+                }
+            }
         }
     }
 
-    let chunks: Chunks
-    private let source: Chunks.Source
-    private let demand: Demand
+    let body = Body()
     private let head: EventLoopPromise<HTTPResponseHead>
     private let headSettled = Mutex(false)
 
     init(eventLoop: any EventLoop) {
-        let demand = Demand()
-        let made = Chunks.makeSequence(
-            elementType: ByteBuffer.self,
-            failureType: (any Error).self,
-            backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8),
-            finishOnDeinit: false,
-            delegate: demand)
-        self.chunks = made.sequence
-        self.source = made.source
-        self.demand = demand
         self.head = eventLoop.makePromise(of: HTTPResponseHead.self)
     }
 
     func attach(task: HTTPClient.Task<Void>) {
-        let terminated = demand.state.withLock { s -> Bool in
-            s.task = task
-            return s.terminated
-        }
-        if terminated { task.cancel() }
+        body.attach(task: task)
     }
 
     /// Resolves with the response head, or fails with the error that came first.
@@ -89,27 +171,15 @@ final class StreamingResponseDelegate: HTTPClientResponseDelegate {
     }
 
     func didReceiveBodyPart(task: HTTPClient.Task<Void>, _ buffer: ByteBuffer) -> EventLoopFuture<Void> {
-        switch source.yield(buffer) {
-        case .produceMore, .dropped:
-            return task.eventLoop.makeSucceededVoidFuture()
-        case .stopProducing:
-            let promise = task.eventLoop.makePromise(of: Void.self)
-            let alreadyTerminated = demand.state.withLock { s -> Bool in
-                if s.terminated { return true }
-                s.waiter = promise
-                return false
-            }
-            if alreadyTerminated { promise.succeed() }
-            return promise.futureResult
-        }
+        body.append(buffer, on: task.eventLoop)
     }
 
     func didReceiveError(task: HTTPClient.Task<Void>, _ error: any Error) {
         failHead(error)
-        source.finish(error)
+        body.finish(.failure(error))
     }
 
     func didFinishRequest(task: HTTPClient.Task<Void>) throws {
-        source.finish()
+        body.finish(.success(()))
     }
 }

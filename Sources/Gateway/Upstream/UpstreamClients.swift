@@ -150,7 +150,7 @@ public final class UpstreamClients: Sendable {
         }
         return UpstreamResponse(
             status: Int(head.status.code), headers: forwarded, contentLength: contentLength,
-            body: .upstream(delegate.chunks))
+            body: .upstream(UpstreamBodyHandle(delegate.body)))
     }
 
     static func classify(_ error: any Error, provider: String) -> UpstreamFailure {

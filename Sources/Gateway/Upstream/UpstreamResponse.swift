@@ -11,13 +11,13 @@ struct UpstreamResponse: Sendable {
 }
 
 enum UpstreamBody: Sendable {
-    case upstream(StreamingResponseDelegate.Chunks)
+    case upstream(UpstreamBodyHandle)
     case mock(MockReply)
 
     /// The body's chunks in order, as they arrive; never collects the whole body.
     func makeReader() -> UpstreamBodyReader {
         switch self {
-        case .upstream(let chunks): UpstreamBodyReader(.upstream(chunks.makeAsyncIterator()))
+        case .upstream(let handle): UpstreamBodyReader(.upstream(handle))
         case .mock(let reply): UpstreamBodyReader(.mock(MockReply.ChunkCursor(reply: reply)))
         }
     }
@@ -35,6 +35,16 @@ enum UpstreamBody: Sendable {
     }
 }
 
+/// The consumer's hold on an upstream body. When the last holder lets go, read to the end or not, the
+/// upstream request stops: a response nobody will read is not paid for.
+final class UpstreamBodyHandle: Sendable {
+    let body: StreamingResponseDelegate.Body
+
+    init(_ body: StreamingResponseDelegate.Body) { self.body = body }
+
+    deinit { body.abandon() }
+}
+
 /// Reads an upstream body chunk by chunk.
 ///
 /// A reference so that the relay can start reading in the request handler and hand the rest of the
@@ -42,7 +52,7 @@ enum UpstreamBody: Sendable {
 /// stops before the writer starts), which is what makes the unchecked `Sendable` sound.
 final class UpstreamBodyReader: @unchecked Sendable {
     enum Source {
-        case upstream(StreamingResponseDelegate.Chunks.AsyncIterator)
+        case upstream(UpstreamBodyHandle)
         case mock(MockReply.ChunkCursor)
     }
 
@@ -53,9 +63,8 @@ final class UpstreamBodyReader: @unchecked Sendable {
     /// The next chunk; nil at a clean end; throws where the body broke off.
     func next() async throws -> ByteBuffer? {
         switch source {
-        case .upstream(let iterator):
-            // NIO's iterator is a handle on shared state: `next()` does not mutate it.
-            return try await iterator.next()
+        case .upstream(let handle):
+            return try await handle.body.next()
         case .mock(var cursor):
             defer { source = .mock(cursor) }
             return try await cursor.next()
