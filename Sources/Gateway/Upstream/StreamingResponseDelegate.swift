@@ -47,7 +47,8 @@ final class StreamingResponseDelegate: HTTPClientResponseDelegate {
         }
 
         fileprivate func append(_ chunk: ByteBuffer, on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
-            let (consumer, paused) = state.withLock { s -> (CheckedContinuation<Void, Never>?, EventLoopPromise<Void>?) in
+            typealias Wakeups = (consumer: CheckedContinuation<Void, Never>?, paused: EventLoopPromise<Void>?)
+            let (consumer, paused) = state.withLock { s -> Wakeups in
                 if s.abandoned { return (nil, nil) }
                 if var buffered = s.buffered {
                     s.buffered = nil  // keep the storage unique while appending
