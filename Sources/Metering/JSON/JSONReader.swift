@@ -14,19 +14,37 @@ public struct JSONReader {
     /// and this bounds them in depth.
     public static let maxDepth = 128
 
-    private let bytes: [UInt8]
+    /// The document, valid for the duration of one `parse` call (which owns the array it points into).
+    private let bytes: UnsafeBufferPointer<UInt8>
     private var index: Int = 0
 
-    private init(_ bytes: [UInt8]) { self.bytes = bytes }
+    private init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+
+    /// Runs `body` on a reader over `bytes`. The reader reads through a pointer, not the array: parsing
+    /// a streamed event's JSON was dominated by the array's per-byte bounds and ownership checks.
+    private static func reading<T>(
+        _ bytes: [UInt8], _ body: (inout JSONReader) throws(JSONError) -> T
+    ) throws(JSONError) -> T {
+        let result: Result<T, JSONError> = bytes.withUnsafeBufferPointer { buffer in
+            var reader = JSONReader(buffer)
+            do throws(JSONError) {
+                return .success(try body(&reader))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
 
     /// Parses a whole document.
     public static func parse(_ bytes: [UInt8]) throws(JSONError) -> JSONValue {
-        var reader = JSONReader(bytes)
-        reader.skipWhitespace()
-        let value = try reader.readValue(depth: 0)
-        reader.skipWhitespace()
-        guard reader.index == bytes.count else { throw reader.error("trailing characters") }
-        return value
+        try reading(bytes) { (reader: inout JSONReader) throws(JSONError) -> JSONValue in
+            reader.skipWhitespace()
+            let value = try reader.readValue(depth: 0)
+            reader.skipWhitespace()
+            guard reader.index == bytes.count else { throw reader.error("trailing characters") }
+            return value
+        }
     }
 
     public static func parse(_ text: String) throws(JSONError) -> JSONValue {
@@ -38,14 +56,16 @@ public struct JSONReader {
     public static func parseTopLevelObject(
         _ bytes: [UInt8]
     ) throws(JSONError) -> (value: JSONValue, spans: [String: Range<Int>]) {
-        var reader = JSONReader(bytes)
-        reader.skipWhitespace()
-        guard reader.peek() == UInt8(ascii: "{") else { throw reader.error("expected a JSON object") }
-        var spans: [String: Range<Int>] = [:]
-        let value = try reader.readObject(depth: 0) { key, range in spans[key] = range }
-        reader.skipWhitespace()
-        guard reader.index == bytes.count else { throw reader.error("trailing characters") }
-        return (value, spans)
+        try reading(bytes) {
+            (reader: inout JSONReader) throws(JSONError) -> (value: JSONValue, spans: [String: Range<Int>]) in
+            reader.skipWhitespace()
+            guard reader.peek() == UInt8(ascii: "{") else { throw reader.error("expected a JSON object") }
+            var spans: [String: Range<Int>] = [:]
+            let value = try reader.readObject(depth: 0) { key, range in spans[key] = range }
+            reader.skipWhitespace()
+            guard reader.index == bytes.count else { throw reader.error("trailing characters") }
+            return (value, spans)
+        }
     }
 
     private func error(_ reason: String) -> JSONError { JSONError(offset: index, reason: reason) }
@@ -80,7 +100,7 @@ public struct JSONReader {
         let count = literal.utf8CodeUnitCount
         guard index + count <= bytes.count else { throw error("unexpected end of input") }
         let matches = literal.withUTF8Buffer { lit in
-            (0..<count).allSatisfy { bytes[index + $0] == lit[$0] }
+            (0..<count).allSatisfy { [bytes, index] in bytes[index + $0] == lit[$0] }
         }
         guard matches else { throw error("invalid literal") }
         index += count
@@ -162,7 +182,7 @@ public struct JSONReader {
             guard let d = peek(), d >= 0x30, d <= 0x39 else { throw error("invalid exponent") }
             while let d = peek(), d >= 0x30, d <= 0x39 { index += 1 }
         }
-        return String(decoding: bytes[start..<index], as: UTF8.self)
+        return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
     }
 
     private mutating func readHex4() throws(JSONError) -> UInt32 {
@@ -190,7 +210,7 @@ public struct JSONReader {
         while index < bytes.count {
             let c = bytes[index]
             if c == UInt8(ascii: "\"") {
-                let s = String(decoding: bytes[start..<index], as: UTF8.self)
+                let s = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
                 index += 1
                 return s
             }
