@@ -35,6 +35,20 @@ struct JSONReaderTests {
         let v = try JSONReader.parse(text)
         #expect(try JSONReader.parse(JSONWriter.serialize(v)) == v)
     }
+
+    @Test("strings are escaped exactly: quotes, backslashes and control characters; all else as is")
+    func escaping() {
+        #expect(JSONWriter.quoted("") == #""""#)
+        #expect(JSONWriter.quoted("plain ascii") == #""plain ascii""#)
+        #expect(JSONWriter.quoted("\"") == #""\"""#)
+        #expect(JSONWriter.quoted("a\\b") == #""a\\b""#)
+        #expect(JSONWriter.quoted("\n\r\t\u{01}\u{1F}") == #""\n\r\t\u0001\u001f""#)
+        #expect(JSONWriter.quoted("héllo 世界 👩‍💻 /") == "\"héllo 世界 👩‍💻 /\"")
+        #expect(JSONWriter.quoted("end\"") == #""end\"""#)
+        #expect(
+            JSONWriter.quoted("\"start, then a run of text longer than a small string")
+                == #""\"start, then a run of text longer than a small string""#)
+    }
 }
 
 @Suite("Request parsing")
