@@ -78,7 +78,8 @@ final class StreamingResponseDelegate: HTTPClientResponseDelegate {
             consumer?.resume()
         }
 
-        /// The consumer is gone: stop the upstream request and release anyone waiting.
+        /// The consumer is gone: stop the upstream request (unless it already ended) and release anyone
+        /// waiting.
         func abandon() {
             let (consumer, paused, task) = state.withLock { s in
                 s.abandoned = true
@@ -87,7 +88,7 @@ final class StreamingResponseDelegate: HTTPClientResponseDelegate {
                     s.consumer = nil
                     s.paused = nil
                 }
-                return (s.consumer, s.paused, s.task)
+                return (s.consumer, s.paused, s.end == nil ? s.task : nil)
             }
             consumer?.resume()
             paused?.succeed()
