@@ -55,7 +55,10 @@ BENCH_UPSTREAM_KEY=bench-upstream-key LOG_LEVEL=warning taskset -c 0 "$BIN" serv
   --config "$work/gateway.yaml" --threads 1 >"$work/gateway.log" 2>&1 &
 pids+=($!)
 if [ -n "$BASE_BIN" ]; then
-  sed -e "s/port: $GPORT/port: $BPORT/" -e "s/, ledger_sync: [a-z]*//" "$work/gateway.yaml" >"$work/baseline.yaml"
+  # Same settings, on its own port; a baseline from before `ledger_sync` existed runs with its default.
+  drop_sync=""
+  grep -rqs ledger_sync "$tree/Sources" || drop_sync=(-e "s/, ledger_sync: [a-z]*//")
+  sed -e "s/port: $GPORT/port: $BPORT/" ${drop_sync:+"${drop_sync[@]}"} "$work/gateway.yaml" >"$work/baseline.yaml"
   mkdir -p "$work/base"
   "$BASE_BIN" tenants create bench --data "$work/base" >/dev/null
   BKEY=$("$BASE_BIN" keys create --tenant bench --data "$work/base" | tail -1)
