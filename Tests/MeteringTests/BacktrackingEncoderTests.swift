@@ -48,6 +48,36 @@ struct BacktrackingEncoderTests {
         #expect(unreachable == encoding.merges.unreachableCount)
     }
 
+    @Test("two- and three-byte pieces: the pair-rank shortcut agrees with tiktoken's merge loop", arguments: encodings)
+    func shortPieces(name: String) throws {
+        let encoding = try TokenEncoding.named(name)
+        // Letters, digits and marks of base64 and code, a space, and bytes of a multi-byte character.
+        let alphabet = Array("aAbBzZ019+/=._-' \n".utf8) + [0xE4, 0xB8, 0x80, 0xF0, 0x9F]
+        var pieces: [[UInt8]] = []
+        for a in alphabet {
+            for b in alphabet {
+                pieces.append([a, b])
+                for c in alphabet { pieces.append([a, b, c]) }
+            }
+        }
+        var mismatches = 0
+        encoding.vocabulary.bytes.withUnsafeBufferPointer { all in
+            let encoder = BytePairEncoder(
+                vocabulary: encoding.vocabulary, table: encoding.vocabulary.table.buffer, bytes: all,
+                merges: encoding.merges, backtrackFrom: BytePairEncoder.defaultBacktrackFrom)
+            for piece in pieces {
+                piece.withUnsafeBufferPointer { p in
+                    var fast: [UInt32] = []
+                    var reference: [UInt32] = []
+                    encoder.encode(p.baseAddress!, p.count) { fast.append($0) }
+                    encoder.encodeShort(p.baseAddress!, p.count) { reference.append($0) }
+                    if fast != reference { mismatches += 1 }
+                }
+            }
+        }
+        #expect(mismatches == 0)
+    }
+
     @Test("random token concatenations encode as tiktoken's merge loop does", arguments: encodings)
     func randomConcatenations(name: String) throws {
         let encoding = try TokenEncoding.named(name)

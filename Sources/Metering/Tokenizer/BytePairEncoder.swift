@@ -33,6 +33,31 @@ struct BytePairEncoder {
             emit(whole)
             return
         }
+        // Two and three bytes that are not a token merge at most once, and the pair ranks decide it:
+        // no scan needed. (Encoded data such as base64 is mostly pieces this short.)
+        if n == 2 {
+            emit(vocabulary.byteRanks[Int(piece[0])])
+            emit(vocabulary.byteRanks[Int(piece[1])])
+            return
+        }
+        if n == 3 {
+            let pairs = vocabulary.pairRanks.base
+            let left = pairs[Int(piece[0]) << 8 | Int(piece[1])]
+            let right = pairs[Int(piece[1]) << 8 | Int(piece[2])]
+            let byteRanks = vocabulary.byteRanks
+            if left == UInt32.max && right == UInt32.max {
+                emit(byteRanks[Int(piece[0])])
+                emit(byteRanks[Int(piece[1])])
+                emit(byteRanks[Int(piece[2])])
+            } else if left <= right {  // the lower rank merges first; the left pair on a tie
+                emit(left)
+                emit(byteRanks[Int(piece[2])])
+            } else {
+                emit(byteRanks[Int(piece[0])])
+                emit(right)
+            }
+            return
+        }
         if n < backtrackFrom || !encodeBacktracking(piece, n, emit: emit) {
             encodeShort(piece, n, wholeIsToken: false, emit: emit)
         }
