@@ -48,7 +48,7 @@ struct BacktrackingEncoderTests {
         #expect(unreachable == encoding.merges.unreachableCount)
     }
 
-    @Test("two- and three-byte pieces: the pair-rank shortcut agrees with tiktoken's merge loop", arguments: encodings)
+    @Test("pieces of two to four bytes: the unrolled merges agree with tiktoken's merge loop", arguments: encodings)
     func shortPieces(name: String) throws {
         let encoding = try TokenEncoding.named(name)
         // Letters, digits and marks of base64 and code, a space, and bytes of a multi-byte character.
@@ -57,7 +57,10 @@ struct BacktrackingEncoderTests {
         for a in alphabet {
             for b in alphabet {
                 pieces.append([a, b])
-                for c in alphabet { pieces.append([a, b, c]) }
+                for c in alphabet {
+                    pieces.append([a, b, c])
+                    for d in alphabet { pieces.append([a, b, c, d]) }
+                }
             }
         }
         var mismatches = 0

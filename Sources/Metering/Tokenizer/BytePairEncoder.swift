@@ -58,8 +58,69 @@ struct BytePairEncoder {
             }
             return
         }
+        if n == 4 {
+            encodeFour(piece, emit: emit)
+            return
+        }
         if n < backtrackFrom || !encodeBacktracking(piece, n, emit: emit) {
             encodeShort(piece, n, wholeIsToken: false, emit: emit)
+        }
+    }
+
+    /// tiktoken's scan unrolled for four bytes that are not a token: at most two merges, and the
+    /// second can never make the whole piece. Ties go to the left pair, as in the scan.
+    @inline(never)
+    func encodeFour(_ p: UnsafePointer<UInt8>, emit: (UInt32) -> Void) {
+        let pairs = vocabulary.pairRanks.base
+        let byteRanks = vocabulary.byteRanks
+        let r01 = pairs[Int(p[0]) << 8 | Int(p[1])]
+        let r12 = pairs[Int(p[1]) << 8 | Int(p[2])]
+        let r23 = pairs[Int(p[2]) << 8 | Int(p[3])]
+        if r01 <= r12 && r01 <= r23 && r01 != UInt32.max {
+            // ab c d: then abc (with its new rank) against cd.
+            let abc = rank(p, 3)
+            if abc <= r23 && abc != UInt32.max {
+                emit(abc)
+                emit(byteRanks[Int(p[3])])
+            } else if r23 != UInt32.max {
+                emit(r01)
+                emit(r23)
+            } else {
+                emit(r01)
+                emit(byteRanks[Int(p[2])])
+                emit(byteRanks[Int(p[3])])
+            }
+        } else if r12 <= r23 && r12 != UInt32.max {
+            // a bc d: then abc against bcd.
+            let abc = rank(p, 3)
+            let bcd = rank(p + 1, 3)
+            if abc <= bcd && abc != UInt32.max {
+                emit(abc)
+                emit(byteRanks[Int(p[3])])
+            } else if bcd != UInt32.max {
+                emit(byteRanks[Int(p[0])])
+                emit(bcd)
+            } else {
+                emit(byteRanks[Int(p[0])])
+                emit(r12)
+                emit(byteRanks[Int(p[3])])
+            }
+        } else if r23 != UInt32.max {
+            // a b cd: then ab against bcd.
+            let bcd = rank(p + 1, 3)
+            if r01 <= bcd && r01 != UInt32.max {
+                emit(r01)
+                emit(r23)
+            } else if bcd != UInt32.max {
+                emit(byteRanks[Int(p[0])])
+                emit(bcd)
+            } else {
+                emit(byteRanks[Int(p[0])])
+                emit(byteRanks[Int(p[1])])
+                emit(r23)
+            }
+        } else {
+            for k in 0..<4 { emit(byteRanks[Int(p[k])]) }
         }
     }
 
