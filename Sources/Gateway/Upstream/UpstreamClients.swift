@@ -15,7 +15,7 @@ import ServiceLifecycle
 public final class UpstreamClients: Sendable {
     private let clients: [String: HTTPClient]
     /// Each provider's request for each endpoint, built once: parsing the URL on every request cost
-    /// more than the rest of building it. Keyed by provider name, then endpoint path.
+    /// more than the rest of building it. Keyed by provider name, then endpoint.
     private let templates: [String: [APIEndpoint: HTTPClient.Request]]
     private let credentials: [String: String]
     private let missingCredentials: [String: String]
