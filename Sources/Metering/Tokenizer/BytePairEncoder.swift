@@ -1,11 +1,11 @@
 /// Byte-pair merging of one piece: the result of repeatedly joining the adjacent pair whose bytes have
 /// the lowest rank, leftmost first on ties, as tiktoken does.
 ///
-/// Very short pieces use tiktoken's own array scan, which is quadratic but fastest for a few bytes.
-/// Longer ones, which a hostile or unusual input can make arbitrarily long (a megabyte of one letter
+/// Pieces of two to four bytes merge by the scan unrolled (the pair ranks decide it); other short
+/// pieces use tiktoken's own array scan, which is quadratic but fastest for a few bytes. Longer ones, which a hostile or unusual input can make arbitrarily long (a megabyte of one letter
 /// is one piece), use the backtracking encoder: linear time, and several times faster than merging on
 /// CJK text, whose pieces are whole clauses. The scan is also the reference the backtracking encoder
-/// is tested against.
+/// and the unrolled merges are tested against.
 struct BytePairEncoder {
     let vocabulary: BPEVocabulary
     let table: UnsafeBufferPointer<BPEVocabulary.Slot>
