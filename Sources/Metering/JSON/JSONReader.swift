@@ -20,8 +20,8 @@ public struct JSONReader {
 
     private init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
-    /// Runs `body` on a reader over `bytes`. The reader reads through a pointer, not the array: parsing
-    /// a streamed event's JSON was dominated by the array's per-byte bounds and ownership checks.
+    /// Runs `body` on a reader over `bytes`. The reader reads through a pointer, not the array, which
+    /// skips the array's per-byte checks (about 6% on a streamed event's JSON).
     private static func reading<T>(
         _ bytes: [UInt8], _ body: (inout JSONReader) throws(JSONError) -> T
     ) throws(JSONError) -> T {
