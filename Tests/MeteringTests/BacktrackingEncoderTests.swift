@@ -81,6 +81,59 @@ struct BacktrackingEncoderTests {
         #expect(mismatches == 0)
     }
 
+    @Test("random letters are told from words and identifiers")
+    func churningLetters() {
+        func churns(_ s: String) -> Bool {
+            let bytes = Array(s.utf8)
+            return bytes.withUnsafeBufferPointer { BytePairEncoder.isChurningASCII($0.baseAddress!, $0.count) }
+        }
+        for word in [
+            " FixedWidthInteger", "NIOAsyncSequenceProducer", " EventLoopPromise", "internationalization",
+            "MAX_BUFFER_SIZE_IN_BYTES", " withUnsafeMutableBytes", "aBcDeFgHiJkLmNo",  // 15 bytes: too short
+            "aBcDeFgHiJkLmNo\u{e9}p",  // not ASCII
+        ] {
+            #expect(!churns(word), "\(word)")
+        }
+        for random in ["NthQmQlaowAWWmcDb", "/lakNnfLxMNYPzwS", "aRSmCXnlFWXGyGuEFqrLWoxALCIgPD", "aBcDeFgHiJkLmNoP"] {
+            #expect(churns(random), "\(random)")
+        }
+        // Most random base64 letter runs of 16 or more count as random letters.
+        var rng = SplitMix(seed: 64)
+        let letters = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+        var hits = 0
+        for _ in 0..<1000 {
+            let run = (0..<20).map { _ in letters[Int(rng.next() % 52)] }
+            if run.withUnsafeBufferPointer({ BytePairEncoder.isChurningASCII($0.baseAddress!, $0.count) }) { hits += 1 }
+        }
+        #expect(hits > 800)
+    }
+
+    @Test("random letters of 16 to 60 bytes encode the same by either route", arguments: encodings)
+    func randomLetterRuns(name: String) throws {
+        let encoding = try TokenEncoding.named(name)
+        let letters = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+        var rng = SplitMix(seed: 0xB64)
+        var mismatches = 0
+        encoding.vocabulary.bytes.withUnsafeBufferPointer { all in
+            let encoder = BytePairEncoder(
+                vocabulary: encoding.vocabulary, table: encoding.vocabulary.table.buffer, bytes: all,
+                merges: encoding.merges, backtrackFrom: BytePairEncoder.defaultBacktrackFrom)
+            for _ in 0..<3000 {
+                let run = (0..<(16 + Int(rng.next() % 45))).map { _ in letters[Int(rng.next() % 52)] }
+                run.withUnsafeBufferPointer { p in
+                    var routed: [UInt32] = []
+                    var backtracked: [UInt32] = []
+                    var scanned: [UInt32] = []
+                    encoder.encode(p.baseAddress!, p.count) { routed.append($0) }
+                    #expect(encoder.encodeBacktracking(p.baseAddress!, p.count) { backtracked.append($0) })
+                    encoder.encodeShort(p.baseAddress!, p.count) { scanned.append($0) }
+                    if routed != scanned || backtracked != scanned { mismatches += 1 }
+                }
+            }
+        }
+        #expect(mismatches == 0)
+    }
+
     @Test("random token concatenations encode as tiktoken's merge loop does", arguments: encodings)
     func randomConcatenations(name: String) throws {
         let encoding = try TokenEncoding.named(name)

@@ -2,8 +2,9 @@
 /// the lowest rank, leftmost first on ties, as tiktoken does.
 ///
 /// Pieces of two to four bytes merge by the scan unrolled (the pair ranks decide it); other short
-/// pieces use tiktoken's own array scan, which is quadratic but fastest for a few bytes. Longer ones, which a hostile or unusual input can make arbitrarily long (a megabyte of one letter
-/// is one piece), use the backtracking encoder: linear time, and several times faster than merging on
+/// pieces use tiktoken's own array scan, which is quadratic but fastest for a few bytes (and, up to 48
+/// bytes, for random letters: ``isChurningASCII(_:_:)``). Longer ones, which a hostile or unusual input
+/// can make arbitrarily long (a megabyte of one letter is one piece), use the backtracking encoder: linear time, and several times faster than merging on
 /// CJK text, whose pieces are whole clauses. The scan is also the reference the backtracking encoder
 /// and the unrolled merges are tested against.
 struct BytePairEncoder {
@@ -15,6 +16,9 @@ struct BytePairEncoder {
     let backtrackFrom: Int
 
     static let defaultBacktrackFrom = 16
+    /// ASCII pieces whose case flips often (``isChurningASCII(_:)``) are merged by the scan below this
+    /// length, and backtracked from it.
+    static let churningBacktrackFrom = 48
 
     @inline(__always)
     func rank(_ p: UnsafePointer<UInt8>, _ n: Int) -> UInt32 {
@@ -62,9 +66,42 @@ struct BytePairEncoder {
             encodeFour(piece, emit: emit)
             return
         }
-        if n < backtrackFrom || !encodeBacktracking(piece, n, emit: emit) {
+        if n < backtrackFrom || (n < Self.churningBacktrackFrom && Self.isChurningASCII(piece, n))
+            || !encodeBacktracking(piece, n, emit: emit)
+        {
             encodeShort(piece, n, wholeIsToken: false, emit: emit)
         }
+    }
+
+    /// Whether the first 16 bytes of the piece look like random letters: ASCII, at least four capitals
+    /// and four small letters, and the case bit (0x20) differing between neighbours at least 5 times in
+    /// the 14 pairs looked at. Random letters (base64, keys, hashes) flip about every other letter;
+    /// words and identifiers (`FixedWidthInteger`, `NIOAsyncSequenceProducer`) flip at most twice per
+    /// capital, and have few of them.
+    ///
+    /// Random letters make tokens of one to three bytes, so backtracking's longest match rarely stands
+    /// and it keeps taking tokens back; tiktoken's scan, which only ever merges, is about twice as fast
+    /// on them up to a few dozen bytes. Words make long tokens, which backtracking finds directly.
+    @inline(__always)
+    static func isChurningASCII(_ p: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+        guard n >= 16 else { return false }
+        let raw = UnsafeRawPointer(p)
+        let a = UInt64(littleEndian: raw.loadUnaligned(as: UInt64.self))
+        let b = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        let high: UInt64 = 0x8080_8080_8080_8080
+        guard (a | b) & high == 0 else { return false }
+        // Per byte x < 0x80, bit 7 of (x + 0x80 - lo) & ~(x + 0x80 - hi - 1) says lo <= x <= hi; no
+        // byte carries into the next.
+        @inline(__always) func count(_ w: UInt64, _ lo: UInt8, _ hi: UInt8) -> Int {
+            let ge = w &+ UInt64(0x80 - lo) &* 0x0101_0101_0101_0101
+            let gt = w &+ UInt64(0x80 - hi - 1) &* 0x0101_0101_0101_0101
+            return (ge & ~gt & high).nonzeroBitCount
+        }
+        guard count(a, 0x41, 0x5A) + count(b, 0x41, 0x5A) >= 4, count(a, 0x61, 0x7A) + count(b, 0x61, 0x7A) >= 4
+        else { return false }
+        // Byte k against byte k + 1, within each word.
+        let caseBits: UInt64 = 0x0020_2020_2020_2020
+        return ((a ^ a >> 8) & caseBits).nonzeroBitCount + ((b ^ b >> 8) & caseBits).nonzeroBitCount >= 5
     }
 
     /// tiktoken's scan unrolled for four bytes that are not a token: at most two merges, and the
