@@ -195,13 +195,9 @@ struct Pretokenizer {
     func asciiWord(_ i: Int, casedWord: Bool) -> Int? {
         var j = asciiPrefixEnd(i)
         let wordStart = j
-        if casedWord {
-            while j < count, text[j] &- UInt8(ascii: "A") < 26 { j += 1 }
-        }
+        if casedWord { j = skipASCII(from: j, capitals: true, small: false) }
         let lowerStart = j
-        while j < count, text[j] | 0x20 &- UInt8(ascii: "a") < 26, casedWord ? text[j] >= UInt8(ascii: "a") : true {
-            j += 1
-        }
+        j = skipASCII(from: j, capitals: !casedWord, small: true)
         // Without a lowercase letter, o200k still takes an uppercase run (its `U+W*`); the others need
         // a letter.
         guard j > lowerStart || (casedWord && lowerStart > wordStart), j > wordStart else { return nil }
@@ -211,6 +207,40 @@ struct Pretokenizer {
             if casedWord, b == UInt8(ascii: "'") { return contraction(j) ?? j }
         }
         return j
+    }
+
+    /// Past the ASCII capitals and/or small letters from `j`, eight bytes at a time where eight are
+    /// left: a word's end costs no mispredicted loop exit when the word is shorter than that.
+    @inline(__always)
+    func skipASCII(from j: Int, capitals: Bool, small: Bool) -> Int {
+        var j = j
+        let base = UnsafeRawPointer(text.baseAddress!)
+        while j + 8 <= count {
+            let inClass = Self.letterMask(base.loadUnaligned(fromByteOffset: j, as: UInt64.self), capitals, small)
+            let run = (~inClass & 0x8080_8080_8080_8080).trailingZeroBitCount >> 3
+            j += run
+            if run < 8 { return j }
+        }
+        while j < count {
+            let b = text[j]
+            guard (capitals && b &- UInt8(ascii: "A") < 26) || (small && b &- UInt8(ascii: "a") < 26) else { break }
+            j += 1
+        }
+        return j
+    }
+
+    /// Bit 7 of each byte of `word` (little-endian) set where that byte is an ASCII capital (`capitals`)
+    /// or small letter (`small`). Per byte x < 0x80, bit 7 of (x + 0x80 - lo) & ~(x + 0x80 - hi - 1)
+    /// says lo <= x <= hi, and no byte carries into the next; bytes from 0x80 are in no class.
+    @inline(__always)
+    static func letterMask(_ word: UInt64, _ capitals: Bool, _ small: Bool) -> UInt64 {
+        let w = UInt64(littleEndian: word)
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let x = w & (0x7F &* ones)
+        var mask: UInt64 = 0
+        if capitals { mask |= (x &+ 0x3F &* ones) & ~(x &+ 0x25 &* ones) }
+        if small { mask |= (x &+ 0x1F &* ones) & ~(x &+ 0x05 &* ones) }
+        return mask & ~w & (0x80 &* ones)
     }
 
     /// The other ASCII pieces: a number `\p{N}{1,maxDigits}`, or punctuation ` ?[^\s\p{L}\p{N}]+`
