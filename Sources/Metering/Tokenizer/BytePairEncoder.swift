@@ -4,9 +4,9 @@
 /// Pieces of two to four bytes merge by the scan unrolled (the pair ranks decide it); other short
 /// pieces use tiktoken's own array scan, which is quadratic but fastest for a few bytes (and, up to 48
 /// bytes, for random letters: ``isChurningASCII(_:_:)``). Longer ones, which a hostile or unusual input
-/// can make arbitrarily long (a megabyte of one letter is one piece), use the backtracking encoder: linear time, and several times faster than merging on
-/// CJK text, whose pieces are whole clauses. The scan is also the reference the backtracking encoder
-/// and the unrolled merges are tested against.
+/// can make arbitrarily long (a megabyte of one letter is one piece), use the backtracking encoder:
+/// linear time, and several times faster than merging on CJK text, whose pieces are whole clauses. The
+/// scan is also the reference the backtracking encoder and the unrolled merges are tested against.
 struct BytePairEncoder {
     let vocabulary: BPEVocabulary
     let table: UnsafeBufferPointer<BPEVocabulary.Slot>
@@ -16,7 +16,7 @@ struct BytePairEncoder {
     let backtrackFrom: Int
 
     static let defaultBacktrackFrom = 16
-    /// ASCII pieces whose case flips often (``isChurningASCII(_:)``) are merged by the scan below this
+    /// ASCII pieces whose case flips often (``isChurningASCII(_:_:)``) are merged by the scan below this
     /// length, and backtracked from it.
     static let churningBacktrackFrom = 48
 
@@ -88,17 +88,14 @@ struct BytePairEncoder {
         let raw = UnsafeRawPointer(p)
         let a = UInt64(littleEndian: raw.loadUnaligned(as: UInt64.self))
         let b = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-        let high: UInt64 = 0x8080_8080_8080_8080
-        guard (a | b) & high == 0 else { return false }
-        // Per byte x < 0x80, bit 7 of (x + 0x80 - lo) & ~(x + 0x80 - hi - 1) says lo <= x <= hi; no
-        // byte carries into the next.
-        @inline(__always) func count(_ w: UInt64, _ lo: UInt8, _ hi: UInt8) -> Int {
-            let ge = w &+ UInt64(0x80 - lo) &* 0x0101_0101_0101_0101
-            let gt = w &+ UInt64(0x80 - hi - 1) &* 0x0101_0101_0101_0101
-            return (ge & ~gt & high).nonzeroBitCount
-        }
-        guard count(a, 0x41, 0x5A) + count(b, 0x41, 0x5A) >= 4, count(a, 0x61, 0x7A) + count(b, 0x61, 0x7A) >= 4
-        else { return false }
+        guard (a | b) & 0x8080_8080_8080_8080 == 0 else { return false }
+        let capitals =
+            Pretokenizer.letterMask(a, true, false).nonzeroBitCount
+            + Pretokenizer.letterMask(b, true, false).nonzeroBitCount
+        let small =
+            Pretokenizer.letterMask(a, false, true).nonzeroBitCount
+            + Pretokenizer.letterMask(b, false, true).nonzeroBitCount
+        guard capitals >= 4, small >= 4 else { return false }
         // Byte k against byte k + 1, within each word.
         let caseBits: UInt64 = 0x0020_2020_2020_2020
         return ((a ^ a >> 8) & caseBits).nonzeroBitCount + ((b ^ b >> 8) & caseBits).nonzeroBitCount >= 5
