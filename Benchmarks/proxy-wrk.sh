@@ -11,6 +11,13 @@
 #   SCENARIOS="nonstream-c1 stream-c1" Benchmarks/proxy-wrk.sh
 #   BASELINE_REF=e321357 Benchmarks/proxy-wrk.sh   # also run an older build (release, from a git
 #                                                  # worktree) in the same run: what later work added
+#   FLOOR=0 Benchmarks/proxy-wrk.sh   # skip the floor (saves building the Benchmarks package)
+#
+# The "floor" target is Benchmarks/BareForwarder: Hummingbird 2 and AsyncHTTPClient set up as the
+# gateway sets them up (one event loop, which is also the Swift concurrency executor), forwarding and
+# nothing else. It is what the server and client stack allows on this machine before the gateway does
+# any work of its own; "vs-floor" is what the gateway's pipeline (auth, parsing, counting, admission,
+# metering, the ledger commit) adds on top.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
@@ -28,6 +35,12 @@ if [ -n "${BASELINE_REF:-}" ]; then
   BASE_BIN=$PWD/$tree/.build/release/gateway
 fi
 BPORT=${BPORT:-18081}
+FPORT=${FPORT:-18083}
+FLOOR_BIN=""
+if [ "${FLOOR:-1}" != 0 ]; then
+  swift build -c release --package-path Benchmarks --product BareForwarder >/dev/null
+  FLOOR_BIN=$PWD/Benchmarks/.build/release/BareForwarder
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -66,7 +79,11 @@ if [ -n "$BASE_BIN" ]; then
     --config "$work/baseline.yaml" --threads 1 >"$work/baseline.log" 2>&1 &
   pids+=($!)
 fi
-for port in $GPORT ${BASE_BIN:+$BPORT}; do
+if [ -n "$FLOOR_BIN" ]; then
+  taskset -c 0 "$FLOOR_BIN" "$FPORT" "http://127.0.0.1:$EPORT" >"$work/floor.log" 2>&1 &
+  pids+=($!)
+fi
+for port in $GPORT ${BASE_BIN:+$BPORT} ${FLOOR_BIN:+$FPORT}; do
   for _ in $(seq 1 100); do
     curl -sf "127.0.0.1:$port/readyz" >/dev/null && break
     sleep 0.1
@@ -79,7 +96,7 @@ run() { # name url connections stream key
   echo "$1 $out"
 }
 
-printf '%-22s %-8s %10s %10s %10s\n' scenario target req/s p50_us p99_us
+printf '%-22s %-11s %10s %10s %10s\n' scenario target req/s p50_us p99_us
 results=()
 SCENARIOS=${SCENARIOS:-nonstream-c1 nonstream-c32 stream-c1 stream-c32}
 for scenario in "nonstream-c1 1 0" "nonstream-c32 32 0" "stream-c1 1 1" "stream-c32 32 1"; do
@@ -89,20 +106,27 @@ for scenario in "nonstream-c1 1 0" "nonstream-c32 32 0" "stream-c1 1 1" "stream-
   g=$(run gateway "http://127.0.0.1:$GPORT/v1/chat/completions" "$2" "$3" "$KEY")
   b=""
   [ -n "$BASE_BIN" ] && b=$(run baseline "http://127.0.0.1:$BPORT/v1/chat/completions" "$2" "$3" "$BKEY")
-  for line in "$d" "$g" ${b:+"$b"}; do
+  f=""
+  [ -n "$FLOOR_BIN" ] && f=$(run floor "http://127.0.0.1:$FPORT/v1/chat/completions" "$2" "$3" "")
+  for line in "$d" "$g" ${b:+"$b"} ${f:+"$f"}; do
     target=${line%% *}
     rps=$(sed -n 's/.*rps=\([0-9]*\).*/\1/p' <<<"$line")
     p50=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$line")
     p99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$line")
     bad=$(sed -n 's/.*non2xx=\([0-9]*\) errors=\([0-9]*\).*/\1+\2/p' <<<"$line")
-    printf '%-22s %-8s %10s %10s %10s   (non-2xx+errors: %s)\n' "$1" "$target" "$rps" "$p50" "$p99" "$bad"
+    printf '%-22s %-11s %10s %10s %10s   (non-2xx+errors: %s)\n' "$1" "$target" "$rps" "$p50" "$p99" "$bad"
   done
   dp50=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$d"); gp50=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$g")
   dp99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$d"); gp99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$g")
-  printf '%-22s %-8s %21s %10s\n' "$1" added "$((gp50 - dp50))" "$((gp99 - dp99))"
+  printf '%-22s %-11s %21s %10s\n' "$1" added "$((gp50 - dp50))" "$((gp99 - dp99))"
   if [ -n "$b" ]; then
     bp50=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$b"); bp99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$b")
-    printf '%-22s %-8s %21s %10s\n' "$1" "vs-base" "$((gp50 - bp50))" "$((gp99 - bp99))"
+    printf '%-22s %-11s %21s %10s\n' "$1" "vs-base" "$((gp50 - bp50))" "$((gp99 - bp99))"
+  fi
+  if [ -n "$f" ]; then
+    fp50=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$f"); fp99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$f")
+    printf '%-22s %-11s %21s %10s\n' "$1" "floor-added" "$((fp50 - dp50))" "$((fp99 - dp99))"
+    printf '%-22s %-11s %21s %10s\n' "$1" "vs-floor" "$((gp50 - fp50))" "$((gp99 - fp99))"
   fi
 done
 # Where the gateway's time went, from its own /metrics: mean ledger commit (the fsync under
