@@ -71,6 +71,7 @@ public final class TokenEncoding: Sendable {
     /// Calls `body` with each token id of `text`, in order. `backtrackFrom: .max` merges every piece
     /// with tiktoken's own algorithm and `fastPaths: false` pre-tokenizes without the ASCII and CJK
     /// shortcuts: the references the tests compare the fast paths with.
+    @inline(__always)
     func forEachToken(
         _ text: String, backtrackFrom: Int = BytePairEncoder.defaultBacktrackFrom, fastPaths: Bool = true,
         _ body: (UInt32) -> Void
