@@ -179,6 +179,32 @@ struct BacktrackingEncoderTests {
         }
         #expect(mismatches == 0)
     }
+
+    /// Runs of one mark or a short unit make the encoder take back nearly every position (the longest
+    /// match never stands), which switches on the memo of pair answers (`BytePairEncoder.pairMemo`).
+    @Test("repetitive runs that make the encoder backtrack encode as tiktoken's merge loop does", arguments: encodings)
+    func repetitiveRuns(name: String) throws {
+        let encoding = try TokenEncoding.named(name)
+        let units = ["/", "'", " \t", "\r\n", "-=", "ab", "!!?", "==", "\u{3000}", "é"]
+        var rng = SplitMix(seed: 7)
+        var mismatches = 0
+        for unit in units {
+            for _ in 0..<6 {
+                let text = String(repeating: unit, count: 8 + Int(rng.next() % 700))
+                var reference: [Int] = []
+                encoding.forEachToken(text, backtrackFrom: .max) { reference.append(Int($0)) }
+                // Also behind other text, so the memo carries over from one piece to the next.
+                let mixed = "x " + text + " y " + text
+                var mixedReference: [Int] = []
+                encoding.forEachToken(mixed, backtrackFrom: .max) { mixedReference.append(Int($0)) }
+                if encoding.encode(text) != reference || encoding.encode(mixed) != mixedReference {
+                    mismatches += 1
+                    if mismatches < 4 { Issue.record("\(name) mismatch on \(unit.debugDescription) × \(text.count)") }
+                }
+            }
+        }
+        #expect(mismatches == 0)
+    }
 }
 
 /// Qwen's NFC, which hands only the stretches that can change to Foundation.

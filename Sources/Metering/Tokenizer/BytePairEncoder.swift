@@ -14,6 +14,23 @@ struct BytePairEncoder {
     let merges: MergeTables
     /// Pieces at least this long (and not a token themselves) are backtracked.
     let backtrackFrom: Int
+    /// Answers of ``MergeTables/isValidPair(_:_:)`` already given while encoding this text, or nil to
+    /// ask the merge tables every time: `1 + pairMemoSlots` words, of which the first says whether the
+    /// rest are set up yet (0 until a piece first needs them), and each of the rest holds
+    /// `left << 32 | right` with the answer in bit 63, or `UInt64.max` when empty.
+    ///
+    /// Backtracking through a repetitive piece asks the same few pairs over and over. In a run of `/`,
+    /// the longest match (96 bytes in cl100k) never stands: the encoder follows it down a path of
+    /// shorter tokens that fails, and takes back most positions one at a time, trying each shorter
+    /// run of slashes against the token before. Such a megabyte took 200–400 ms; each answer walks
+    /// down both tokens' merge trees. The memo is consulted only while a piece has had more than one
+    /// refused candidate per ``memoMissSpacing`` bytes: on ordinary text, where the longest match
+    /// nearly always stands and pairs seldom repeat, it would only cost (15% on a megabyte of random
+    /// CJK ideographs, with about one refusal per 250 bytes; a run of slashes has 14 per byte).
+    var pairMemo: UnsafeMutablePointer<UInt64>? = nil
+
+    static let pairMemoSlots = 1024
+    static let memoMissSpacing = 4
 
     static let defaultBacktrackFrom = 16
     /// ASCII pieces whose case flips often (``isChurningASCII(_:_:)``) are merged by the scan below this
@@ -269,6 +286,23 @@ extension BytePairEncoder {
         return vocabulary.byteRanks[Int(p[0])]
     }
 
+    /// ``MergeTables/isValidPair(_:_:)`` through a ``pairMemo``, if there is one.
+    @inline(__always)
+    func isValidPair(_ left: UInt32, _ right: UInt32, memo: UnsafeMutablePointer<UInt64>?) -> Bool {
+        guard let memo else { return merges.isValidPair(left, right) }
+        if memo[0] == 0 {
+            (memo + 1).initialize(repeating: .max, count: Self.pairMemoSlots)
+            memo[0] = 1
+        }
+        let key = UInt64(left) << 32 | UInt64(right)  // ranks are under 2^21 (MergeTables), so bit 63 is free
+        let slot = 1 + Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> 54)  // 1024 slots
+        let entry = memo[slot]
+        if entry & (UInt64.max >> 1) == key { return entry >> 63 != 0 }
+        let valid = merges.isValidPair(left, right)
+        memo[slot] = valid ? key | 1 << 63 : key
+        return valid
+    }
+
     /// The backtracking encoder (after GitHub's rust-gems `bpe` crate; our own implementation).
     ///
     /// A BPE result is the one tokenization in which every two neighbours are a valid pair
@@ -285,6 +319,8 @@ extension BytePairEncoder {
                 let nextPrefix = merges.nextPrefix.base
                 var count = 0
                 var pos = 0
+                var misses = 0  // candidates refused
+                let memo = pairMemo
                 var next = longestMatch(piece, n)
                 while next != UInt32.max {
                     var token = next
@@ -292,7 +328,9 @@ extension BytePairEncoder {
                     while true {
                         let end = pos + Int(length[Int(token)])
                         if live[end >> 6] & (1 << UInt64(end & 63)) != 0
-                            && (count == 0 || merges.isValidPair(last, token))
+                            && (count == 0
+                                || (misses &* Self.memoMissSpacing > pos
+                                    ? isValidPair(last, token, memo: memo) : merges.isValidPair(last, token)))
                         {
                             stack[count] = token
                             count += 1
@@ -300,6 +338,7 @@ extension BytePairEncoder {
                             next = pos < n ? longestMatch(piece + pos, n - pos) : UInt32.max
                             break
                         }
+                        misses += 1
                         let shorter = nextPrefix[Int(token)]
                         if shorter != UInt32.max {
                             token = shorter

@@ -80,16 +80,21 @@ public final class TokenEncoding: Sendable {
         text.withUTF8 { utf8 in
             guard !utf8.isEmpty else { return }
             vocabulary.bytes.withUnsafeBufferPointer { bytes in
-                let encoder = BytePairEncoder(
-                    vocabulary: vocabulary, table: vocabulary.table.buffer, bytes: bytes, merges: merges,
-                    backtrackFrom: backtrackFrom)
-                let splitter = Pretokenizer(text: utf8, pattern: pattern, classes: .shared, fastPaths: fastPaths)
-                let base = utf8.baseAddress!
-                var i = 0
-                while i < utf8.count {
-                    let end = splitter.pieceEnd(from: i)
-                    encoder.encode(base + i, end - i, emit: body)
-                    i = end
+                withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 1 + BytePairEncoder.pairMemoSlots) { memo in
+                    memo[0] = 0  // the rest is set up when a piece first needs it
+                    var encoder = BytePairEncoder(
+                        vocabulary: vocabulary, table: vocabulary.table.buffer, bytes: bytes, merges: merges,
+                        backtrackFrom: backtrackFrom)
+                    encoder.pairMemo = memo.baseAddress
+                    let splitter = Pretokenizer(
+                        text: utf8, pattern: pattern, classes: .shared, fastPaths: fastPaths)
+                    let base = utf8.baseAddress!
+                    var i = 0
+                    while i < utf8.count {
+                        let end = splitter.pieceEnd(from: i)
+                        encoder.encode(base + i, end - i, emit: body)
+                        i = end
+                    }
                 }
             }
         }
