@@ -223,8 +223,9 @@ struct NFCTests {
         for v in UInt32(0)...0x10FFFF where TokenEncoding.isNFCStable(v) {
             guard let s = Self.assigned(v) else { continue }
             let text = String(Character(s))
+            // Compared as bytes: String's == is canonical equivalence, under which NFC never differs.
             if s.properties.canonicalCombiningClass != .notReordered
-                || text.precomposedStringWithCanonicalMapping != text
+                || !text.precomposedStringWithCanonicalMapping.utf8.elementsEqual(text.utf8)
             {
                 bad.append(v)
             }
@@ -243,12 +244,49 @@ struct NFCTests {
         #expect(bad.isEmpty, "\(bad.prefix(10).map { String($0, radix: 16) })")
     }
 
+    /// The table behind ``TokenEncoding/isNFCStable(_:)`` from U+0300 to U+2FFF, recomputed from this
+    /// Swift's Unicode data: assigned, combining class 0, NFC leaves it alone, and never the second
+    /// part of a canonical decomposition (so it cannot compose with the scalar before it). When they
+    /// differ (a new Swift with a new Unicode version), the test prints the table to paste into
+    /// `NFCStableTable.swift`.
+    @Test("the NFC stability table from U+0300 to U+2FFF is what this Swift's Unicode data gives")
+    func stableTable() {
+        var second = Set<UInt32>()
+        for v in UInt32(0x80)...0x10FFFF {
+            guard let s = Self.assigned(v) else { continue }
+            for part in String(Character(s)).decomposedStringWithCanonicalMapping.unicodeScalars.dropFirst() {
+                second.insert(part.value)
+            }
+        }
+        var words = [UInt64](repeating: 0, count: (0x3000 - 0x300) / 64)
+        for v in UInt32(0x300)..<0x3000 {
+            guard let s = Self.assigned(v), s.properties.canonicalCombiningClass == .notReordered,
+                !second.contains(v)
+            else { continue }
+            let text = String(Character(s))
+            guard text.precomposedStringWithCanonicalMapping.utf8.elementsEqual(text.utf8) else { continue }
+            let i = Int(v - 0x300)
+            words[i >> 6] |= 1 << UInt64(i & 63)
+        }
+        let matches = words == TokenEncoding.nfcStableBits
+        if !matches {
+            let lines = stride(from: 0, to: words.count, by: 6).map { start in
+                words[start..<min(start + 6, words.count)].map { "0x" + String($0, radix: 16) }.joined(separator: ", ")
+            }
+            print("nfcStableBits = [\n        " + lines.joined(separator: ",\n        ") + ",\n    ]")
+        }
+        #expect(matches)
+    }
+
     @Test("random mixed text normalizes as Foundation normalizes it whole")
     func randomText() {
         let alphabet: [String] = [
             "a", "e", "\u{301}", "\u{308}", "\u{323}", "“", "”", "─", "中", "\u{302B}", "\u{302A}", "が", "か",
             "\u{3099}", "\u{1100}", "\u{1161}", "\u{11A8}", "가", "Å", "\u{212B}", "\u{2000}", " ", "\n", "😀",
             "\u{FE0F}", "\u{0915}", "\u{093C}", "\u{0B47}", "\u{0B3E}", "ﬀ", "\u{2ADC}", "↓",
+            // Letters the stability table calls stable next to the marks that compose with them.
+            "и", "\u{306}", "й", "α", "\u{301}", "ά", "\u{374}", "ا", "\u{653}", "آ", "ש", "\u{5C1}",
+            "\u{BC6}", "\u{BBE}", "\u{BD7}",
         ]
         var rng = SplitMix(seed: 7)
         var mismatches = 0

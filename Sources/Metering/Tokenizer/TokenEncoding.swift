@@ -216,21 +216,19 @@ public final class TokenEncoding: Sendable {
 
     /// Scalars with canonical combining class 0 and NFC_Quick_Check = Yes, a conservative subset:
     /// NFC leaves them alone whatever surrounds them, and nothing before them interacts with anything
-    /// after them. Below the combining marks (U+0300); general punctuation from U+2002; arrows,
-    /// mathematical operators and technical symbols up to U+2328 (U+2329 and U+232A are singletons);
-    /// U+232B–U+29FF (box drawing, shapes, dingbats); CJK symbols, kana and ideographs except the
-    /// ideographic tone marks (U+302A–U+302F) and the combining kana voicing marks (U+3099, U+309A);
-    /// Hangul syllables; variation selectors; full-width forms; and the emoji blocks.
+    /// after them. Everything below the combining marks (U+0300); from there to U+2FFF, the letters
+    /// and signs of Greek, Cyrillic, Hebrew, Arabic, the Indic scripts, Thai and the rest that are
+    /// neither marks nor the second part of a composition, by ``nfcStableBits``; CJK symbols, kana and
+    /// ideographs except the ideographic tone marks (U+302A–U+302F) and the combining kana voicing
+    /// marks (U+3099, U+309A); Hangul syllables; variation selectors; full-width forms; and the emoji
+    /// blocks.
     @inline(__always)
     static func isNFCStable(_ v: UInt32) -> Bool {
         if v < 0x300 { return true }
-        if v < 0x2002 { return false }
-        if v <= 0x206F { return true }
-        if v < 0x2190 { return false }
-        if v <= 0x2328 { return true }
-        if v < 0x232B { return false }
-        if v <= 0x29FF { return true }
-        if v < 0x3000 { return false }
+        if v < 0x3000 {
+            let i = Int(v &- 0x300)
+            return nfcStableBits[i >> 6] >> UInt64(i & 63) & 1 != 0
+        }
         if v <= 0x9FFF { return !(0x302A...0x302F).contains(v) && v != 0x3099 && v != 0x309A }
         return (0xAC00...0xD7A3).contains(v) || (0xFE00...0xFE0F).contains(v) || (0xFF01...0xFFEF).contains(v)
             || (0x1F300...0x1FAFF).contains(v)
