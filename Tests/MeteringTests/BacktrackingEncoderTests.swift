@@ -270,8 +270,8 @@ struct NFCTests {
         }
         let matches = words == TokenEncoding.nfcStableBits
         if !matches {
-            let lines = stride(from: 0, to: words.count, by: 6).map { start in
-                words[start..<min(start + 6, words.count)].map { "0x" + String($0, radix: 16) }.joined(separator: ", ")
+            let lines = stride(from: 0, to: words.count, by: 5).map { start in
+                words[start..<min(start + 5, words.count)].map { "0x" + String($0, radix: 16) }.joined(separator: ", ")
             }
             print("nfcStableBits = [\n        " + lines.joined(separator: ",\n        ") + ",\n    ]")
         }
