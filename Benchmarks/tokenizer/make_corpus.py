@@ -2,7 +2,9 @@
 
 Real text comes from Debian's fortunes (English) and fortunes-zh (Chinese), code from the Swift and
 C sources of the package checkouts; the worst cases are generated: a megabyte of one letter, random
-base64, digits, and one long run of CJK characters with no whitespace.
+base64, digits, and one long run of CJK characters with no whitespace; and two that make a backtracking
+encoder take back nearly every position (its longest match never stands): a megabyte of `/`, and of
+space and tab alternating.
 """
 import base64
 import glob
@@ -54,6 +56,8 @@ cases = {
     "base64_1mb.txt": base64.b64encode(rng.randbytes(SIZE * 3 // 4)).decode()[:SIZE],
     "digits_1mb.txt": "".join(rng.choice("0123456789") for _ in range(SIZE)),
     "cjk_run_1mb.txt": "".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(SIZE // 3)),
+    "slashes_1mb.txt": "/" * SIZE,
+    "space_tab_1mb.txt": " \t" * (SIZE // 2),
 }
 for name, text in cases.items():
     if len(text.encode()) < SIZE // 2:
