@@ -29,5 +29,7 @@ for enc in ${1:-o200k_base cl100k_base qwen}; do
   # Columns of each: file, bytes, tokens, MB/s, ms per pass. Best MB/s per file over the rounds.
   best() { sort -t$'\t' -k1,1 -k4,4gr "$@" | awk -F'\t' '!seen[$1]++'; }
   paste <(best "$work"/ours.*) <(best "$work"/theirs.*) |
-  awk -F'\t' '{ split($1, p, "/"); printf "%-16s %10d %12s %12s %8.1fx %12s\n", p[length(p)], $2, $4, $9, $4/$9, ($3==$8?"yes":"NO " $3 "/" $8) }'
+  awk -F'\t' '{ split($1, p, "/")
+    if ($8 < 0) { printf "%-16s %10d %12s %12s %9s %12s\n", p[length(p)], $2, $4, "failed", "-", "-"; next }
+    printf "%-16s %10d %12s %12s %8.1fx %12s\n", p[length(p)], $2, $4, $9, $4/$9, ($3==$8?"yes":"NO " $3 "/" $8) }'
 done
