@@ -156,7 +156,8 @@ public final class TokenEncoding: Sendable {
     /// Foundation: each run of scalars outside ``isNFCStable(_:)`` together with the stable scalar
     /// before it (which may compose with it). A stable scalar is a normalization boundary, so the
     /// pieces normalize independently, and most text (English, Chinese, code) is copied unchanged or
-    /// not copied at all.
+    /// not copied at all. Runs less than ``nfcJoinGap`` bytes apart go to Foundation together: in text
+    /// dense with marks (vowel signs and viramas, accents) one call per run cost more than the rest.
     static func nfc(_ text: String) -> String {
         var text = text
         return text.withUTF8 { u -> String? in
@@ -182,11 +183,19 @@ public final class TokenEncoding: Sendable {
                 // A run of unstable scalars, with the stable scalar before it when there is one.
                 let start = lastStable >= copied ? lastStable : i
                 var end = i + length
+                var stableFrom = -1  // where the stable scalars after the run so far began
                 while end < u.count {
                     let (v, l) = Self.scalar(u, at: end)
-                    if Self.isNFCStable(v) { break }
+                    if Self.isNFCStable(v) {
+                        if stableFrom < 0 { stableFrom = end }
+                        if end + l - stableFrom >= Self.nfcJoinGap { break }
+                    } else {
+                        stableFrom = -1
+                    }
                     end += l
                 }
+                // End the segment where its last unstable run ends: a stable scalar is a boundary.
+                if stableFrom >= 0 { end = stableFrom }
                 if out.isEmpty { out.reserveCapacity(u.count + 16) }
                 out.append(contentsOf: UnsafeBufferPointer(rebasing: u[copied..<start]))
                 let segment = String(decoding: UnsafeBufferPointer(rebasing: u[start..<end]), as: UTF8.self)
@@ -200,6 +209,8 @@ public final class TokenEncoding: Sendable {
             return String(decoding: out, as: UTF8.self)
         } ?? text
     }
+
+    static let nfcJoinGap = 64
 
     /// The scalar value at byte `i` of valid UTF-8, and its length.
     @inline(__always)
