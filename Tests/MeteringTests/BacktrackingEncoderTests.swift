@@ -189,8 +189,10 @@ struct BacktrackingEncoderTests {
         var rng = SplitMix(seed: 7)
         var mismatches = 0
         for unit in units {
-            for _ in 0..<6 {
-                let text = String(repeating: unit, count: 8 + Int(rng.next() % 700))
+            for round in 0..<6 {
+                // Half of them long enough for the memo (`BytePairEncoder.pairMemoFromBytes`).
+                let count = (round % 2 == 0 ? 8 : BytePairEncoder.pairMemoFromBytes) + Int(rng.next() % 300)
+                let text = String(repeating: unit, count: count)
                 var reference: [Int] = []
                 encoding.forEachToken(text, backtrackFrom: .max) { reference.append(Int($0)) }
                 // Also behind other text, so the memo carries over from one piece to the next.

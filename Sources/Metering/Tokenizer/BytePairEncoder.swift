@@ -29,11 +29,13 @@ struct BytePairEncoder {
     /// down both tokens' merge trees. The memo is consulted only while a piece has had more than one
     /// refused candidate per ``memoMissSpacing`` bytes: on ordinary text, where the longest match
     /// nearly always stands and pairs seldom repeat, it would only cost (15% on a megabyte of random
-    /// CJK ideographs, with about one refusal per 250 bytes; a run of slashes has 14 per byte).
+    /// CJK ideographs, with about one refusal per 400 bytes; a run of slashes has 14 per byte).
     var pairMemo: UnsafeMutablePointer<UInt64>? = nil
 
     static let pairMemoSlots = 2048
     static let memoMissSpacing = 4
+    /// Texts shorter than this encode without the memo.
+    static let pairMemoFromBytes = 1024
 
     static let defaultBacktrackFrom = 16
     /// ASCII pieces whose case flips often (``isChurningASCII(_:_:)``) are merged by the scan below this
