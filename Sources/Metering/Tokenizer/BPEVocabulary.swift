@@ -24,6 +24,16 @@ final class BPEVocabulary: Sendable {
     /// Rank of each three-byte UTF-8 sequence (a BMP character from U+0800, which covers CJK), indexed
     /// by its 16 payload bits: another 256 KiB that turns most CJK lookups into one cached read.
     let bmpRanks: FrozenBuffer<UInt32>
+    /// The three-byte ASCII tokens, exactly: for each first two bytes (`b0 << 7 | b1`), two words with
+    /// a bit per third byte (`ascii3Bits`), and where that half's ranks begin in `ascii3Ranks`
+    /// (`ascii3Starts`), in byte order. A lookup is two or three reads from tables whose used part is
+    /// small (the rows of the letters and digits), where the general path reads a Bloom filter word
+    /// chosen at random from 256 KiB and, for the many three-letter tokens, a slot of the
+    /// multi-megabyte table. Random letters and digits (base64, keys) and English words' merges look
+    /// up three ASCII bytes more than any other length.
+    let ascii3Bits: FrozenBuffer<UInt64>
+    let ascii3Starts: FrozenBuffer<UInt16>
+    let ascii3Ranks: FrozenBuffer<UInt32>
 
     var tokenCount: Int { offsets.count - 1 }
 
@@ -121,6 +131,27 @@ final class BPEVocabulary: Sendable {
             }
         }
         self.bmpRanks = FrozenBuffer(bmpRanks)
+        var ascii3: [(index: Int, rank: UInt32)] = []
+        for rank in 0..<n where offsets[rank + 1] - offsets[rank] == 3 {
+            let start = Int(offsets[rank])
+            let (b0, b1, b2) = (bytes[start], bytes[start + 1], bytes[start + 2])
+            if b0 | b1 | b2 < 0x80 { ascii3.append((Int(b0) << 14 | Int(b1) << 7 | Int(b2), UInt32(rank))) }
+        }
+        ascii3.sort { $0.index < $1.index }
+        guard ascii3.count <= Int(UInt16.max) else { throw LoadError(description: "too many three-byte ASCII tokens") }
+        var ascii3Bits = [UInt64](repeating: 0, count: 1 << 15)
+        var ascii3Starts = [UInt16](repeating: 0, count: 1 << 15)
+        var next = 0
+        for half in 0..<(1 << 15) {
+            ascii3Starts[half] = UInt16(next)
+            while next < ascii3.count && ascii3[next].index >> 6 == half {
+                ascii3Bits[half] |= 1 << UInt64(ascii3[next].index & 63)
+                next += 1
+            }
+        }
+        self.ascii3Bits = FrozenBuffer(ascii3Bits)
+        self.ascii3Starts = FrozenBuffer(ascii3Starts)
+        self.ascii3Ranks = FrozenBuffer(ascii3.map(\.rank))
     }
 
     /// Loads a vocabulary shipped in the package and checks it against the shipped SHA256SUMS.
@@ -216,7 +247,18 @@ final class BPEVocabulary: Sendable {
         -> UInt32
     {
         if n == 2 { return pairRanks.base[Int(p[0]) << 8 | Int(p[1])] }
-        if n == 3, let index = Self.bmpIndex(p[0], p[1], p[2]) { return bmpRanks.base[index] }
+        if n == 3 {
+            let (b0, b1, b2) = (p[0], p[1], p[2])
+            if b0 | b1 | b2 < 0x80 {
+                let index = Int(b0) << 14 | Int(b1) << 7 | Int(b2)
+                let half = index >> 6
+                let below = UInt64(1) << UInt64(index & 63) &- 1
+                let word = ascii3Bits.base[half]
+                guard (word >> UInt64(index & 63)) & 1 != 0 else { return UInt32.max }
+                return ascii3Ranks.base[Int(ascii3Starts.base[half]) + (word & below).nonzeroBitCount]
+            }
+            if let index = Self.bmpIndex(b0, b1, b2) { return bmpRanks.base[index] }
+        }
         let key = Self.prefixKey(p, n)
         let h = Self.hash(key: key, p, n)
         if !filter.mayContain(h) { return UInt32.max }
