@@ -181,7 +181,7 @@ struct BacktrackingEncoderTests {
     }
 
     /// Runs of one mark or a short unit make the encoder take back nearly every position (the longest
-    /// match never stands), which switches on the memo of pair answers (`BytePairEncoder.pairMemo`).
+    /// match never stands), which switches on the memo of first valid candidates (`BytePairEncoder.pairMemo`).
     @Test("repetitive runs that make the encoder backtrack encode as tiktoken's merge loop does", arguments: encodings)
     func repetitiveRuns(name: String) throws {
         let encoding = try TokenEncoding.named(name)

@@ -14,22 +14,24 @@ struct BytePairEncoder {
     let merges: MergeTables
     /// Pieces at least this long (and not a token themselves) are backtracked.
     let backtrackFrom: Int
-    /// Answers of ``MergeTables/isValidPair(_:_:)`` already given while encoding this text, or nil to
-    /// ask the merge tables every time: `1 + pairMemoSlots` words, of which the first says whether the
-    /// rest are set up yet (0 until a piece first needs them), and each of the rest holds
-    /// `left << 32 | right` with the answer in bit 63, or `UInt64.max` when empty. Sets of four, the
-    /// most recent first: a megabyte of `/` asks about 200 different pairs (cl100k) 8 million times,
-    /// and with one or two ways per set the few pairs that share a set kept evicting each other
-    /// (50,000 to 900,000 misses); with four, each pair is asked of the merge tables once.
+    /// For a token `last` and a candidate `token` after it, the first candidate from `token` down its
+    /// chain of shorter prefixes that may follow `last` (``firstValid(after:from:memo:)``), as found
+    /// while encoding this text; or nil to ask the merge tables every time. `1 + pairMemoSlots` words,
+    /// of which the first says whether the rest are set up yet (0 until a piece first needs them), and
+    /// each of the rest holds `last << 21 | token` with the answer above it, or `UInt64.max` when
+    /// empty. Sets of four, the most recent first: with one or two ways per set, the few keys that
+    /// share a set kept evicting each other.
     ///
-    /// Backtracking through a repetitive piece asks the same few pairs over and over. In a run of `/`,
-    /// the longest match (96 bytes in cl100k) never stands: the encoder follows it down a path of
-    /// shorter tokens that fails, and takes back most positions one at a time, trying each shorter
-    /// run of slashes against the token before. Such a megabyte took 200–400 ms; each answer walks
-    /// down both tokens' merge trees. The memo is consulted only while a piece has had more than one
-    /// refused candidate per ``memoMissSpacing`` bytes: on ordinary text, where the longest match
-    /// nearly always stands and pairs seldom repeat, it would only cost (15% on a megabyte of random
-    /// CJK ideographs, with about one refusal per 400 bytes; a run of slashes has 14 per byte).
+    /// Backtracking through a repetitive piece asks the same few questions over and over. In a run of
+    /// `/`, the longest match (96 bytes in cl100k) never stands: the encoder follows it down a path of
+    /// shorter tokens that fails, and takes back most positions one at a time, trying each shorter run
+    /// of slashes against the token before. Such a megabyte took 200–400 ms when each candidate walked
+    /// down both tokens' merge trees (``MergeTables/isValidPair(_:_:)``), 14 candidates per byte;
+    /// 85 ms when each pair's answer was remembered; 40 ms now that a refused run of candidates is
+    /// skipped in one step. The memo is consulted only while a piece has had more than one refused
+    /// candidate per ``memoMissSpacing`` bytes: on ordinary text, where the longest match nearly always
+    /// stands and questions seldom repeat, it would only cost (15% on a megabyte of random CJK
+    /// ideographs, with about one refusal per 400 bytes).
     var pairMemo: UnsafeMutablePointer<UInt64>? = nil
 
     static let pairMemoSlots = 2048
@@ -291,31 +293,44 @@ extension BytePairEncoder {
         return vocabulary.byteRanks[Int(p[0])]
     }
 
-    /// ``MergeTables/isValidPair(_:_:)`` through a ``pairMemo``, if there is one.
-    @inline(__always)
-    func isValidPair(_ left: UInt32, _ right: UInt32, memo: UnsafeMutablePointer<UInt64>?) -> Bool {
-        guard let memo else { return merges.isValidPair(left, right) }
+    /// The first token from `token` down its chain of shorter prefixes (``MergeTables/nextPrefix``)
+    /// that may follow `last` (``MergeTables/isValidPair(_:_:)``), or `UInt32.max` when none may;
+    /// remembered in the ``pairMemo``. Out of line: only a churning piece asks, and inlined it cost
+    /// ordinary long pieces (CJK) several percent.
+    @inline(never)
+    func firstValid(after last: UInt32, from token: UInt32, memo: UnsafeMutablePointer<UInt64>) -> UInt32 {
         if memo[0] == 0 {
             (memo + 1).initialize(repeating: .max, count: Self.pairMemoSlots)
             memo[0] = 1
         }
-        let key = UInt64(left) << 32 | UInt64(right)  // ranks are under 2^21 (MergeTables), so bit 63 is free
+        // Ranks are under 2^21 (MergeTables): the key takes 42 bits and the answer the 21 above them,
+        // with 2^21 - 1 for none. An empty slot (all ones) matches no key.
+        let key = UInt64(last) << 21 | UInt64(token)
         var h = key &* 0x9E37_79B9_7F4A_7C15
         h = (h ^ h >> 32) &* 0xD6E8_FEB8_6659_FD93  // both halves of the key reach the top bits
         let ways = memo + 1 + 4 * Int(truncatingIfNeeded: h >> 55)  // 512 sets
-        for way in 0..<4 where ways[way] & (UInt64.max >> 1) == key { return ways[way] >> 63 != 0 }
-        return rememberPair(left, right, key: key, ways: ways)
+        for way in 0..<4 where ways[way] & Self.memoKeyBits == key {
+            let answer = UInt32(truncatingIfNeeded: ways[way] >> 42)
+            return answer == Self.memoNone ? UInt32.max : answer
+        }
+        return rememberFirstValid(after: last, from: token, key: key, ways: ways)
     }
 
-    /// Asks the merge tables and keeps the answer as the set's more recent way.
+    static let memoKeyBits: UInt64 = 1 << 42 - 1
+    static let memoNone: UInt32 = 1 << 21 - 1
+
+    /// Walks the chain, and keeps the answer as the set's most recent way.
     @inline(never)
-    func rememberPair(_ left: UInt32, _ right: UInt32, key: UInt64, ways: UnsafeMutablePointer<UInt64>) -> Bool {
-        let valid = merges.isValidPair(left, right)
+    func rememberFirstValid(
+        after last: UInt32, from token: UInt32, key: UInt64, ways: UnsafeMutablePointer<UInt64>
+    ) -> UInt32 {
+        var t = token
+        while t != UInt32.max && !merges.isValidPair(last, t) { t = merges.nextPrefix.base[Int(t)] }
         ways[3] = ways[2]
         ways[2] = ways[1]
         ways[1] = ways[0]
-        ways[0] = valid ? key | 1 << 63 : key
-        return valid
+        ways[0] = key | UInt64(t == UInt32.max ? Self.memoNone : t) << 42
+        return t
     }
 
     /// The backtracking encoder (after GitHub's rust-gems `bpe` crate; our own implementation).
@@ -340,31 +355,39 @@ extension BytePairEncoder {
                 while next != UInt32.max {
                     var token = next
                     let last = count > 0 ? stack[count - 1] : UInt32.max
-                    while true {
+                    var canFollow = count == 0  // `token` is known to be able to follow `last`
+                    while token != UInt32.max {
                         let end = pos + Int(length[Int(token)])
-                        if live[end >> 6] & (1 << UInt64(end & 63)) != 0
-                            && (count == 0
-                                || (misses &* Self.memoMissSpacing > pos
-                                    ? isValidPair(last, token, memo: memo) : merges.isValidPair(last, token)))
-                        {
-                            stack[count] = token
-                            count += 1
-                            pos = end
-                            next = pos < n ? longestMatch(piece + pos, n - pos) : UInt32.max
-                            break
+                        if live[end >> 6] & (1 << UInt64(end & 63)) != 0 {
+                            if !canFollow, misses &* Self.memoMissSpacing > pos, let memo {
+                                // Skip straight to the first candidate from here down that may follow.
+                                let first = firstValid(after: last, from: token, memo: memo)
+                                canFollow = true
+                                if first != token {
+                                    misses += 1
+                                    token = first
+                                    continue
+                                }
+                            }
+                            if canFollow || merges.isValidPair(last, token) {
+                                stack[count] = token
+                                count += 1
+                                pos = end
+                                next = pos < n ? longestMatch(piece + pos, n - pos) : UInt32.max
+                                break
+                            }
                         }
                         misses += 1
-                        let shorter = nextPrefix[Int(token)]
-                        if shorter != UInt32.max {
-                            token = shorter
-                            continue
-                        }
+                        token = nextPrefix[Int(token)]
+                        canFollow = count == 0
+                    }
+                    if token == UInt32.max {
+                        // No candidate: a dead end. Take the last token back.
                         guard count > 0 else { return false }
                         live[pos >> 6] &= ~(1 << UInt64(pos & 63))
                         count -= 1
                         pos -= Int(length[Int(last)])
                         next = last
-                        break
                     }
                 }
                 for i in 0..<count { emit(stack[i]) }
