@@ -195,9 +195,27 @@ struct Pretokenizer {
     func asciiWord(_ i: Int, casedWord: Bool) -> Int? {
         var j = asciiPrefixEnd(i)
         let wordStart = j
-        if casedWord { j = skipASCII(from: j, capitals: true, small: false) }
-        let lowerStart = j
-        j = skipASCII(from: j, capitals: !casedWord, small: true)
+        var lowerStart = j
+        if casedWord && j + 8 <= count {
+            // Both runs from one load when the word ends within eight bytes, as most do.
+            let w = UnsafeRawPointer(text.baseAddress!).loadUnaligned(fromByteOffset: j, as: UInt64.self)
+            let high: UInt64 = 0x8080_8080_8080_8080
+            let capitals = (~Self.letterMask(w, true, false) & high).trailingZeroBitCount >> 3
+            if capitals < 8 {
+                let notSmall = ~Self.letterMask(w, false, true) & high & (UInt64.max << UInt64(8 * capitals))
+                lowerStart = j + capitals
+                let end = notSmall.trailingZeroBitCount >> 3
+                j = end < 8 ? j + end : skipASCII(from: j + 8, capitals: false, small: true)
+            } else {
+                j = skipASCII(from: j + 8, capitals: true, small: false)
+                lowerStart = j
+                j = skipASCII(from: j, capitals: false, small: true)
+            }
+        } else {
+            if casedWord { j = skipASCII(from: j, capitals: true, small: false) }
+            lowerStart = j
+            j = skipASCII(from: j, capitals: !casedWord, small: true)
+        }
         // Without a lowercase letter, o200k still takes an uppercase run (its `U+W*`); the others need
         // a letter.
         guard j > lowerStart || (casedWord && lowerStart > wordStart), j > wordStart else { return nil }
