@@ -207,6 +207,61 @@ struct BacktrackingEncoderTests {
         }
         #expect(mismatches == 0)
     }
+
+    /// Long runs of one unit take the shortcut (`BytePairEncoder.encodePeriodic`), which must give what
+    /// backtracking through the whole piece gives: on the piece's bytes alone, and through the
+    /// pre-tokenizer with other text around.
+    @Test("long runs of one unit encode as backtracking through them does", arguments: encodings)
+    func periodicRuns(name: String) throws {
+        let encoding = try TokenEncoding.named(name)
+        let units = [
+            "/", " \t", "'", "-=", "ab", "!!?", "==", "\r\n", "é", "\u{3000}", "a", " ", "...", "<|", "🙂",
+            "abcdefghijklmnop", "Ab1", "\t\n",
+        ]
+        var rng = SplitMix(seed: 11)
+        // And units made at random from marks, letters, spaces and multi-byte characters.
+        let parts = ["a", "b", "A", " ", "\t", "/", "'", "=", "-", "\n", "é", "中", "1", ".", "s", "ll"]
+        var randomUnits: [String] = []
+        while randomUnits.count < 16 {
+            var unit = ""
+            for _ in 0..<(1 + Int(rng.next() % 6)) { unit += parts[Int(rng.next() % UInt64(parts.count))] }
+            if unit.utf8.count <= BytePairEncoder.longestPeriod { randomUnits.append(unit) }
+        }
+        var runs = 0
+        var shortcutTaken = 0
+        var mismatches = 0
+        for unit in units + units + randomUnits {
+            runs += 1
+            let count =
+                (BytePairEncoder.defaultPeriodicFrom + unit.utf8.count - 1) / unit.utf8.count + Int(rng.next() % 3000)
+            let bytes = Array(String(repeating: unit, count: count).utf8)
+            let (shortcut, backtracked) = encoding.vocabulary.bytes.withUnsafeBufferPointer { all in
+                var encoder = BytePairEncoder(
+                    vocabulary: encoding.vocabulary, table: encoding.vocabulary.table.buffer, bytes: all,
+                    merges: encoding.merges, backtrackFrom: 1)
+                encoder.periodicFrom = .max
+                return bytes.withUnsafeBufferPointer { b in
+                    var shortcut: [UInt32] = []
+                    let taken = encoder.encodePeriodic(b.baseAddress!, b.count) { shortcut.append($0) }
+                    var backtracked: [UInt32] = []
+                    _ = encoder.encodeBacktracking(b.baseAddress!, b.count) { backtracked.append($0) }
+                    return (taken ? shortcut : nil, backtracked)
+                }
+            }
+            if shortcut != nil { shortcutTaken += 1 }
+            let text = "x " + String(decoding: bytes, as: UTF8.self) + " y?"
+            var reference: [Int] = []
+            encoding.forEachToken(text, periodicFrom: .max) { reference.append(Int($0)) }
+            if (shortcut != nil && shortcut != backtracked) || encoding.encode(text) != reference {
+                mismatches += 1
+                if mismatches < 4 { Issue.record("\(name) mismatch on \(unit.debugDescription) × \(count)") }
+            }
+        }
+        #expect(mismatches == 0)
+        // Every one of these runs repeats a unit of at most 16 bytes: the shortcut must be taken (the
+        // random ones may repeat a shorter unit, which is still one).
+        #expect(shortcutTaken == runs)
+    }
 }
 
 /// Qwen's NFC, which hands only the stretches that can change to Foundation.

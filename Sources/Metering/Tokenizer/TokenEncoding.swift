@@ -69,12 +69,13 @@ public final class TokenEncoding: Sendable {
     // MARK: Encoding
 
     /// Calls `body` with each token id of `text`, in order. `backtrackFrom: .max` merges every piece
-    /// with tiktoken's own algorithm and `fastPaths: false` pre-tokenizes without the ASCII and CJK
-    /// shortcuts: the references the tests compare the fast paths with.
+    /// with tiktoken's own algorithm, `periodicFrom: .max` backtracks through long runs of one unit
+    /// too, and `fastPaths: false` pre-tokenizes without the ASCII and CJK shortcuts: the references
+    /// the tests compare the fast paths with.
     @inline(__always)
     func forEachToken(
-        _ text: String, backtrackFrom: Int = BytePairEncoder.defaultBacktrackFrom, fastPaths: Bool = true,
-        _ body: (UInt32) -> Void
+        _ text: String, backtrackFrom: Int = BytePairEncoder.defaultBacktrackFrom,
+        periodicFrom: Int = BytePairEncoder.defaultPeriodicFrom, fastPaths: Bool = true, _ body: (UInt32) -> Void
     ) {
         var text = normalizesNFC ? Self.nfc(text) : text
         text.withUTF8 { utf8 in
@@ -85,6 +86,7 @@ public final class TokenEncoding: Sendable {
                         vocabulary: vocabulary, table: vocabulary.table.buffer, bytes: bytes, merges: merges,
                         backtrackFrom: backtrackFrom)
                     encoder.pairMemo = pairMemo
+                    encoder.periodicFrom = periodicFrom
                     let splitter = Pretokenizer(
                         text: utf8, pattern: pattern, classes: .shared, fastPaths: fastPaths)
                     let base = utf8.baseAddress!
