@@ -10,13 +10,24 @@ import Testing
 struct BacktrackingEncoderTests {
     static let encodings = ["o200k_base", "cl100k_base", "qwen"]
 
+    /// An encoder over the encoding's tables, for the length of `body`.
+    static func withEncoder<T>(
+        _ encoding: TokenEncoding, backtrackFrom: Int = BytePairEncoder.defaultBacktrackFrom,
+        periodicFrom: Int = BytePairEncoder.defaultPeriodicFrom, _ body: (BytePairEncoder) -> T
+    ) -> T {
+        encoding.vocabulary.bytes.withUnsafeBufferPointer { all in
+            var encoder = BytePairEncoder(
+                vocabulary: encoding.vocabulary, table: encoding.vocabulary.table.buffer, bytes: all,
+                merges: encoding.merges, backtrackFrom: backtrackFrom)
+            encoder.periodicFrom = periodicFrom
+            return body(encoder)
+        }
+    }
+
     /// Both algorithms on the same bytes.
     static func both(_ encoding: TokenEncoding, _ bytes: [UInt8]) -> (fast: [UInt32], reference: [UInt32]) {
-        encoding.vocabulary.bytes.withUnsafeBufferPointer { all in
-            let encoder = BytePairEncoder(
-                vocabulary: encoding.vocabulary, table: encoding.vocabulary.table.buffer, bytes: all,
-                merges: encoding.merges, backtrackFrom: 1)
-            return bytes.withUnsafeBufferPointer { b in
+        withEncoder(encoding, backtrackFrom: 1) { encoder in
+            bytes.withUnsafeBufferPointer { b in
                 var fast: [UInt32] = []
                 var reference: [UInt32] = []
                 let ok = encoder.encodeBacktracking(b.baseAddress!, b.count) { fast.append($0) }
@@ -64,10 +75,7 @@ struct BacktrackingEncoderTests {
             }
         }
         var mismatches = 0
-        encoding.vocabulary.bytes.withUnsafeBufferPointer { all in
-            let encoder = BytePairEncoder(
-                vocabulary: encoding.vocabulary, table: encoding.vocabulary.table.buffer, bytes: all,
-                merges: encoding.merges, backtrackFrom: BytePairEncoder.defaultBacktrackFrom)
+        Self.withEncoder(encoding) { encoder in
             for piece in pieces {
                 piece.withUnsafeBufferPointer { p in
                     var fast: [UInt32] = []
@@ -114,10 +122,7 @@ struct BacktrackingEncoderTests {
         let letters = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
         var rng = SplitMix(seed: 0xB64)
         var mismatches = 0
-        encoding.vocabulary.bytes.withUnsafeBufferPointer { all in
-            let encoder = BytePairEncoder(
-                vocabulary: encoding.vocabulary, table: encoding.vocabulary.table.buffer, bytes: all,
-                merges: encoding.merges, backtrackFrom: BytePairEncoder.defaultBacktrackFrom)
+        Self.withEncoder(encoding) { encoder in
             for _ in 0..<3000 {
                 let run = (0..<(16 + Int(rng.next() % 45))).map { _ in letters[Int(rng.next() % 52)] }
                 run.withUnsafeBufferPointer { p in
@@ -235,12 +240,8 @@ struct BacktrackingEncoderTests {
             let count =
                 (BytePairEncoder.defaultPeriodicFrom + unit.utf8.count - 1) / unit.utf8.count + Int(rng.next() % 3000)
             let bytes = Array(String(repeating: unit, count: count).utf8)
-            let (shortcut, backtracked) = encoding.vocabulary.bytes.withUnsafeBufferPointer { all in
-                var encoder = BytePairEncoder(
-                    vocabulary: encoding.vocabulary, table: encoding.vocabulary.table.buffer, bytes: all,
-                    merges: encoding.merges, backtrackFrom: 1)
-                encoder.periodicFrom = .max
-                return bytes.withUnsafeBufferPointer { b in
+            let (shortcut, backtracked) = Self.withEncoder(encoding, backtrackFrom: 1, periodicFrom: .max) { encoder in
+                bytes.withUnsafeBufferPointer { b in
                     var shortcut: [UInt32] = []
                     let taken = encoder.encodePeriodic(b.baseAddress!, b.count) { shortcut.append($0) }
                     var backtracked: [UInt32] = []
