@@ -381,8 +381,8 @@ extension BytePairEncoder {
             while bytes <= sampleLength / 4 && head + 2 * (count + 1) <= sample.count {
                 bytes += Int(length[Int(sample[head + count])])
                 count += 1
-                let block = head..<(head + count)
-                if bytes % period == 0 && sample[(head + count)..<(head + 2 * count)] == sample[block] {
+                let first = head..<(head + count)
+                if bytes % period == 0 && sample[(head + count)..<(head + 2 * count)] == sample[first] {
                     found = (head, headBytes, count, bytes)
                     break search
                 }

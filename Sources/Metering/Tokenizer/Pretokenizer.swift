@@ -196,21 +196,16 @@ struct Pretokenizer {
         var j = asciiPrefixEnd(i)
         let wordStart = j
         var lowerStart = j
-        if casedWord && j + 8 <= count {
-            // Both runs from one load when the word ends within eight bytes, as most do.
-            let w = UnsafeRawPointer(text.baseAddress!).loadUnaligned(fromByteOffset: j, as: UInt64.self)
-            let high: UInt64 = 0x8080_8080_8080_8080
-            let capitals = (~Self.letterMask(w, true, false) & high).trailingZeroBitCount >> 3
-            if capitals < 8 {
-                let notSmall = ~Self.letterMask(w, false, true) & high & (UInt64.max << UInt64(8 * capitals))
-                lowerStart = j + capitals
-                let end = notSmall.trailingZeroBitCount >> 3
-                j = end < 8 ? j + end : skipASCII(from: j + 8, capitals: false, small: true)
-            } else {
-                j = skipASCII(from: j + 8, capitals: true, small: false)
-                lowerStart = j
-                j = skipASCII(from: j, capitals: false, small: true)
-            }
+        let high: UInt64 = 0x8080_8080_8080_8080
+        if casedWord, j + 8 <= count,
+            case let w = UnsafeRawPointer(text.baseAddress!).loadUnaligned(fromByteOffset: j, as: UInt64.self),
+            case let capitals = (~Self.letterMask(w, true, false) & high).trailingZeroBitCount >> 3, capitals < 8
+        {
+            // Both runs from one load when the capitals end within eight bytes, as they nearly always do.
+            let notSmall = ~Self.letterMask(w, false, true) & high & (UInt64.max << UInt64(8 * capitals))
+            lowerStart = j + capitals
+            let end = notSmall.trailingZeroBitCount >> 3
+            j = end < 8 ? j + end : skipASCII(from: j + 8, capitals: false, small: true)
         } else {
             if casedWord { j = skipASCII(from: j, capitals: true, small: false) }
             lowerStart = j
