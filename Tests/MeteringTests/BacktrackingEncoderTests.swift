@@ -381,13 +381,56 @@ struct PretokenizerFastPathTests {
         return text.withUTF8 { (utf8: UnsafeBufferPointer<UInt8>) -> [Int] in
             let splitter = Pretokenizer(text: utf8, pattern: encoding.pattern, classes: .shared, fastPaths: fastPaths)
             var ends: [Int] = []
-            var i = 0
-            while i < utf8.count {
-                i = splitter.pieceEnd(from: i)
-                ends.append(i)
-            }
+            splitter.forEachPiece { _, end in ends.append(end) }
             return ends
         }
+    }
+
+    @Test(
+        "runs of printable ASCII split by bit masks as the general path splits them", arguments: TokenEncoding.names)
+    func asciiRuns(name: String) throws {
+        let encoding = try TokenEncoding.named(name)
+        let inRun = Array("ABCZazqsQ0123456789+/=-_.,:;()[]{}<>!?#$%&*@\\|^`~\"").map(String.init)
+        // Bytes and scalars that end a run, or change how its last piece ends.
+        let breaking = [" ", "'", "\n", "\r\n", "\t", "é", "٣", "\u{301}", "ſ", "中", "\u{7F}", "\u{1}", "'s", "ǅ"]
+        var rng = SplitMix(seed: 7)
+        var mismatches = 0
+        var runsUsed = 0
+        func check(_ text: String) {
+            let fast = Self.pieceEnds(text, encoding, fastPaths: true)
+            let reference = Self.pieceEnds(text, encoding, fastPaths: false)
+            if fast != reference {
+                mismatches += 1
+                if mismatches < 4 { Issue.record("\(name) differs on \(text.debugDescription)") }
+            }
+            var text = text
+            text.withUTF8 { utf8 in
+                let splitter = Pretokenizer(text: utf8, pattern: encoding.pattern, classes: .shared)
+                if splitter.beginsRun(0) && splitter.asciiRunStarts(from: 0) != 0 { runsUsed += 1 }
+            }
+        }
+        for round in 0..<6000 {
+            // Small alphabets make long digit runs, runs of marks and case runs; large ones mix them.
+            let size = [3, 6, 12, inRun.count][round % 4]
+            let offset = Int(rng.next() % UInt64(inRun.count))
+            var text = ""
+            for _ in 0..<(16 + Int(rng.next() % 180)) {
+                if rng.next() % 40 == 0 {
+                    text += breaking[Int(rng.next() % UInt64(breaking.count))]
+                } else {
+                    text += inRun[(offset + Int(rng.next() % UInt64(size))) % inRun.count]
+                }
+            }
+            check(text)
+        }
+        // Digit runs of every length up to past a window, after letters and marks, at every phase.
+        for length in 1...140 {
+            for prefix in ["", "a", "+", "++", "Ab", "x/"] {
+                check(prefix + String(repeating: "7", count: length) + "Qz+a")
+            }
+        }
+        #expect(mismatches == 0)
+        #expect(runsUsed > 2500, "the masks were used at the start of \(runsUsed) texts")
     }
 
     @Test("fast and general paths split mixed ASCII, CJK and other text the same way", arguments: TokenEncoding.names)

@@ -90,12 +90,7 @@ public final class TokenEncoding: Sendable {
                     let splitter = Pretokenizer(
                         text: utf8, pattern: pattern, classes: .shared, fastPaths: fastPaths)
                     let base = utf8.baseAddress!
-                    var i = 0
-                    while i < utf8.count {
-                        let end = splitter.pieceEnd(from: i)
-                        encoder.encode(base + i, end - i, emit: body)
-                        i = end
-                    }
+                    splitter.forEachPiece { start, end in encoder.encode(base + start, end - start, emit: body) }
                 }
                 // A short text cannot make the encoder churn for long; it skips the memo's allocation,
                 // which costs a tiny text (a streamed delta) a fifth of its time.
