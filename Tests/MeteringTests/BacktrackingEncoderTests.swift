@@ -99,10 +99,15 @@ struct BacktrackingEncoderTests {
             " FixedWidthInteger", "NIOAsyncSequenceProducer", " EventLoopPromise", "internationalization",
             "MAX_BUFFER_SIZE_IN_BYTES", " withUnsafeMutableBytes", "aBcDeFgHiJkLmNo",  // 15 bytes: too short
             "aBcDeFgHiJkLmNo\u{e9}p",  // not ASCII
+            "HTTPSConnectionPool", " ChannelPipelineHandler",
         ] {
             #expect(!churns(word), "\(word)")
         }
-        for random in ["NthQmQlaowAWWmcDb", "/lakNnfLxMNYPzwS", "aRSmCXnlFWXGyGuEFqrLWoxALCIgPD", "aBcDeFgHiJkLmNoP"] {
+        // The last two flip case too seldom, but have few vowels.
+        for random in [
+            "NthQmQlaowAWWmcDb", "/lakNnfLxMNYPzwS", "aRSmCXnlFWXGyGuEFqrLWoxALCIgPD", "aBcDeFgHiJkLmNoP",
+            "/YCHLYQhiotYSXCeBd", "zRVIQfcgDkjBVTIRswwPYImVYY",
+        ] {
             #expect(churns(random), "\(random)")
         }
         // Most random base64 letter runs of 16 or more count as random letters.
@@ -113,7 +118,7 @@ struct BacktrackingEncoderTests {
             let run = (0..<20).map { _ in letters[Int(rng.next() % 52)] }
             if run.withUnsafeBufferPointer({ BytePairEncoder.isChurningASCII($0.baseAddress!, $0.count) }) { hits += 1 }
         }
-        #expect(hits > 800)
+        #expect(hits > 950)
     }
 
     @Test("random letters of 16 to 60 bytes encode the same by either route", arguments: encodings)
