@@ -168,9 +168,16 @@ public final class TokenEncoding: Sendable {
             var copied = 0
             var lastStable = -1
             var out: [UInt8] = []
+            let raw = UnsafeRawPointer(u.baseAddress!)
             while i < u.count {
                 // ASCII and U+4000–U+9FFF (lead bytes E4–E9: CJK ideographs), the bulk of most text,
-                // are stable; no need to decode them.
+                // are stable; no need to decode them. ASCII goes eight bytes at a time.
+                let high: UInt64 = 0x8080_8080_8080_8080
+                if i + 8 <= u.count && raw.loadUnaligned(fromByteOffset: i, as: UInt64.self) & high == 0 {
+                    lastStable = i + 7
+                    i += 8
+                    continue
+                }
                 let lead = u[i]
                 if lead < 0x80 || (0xE4...0xE9).contains(lead) {
                     lastStable = i
