@@ -52,13 +52,15 @@ extension Pretokenizer {
         var inRun: UInt64 = 0
         var offset = 0
         while offset < 64 && i + offset + 8 <= count {
-            let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+            // As loaded for the mask functions, which read it little-endian themselves.
+            let word = raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            let w = UInt64(littleEndian: word)
             let ones: UInt64 = 0x0101_0101_0101_0101
             let x = w & (0x7F &* ones)
             let ascii = ~w & (0x80 &* ones)
-            let run = Self.gather(Self.runBytes(w))
-            capitals |= Self.gather(Self.letterMask(w, true, false)) << UInt64(offset)
-            small |= Self.gather(Self.letterMask(w, false, true)) << UInt64(offset)
+            let run = Self.gather(Self.runBytes(word))
+            capitals |= Self.gather(Self.letterMask(word, true, false)) << UInt64(offset)
+            small |= Self.gather(Self.letterMask(word, false, true)) << UInt64(offset)
             digits |= Self.gather((x &+ 0x50 &* ones) & ~(x &+ 0x46 &* ones) & ascii) << UInt64(offset)
             inRun |= run << UInt64(offset)
             offset += 8
@@ -89,7 +91,8 @@ extension Pretokenizer {
     /// looked 2.4 times as often for 1.6 times the pieces, and was 6% slower for it.
     @inline(__always)
     func beginsRun(_ i: Int) -> Bool {
-        guard i + 16 <= count, text[i] &- 0x21 < 0x5E else { return false }
+        // The first two bytes alone rule out most pieces of prose and of one-byte pieces between spaces.
+        guard i + 16 <= count, text[i] &- 0x21 < 0x5E, text[i + 1] &- 0x21 < 0x5E else { return false }
         let raw = UnsafeRawPointer(text.baseAddress! + i)
         return Self.runBytes(raw.loadUnaligned(as: UInt64.self))
             & Self.runBytes(raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) == 0x8080_8080_8080_8080
