@@ -343,6 +343,18 @@ struct NFCTests {
         #expect(matches)
     }
 
+    @Test("empty and short texts normalize and count in every encoding")
+    func emptyAndShort() throws {
+        for text in ["", "a", "abcdefg", "abcdefgh", "e\u{301}", String(repeating: "z", count: 17) + "e\u{301}"] {
+            #expect(TokenEncoding.nfc(text).utf8.elementsEqual(text.precomposedStringWithCanonicalMapping.utf8))
+        }
+        for name in TokenEncoding.names {
+            let encoding = try TokenEncoding.named(name)
+            #expect(encoding.count("") == 0)
+            #expect(encoding.encode("").isEmpty)
+        }
+    }
+
     @Test("random mixed text normalizes as Foundation normalizes it whole")
     func randomText() {
         let alphabet: [String] = [

@@ -168,7 +168,8 @@ public final class TokenEncoding: Sendable {
             var copied = 0
             var lastStable = -1
             var out: [UInt8] = []
-            let raw = UnsafeRawPointer(u.baseAddress!)
+            guard let start = u.baseAddress else { return nil }
+            let raw = UnsafeRawPointer(start)
             while i < u.count {
                 // ASCII and U+4000–U+9FFF (lead bytes E4–E9: CJK ideographs), the bulk of most text,
                 // are stable; no need to decode them. ASCII goes eight bytes at a time.
