@@ -72,6 +72,8 @@ struct TokenCountingTests {
         "emoji 👨‍👩‍👧‍👦 and 👍🏽 split mid-sequence, plus combining é here",
         "  spaces   then\n\nnewlines\r\n and 1234567 digits and don't WON'T",
         "def f(x):\n    return x ** 2  # code\n",
+        // A run of printable ASCII with no space, split 64 bytes at a time (data URLs carry such runs).
+        "img: data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg== done",
     ]
 
     @Test("streamed deltas split at every byte count the same as the whole text", arguments: streamTexts)

@@ -13,7 +13,8 @@ struct Pretokenizer {
     let text: UnsafeBufferPointer<UInt8>
     let pattern: PretokenizerPattern
     let classes: CharacterClassTable
-    /// The ASCII-word and CJK-run shortcuts (off only in tests, as the reference).
+    /// The shortcuts: ASCII words, numbers and punctuation, CJK runs, and runs of printable ASCII
+    /// (``forEachPiece(_:)``); off only in tests, as the reference.
     var fastPaths = true
 
     var count: Int { text.count }

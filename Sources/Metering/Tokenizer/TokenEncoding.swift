@@ -113,11 +113,9 @@ public final class TokenEncoding: Sendable {
             let splitter = Pretokenizer(text: utf8, pattern: pattern, classes: .shared)
             var starts = [Int](repeating: 0, count: pieces)
             var seen = 0
-            var i = 0
-            while i < utf8.count {
-                starts[seen % pieces] = i
+            splitter.forEachPiece { start, _ in
+                starts[seen % pieces] = start
                 seen += 1
-                i = splitter.pieceEnd(from: i)
             }
             return seen <= pieces ? 0 : starts[seen % pieces]
         }
