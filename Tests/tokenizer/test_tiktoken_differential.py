@@ -1,12 +1,16 @@
 """Randomized differential test: the gateway's tokenizer against the real tiktoken, on inputs neither
 has seen before. Also sweeps Unicode code points so the category tables are checked against
 tiktoken's regex engine (all of them with TOKENIZER_SWEEP=full, an eighth, chosen per run, otherwise).
+
+Strings dense with marks, decomposable characters and Hangul jamo check qwen's NFC against Python's
+`unicodedata`, which is what Qwen's tokenizer applies.
 """
 import json
 import os
 import random
 import subprocess
 import sys
+import unicodedata
 
 import pytest
 
@@ -67,3 +71,29 @@ def test_code_point_sweep(encoding):
     # Each code point between letters, after an upper-case letter, between digits and before a space.
     texts = ["".join("a" + chr(c) + "A " + chr(c) + "1" + chr(c) + " " for c in block) for block in chosen]
     compare(encoding, texts)
+
+
+def normalization_pools():
+    """Characters NFC acts on, from this Python's Unicode data (14.0 for Python 3.11): every mark
+    (nonzero combining class), every character with a canonical decomposition, and every part of one."""
+    marks, decomposable, parts = [], [], set()
+    for c in range(0x110000):
+        if 0xD800 <= c <= 0xDFFF or unicodedata.category(chr(c)) == "Cn":
+            continue
+        if unicodedata.combining(chr(c)):
+            marks.append(chr(c))
+        d = unicodedata.decomposition(chr(c))
+        if d and not d.startswith("<"):
+            decomposable.append(chr(c))
+            parts.update(chr(int(x, 16)) for x in d.split())
+    jamo = [chr(c) for c in list(range(0x1100, 0x1116)) + list(range(0x1160, 0x1178)) + list(range(0x11A6, 0x11C5))]
+    syllables = ["\uac00", "\uac01", "\ud558", "\ud7a3", "\ud55c"]
+    return [marks, decomposable, sorted(parts), jamo + syllables, list("aeoAEO xz中\n.'07")]
+
+
+def test_qwen_normalization():
+    rng = random.Random(SEED)
+    pools = normalization_pools()
+    texts = ["".join(rng.choice(rng.choice(pools)) for _ in range(rng.randint(1, rng.choice([8, 60, 600]))))
+             for _ in range(1500)]
+    compare("qwen", texts)

@@ -208,7 +208,7 @@ public final class TokenEncoding: Sendable {
                 if out.isEmpty { out.reserveCapacity(u.count + 16) }
                 out.append(contentsOf: UnsafeBufferPointer(rebasing: u[copied..<start]))
                 let segment = String(decoding: UnsafeBufferPointer(rebasing: u[start..<end]), as: UTF8.self)
-                out.append(contentsOf: segment.precomposedStringWithCanonicalMapping.utf8)
+                out.append(contentsOf: Self.nfcSegment(segment).utf8)
                 copied = end
                 lastStable = -1
                 i = end
@@ -220,6 +220,73 @@ public final class TokenEncoding: Sendable {
     }
 
     static let nfcJoinGap = 64
+
+    /// NFC of one segment of ``nfc(_:)``, as the Unicode standard and Python's `unicodedata` (which
+    /// Qwen's tokenizer uses) give it. Foundation's `precomposedStringWithCanonicalMapping` does the
+    /// work, except where Swift's normalization (6.3) departs from them. A differential fuzz of the
+    /// tokenizer against Python found these, and a check of every pair of marks, decomposable
+    /// characters and decomposition parts (17.7 million, Hangul aside) against Python found no others:
+    /// - **Hangul.** Swift composes jamo with ranges off by one: U+1100 U+1161 U+11A7 becomes U+AC00,
+    ///   losing U+11A7 (not a trailing jamo), and U+1113 U+1161 becomes U+D7A4, which is no syllable;
+    ///   and it leaves a syllable before a trailing jamo (U+AC00 U+11A8, which is U+AC01). So Hangul
+    ///   composes here, by the standard's arithmetic (§3.12), and no jamo or syllable reaches
+    ///   Foundation. They have combining class 0 and compose with nothing else, so the stretches
+    ///   between them normalize on their own.
+    /// - **U+0CCA before U+0CD5**, which is U+0CCB. Swift leaves the pair, but composes U+0CC6 U+0CC2
+    ///   U+0CD5 (U+0CCA's decomposition, then U+0CD5) right.
+    /// - **U+0F73, U+0F75 and U+0F81**, which have combining class 0 but decompose into marks of
+    ///   classes 129–132: U+0301 U+0F73 is U+0F71 U+0F72 U+0301. Swift leaves U+0301 first; given the
+    ///   decompositions (U+0F71 followed by U+0F72, U+0F74 and U+0F80), it sorts the marks. NFC never
+    ///   composes them again (they are composition exclusions).
+    /// Those four are handed to Foundation decomposed.
+    static func nfcSegment(_ segment: String) -> String {
+        @inline(__always) func isHangul(_ v: UInt32) -> Bool {
+            (0x1100...0x11FF).contains(v) || (0xA960...0xA97F).contains(v) || (0xAC00...0xD7FF).contains(v)
+        }
+        @inline(__always) func isSpelledOut(_ v: UInt32) -> Bool {
+            v == 0xCCA || v == 0xF73 || v == 0xF75 || v == 0xF81
+        }
+        guard segment.unicodeScalars.contains(where: { isHangul($0.value) || isSpelledOut($0.value) }) else {
+            return segment.precomposedStringWithCanonicalMapping
+        }
+        let values = segment.unicodeScalars.map(\.value)
+        var out = String.UnicodeScalarView()
+        var pending = String.UnicodeScalarView()  // the stretch since the last Hangul, for Foundation
+        func flush() {
+            guard !pending.isEmpty else { return }
+            out.append(contentsOf: String(pending).precomposedStringWithCanonicalMapping.unicodeScalars)
+            pending = String.UnicodeScalarView()
+        }
+        var k = 0
+        while k < values.count {
+            let v = values[k]
+            k += 1
+            switch v {
+            case 0xCCA: pending.append(contentsOf: ["\u{0CC6}", "\u{0CC2}"])
+            case 0xF73: pending.append(contentsOf: ["\u{0F71}", "\u{0F72}"])
+            case 0xF75: pending.append(contentsOf: ["\u{0F71}", "\u{0F74}"])
+            case 0xF81: pending.append(contentsOf: ["\u{0F71}", "\u{0F80}"])
+            case _ where !isHangul(v): pending.append(Unicode.Scalar(v)!)
+            default:
+                flush()
+                var syllable = v
+                if (0x1100...0x1112).contains(v) && k < values.count && (0x1161...0x1175).contains(values[k]) {
+                    // A leading and a vowel jamo: 19 × 21 syllables, each of 28 (no trailing jamo or one).
+                    syllable = 0xAC00 + ((v - 0x1100) * 21 + values[k] - 0x1161) * 28
+                    k += 1
+                }
+                if (0xAC00...0xD7A3).contains(syllable) && (syllable - 0xAC00) % 28 == 0 && k < values.count
+                    && (0x11A8...0x11C2).contains(values[k])
+                {
+                    syllable += values[k] - 0x11A7
+                    k += 1
+                }
+                out.append(Unicode.Scalar(syllable)!)
+            }
+        }
+        flush()
+        return String(out)
+    }
 
     /// The scalar value at byte `i` of valid UTF-8, and its length.
     @inline(__always)
