@@ -2,8 +2,10 @@
 has seen before. Also sweeps Unicode code points so the category tables are checked against
 tiktoken's regex engine (all of them with TOKENIZER_SWEEP=full, an eighth, chosen per run, otherwise).
 
-Strings dense with marks, decomposable characters and Hangul jamo check qwen's NFC against Python's
-`unicodedata`, which is what Qwen's tokenizer applies.
+Short mixed strings reach the pre-tokenizer's corners; long pieces reach the merge paths that only
+long input takes (backtracking, random letters, runs of one unit); and strings dense with marks,
+decomposable characters and Hangul jamo check qwen's NFC against Python's `unicodedata`, which is
+what Qwen's tokenizer applies.
 """
 import json
 import os
@@ -71,6 +73,43 @@ def test_code_point_sweep(encoding):
     # Each code point between letters, after an upper-case letter, between digits and before a space.
     texts = ["".join("a" + chr(c) + "A " + chr(c) + "1" + chr(c) + " " for c in block) for block in chosen]
     compare(encoding, texts)
+
+
+def long_texts(rng, n):
+    """Long pieces: runs from one pool, runs of one unit past 8 KiB (with a head and a tail), random
+    letters with a random share of capitals and vowels, base64 and hex, words glued together."""
+    out = []
+    for _ in range(n):
+        kind = rng.randrange(6)
+        pool = rng.choice(POOLS)
+        if kind == 0:
+            out.append("".join(rng.choice(pool) for _ in range(rng.randint(16, 1500))))
+        elif kind == 1:
+            unit = "".join(rng.choice(pool) for _ in range(rng.randint(1, 16)))
+            size = len(unit.encode())
+            head = "".join(rng.choice(pool) for _ in range(rng.randint(0, 4)))
+            tail = "".join(rng.choice(pool) for _ in range(rng.randint(0, 40)))
+            out.append(head + unit * rng.randint(8300 // size, 12000 // size) + tail)
+        elif kind == 2:
+            capitals, vowels = rng.random(), rng.random()
+            letters = (rng.choice("aeiou") if rng.random() < vowels else rng.choice("bcdfghjklmnpqrstvwxyz")
+                       for _ in range(rng.randint(16, 400)))
+            out.append("".join(c.upper() if rng.random() < capitals else c for c in letters))
+        elif kind == 3:
+            alphabet = rng.choice([POOLS[0] + POOLS[1] + "+/", "0123456789abcdef", POOLS[0] + POOLS[1] + "-_"])
+            out.append("".join(rng.choice(alphabet) for _ in range(rng.randint(16, 3000))))
+        elif kind == 4:
+            words = ["the", "and", "token", "Count", "gateway", "HTTP", "json", "Swift", "x", "Q", "zz", "中文"]
+            out.append("".join(rng.choice(words) for _ in range(rng.randint(5, 600))))
+        else:
+            out.append("".join(rng.choice(rng.choice(POOLS)) for _ in range(rng.randint(80, 800))))
+    return out
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_long_pieces(encoding):
+    rng = random.Random(SEED)
+    compare(encoding, long_texts(rng, 120))
 
 
 def normalization_pools():
