@@ -376,6 +376,11 @@ struct NFCTests {
             ("\u{1112}\u{1175}\u{11C2}\u{11C3}", "\u{D7A3}\u{11C3}"),
             // A precomposed vowel sign that composes further with a length mark of class 0.
             ("\u{CA8}\u{CCA}\u{CD5}", "\u{CA8}\u{CCB}"),
+            // Above U+FFFF: Swift composes U+20041 (an ideograph) with U+0301 as if it were U+0041.
+            ("\u{20041}\u{301}", "\u{20041}\u{301}"),
+            ("\u{10065}\u{308}x", "\u{10065}\u{308}x"),
+            ("\u{11099}\u{110BA}", "\u{1109A}"),
+            ("\u{1D157}\u{1D165}", "\u{1D157}\u{1D165}"),
             // Tibetan vowel signs of class 0 that decompose into marks of classes 129–132, which sort
             // before a mark of class 230 in front of them.
             ("\u{301}\u{F73}", "\u{F71}\u{F72}\u{301}"),
@@ -390,6 +395,22 @@ struct NFCTests {
         }
     }
 
+    @Test("every scalar Swift's normalization may get wrong sends its segment to ICU, and ordinary text does not")
+    func icuScalars() {
+        func needsICU(_ text: String) -> Bool {
+            var text = text
+            return text.withUTF8 { TokenEncoding.needsICU($0) }
+        }
+        let risky =
+            Array(0x1100...0x11FF) + Array(0xA960...0xA97F) + Array(0xAC00...0xD7FF) + [0xCCA, 0xF73, 0xF75, 0xF81]
+            + Array(stride(from: 0x10000, through: 0x10FFFF, by: 97))
+        let missed = risky.compactMap { Unicode.Scalar(UInt32($0)) }.filter { !needsICU("a\($0)\u{301}") }
+        #expect(missed.isEmpty, "\(missed.prefix(5).map { String($0.value, radix: 16) })")
+        for text in ["plain ASCII", "e\u{301}\u{323}", "中文测试", "हिन्दी", "Tiếng Việt", "\u{CC6}\u{CC2}\u{F71}\u{F72}"] {
+            #expect(!needsICU(text), "\(text)")
+        }
+    }
+
     @Test("random mixed text normalizes as it does whole, in one segment")
     func randomText() {
         let alphabet: [String] = [
@@ -401,7 +422,7 @@ struct NFCTests {
             "\u{BC6}", "\u{BBE}", "\u{BD7}",
             // What Swift's normalization gets wrong (``TokenEncoding/nfcSegment(_:)``).
             "\u{F73}", "\u{F75}", "\u{F81}", "\u{F71}", "\u{F72}", "각", "\u{11C2}", "\u{11A7}", "\u{1113}",
-            "\u{CCA}", "\u{CD5}",
+            "\u{CCA}", "\u{CD5}", "\u{20041}", "\u{10065}", "\u{11099}", "\u{110BA}", "\u{1D157}", "\u{1D165}",
             // Stable stretches longer than the gap at which nfc() stops joining runs into one segment.
             String(repeating: "ж", count: 40), String(repeating: "x", count: 70),
             // ASCII, which nfc() skips eight bytes at a time, ending in letters that compose with a mark.
@@ -412,7 +433,8 @@ struct NFCTests {
         for _ in 0..<6000 {
             var text = ""
             for _ in 0..<(1 + Int(rng.next() % 12)) { text += alphabet[Int(rng.next() % UInt64(alphabet.count))] }
-            let whole = TokenEncoding.nfcSegment(text)
+            var copy = text
+            let whole = copy.withUTF8 { TokenEncoding.nfcSegment($0) }
             if Array(TokenEncoding.nfc(text).utf8) != Array(whole.utf8) {
                 mismatches += 1
                 if mismatches < 4 {

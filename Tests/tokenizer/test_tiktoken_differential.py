@@ -114,11 +114,15 @@ def test_long_pieces(encoding):
 
 def normalization_pools():
     """Characters NFC acts on, from this Python's Unicode data (14.0 for Python 3.11): every mark
-    (nonzero combining class), every character with a canonical decomposition, and every part of one."""
-    marks, decomposable, parts = [], [], set()
+    (nonzero combining class), every character with a canonical decomposition, and every part of one;
+    Hangul jamo and syllables; and characters above U+FFFF, whose low 16 bits Swift's own
+    normalization mistook for a character to compose."""
+    marks, decomposable, parts, astral = [], [], set(), []
     for c in range(0x110000):
-        if 0xD800 <= c <= 0xDFFF or unicodedata.category(chr(c)) == "Cn":
+        if 0xD800 <= c <= 0xDFFF or unicodedata.category(chr(c)) in ("Cn", "Co"):
             continue
+        if c > 0xFFFF and (c & 0xFFFF) < 0x2000:
+            astral.append(chr(c))
         if unicodedata.combining(chr(c)):
             marks.append(chr(c))
         d = unicodedata.decomposition(chr(c))
@@ -127,7 +131,7 @@ def normalization_pools():
             parts.update(chr(int(x, 16)) for x in d.split())
     jamo = [chr(c) for c in list(range(0x1100, 0x1116)) + list(range(0x1160, 0x1178)) + list(range(0x11A6, 0x11C5))]
     syllables = ["\uac00", "\uac01", "\ud558", "\ud7a3", "\ud55c"]
-    return [marks, decomposable, sorted(parts), jamo + syllables, list("aeoAEO xz中\n.'07")]
+    return [marks, decomposable, sorted(parts), jamo + syllables, astral, list("aeoAEO xz中\n.'07")]
 
 
 def test_qwen_normalization():

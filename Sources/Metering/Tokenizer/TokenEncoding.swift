@@ -207,8 +207,7 @@ public final class TokenEncoding: Sendable {
                 if stableFrom >= 0 { end = stableFrom }
                 if out.isEmpty { out.reserveCapacity(u.count + 16) }
                 out.append(contentsOf: UnsafeBufferPointer(rebasing: u[copied..<start]))
-                let segment = String(decoding: UnsafeBufferPointer(rebasing: u[start..<end]), as: UTF8.self)
-                out.append(contentsOf: Self.nfcSegment(segment).utf8)
+                out.append(contentsOf: Self.nfcSegment(UnsafeBufferPointer(rebasing: u[start..<end])).utf8)
                 copied = end
                 lastStable = -1
                 i = end
@@ -222,70 +221,67 @@ public final class TokenEncoding: Sendable {
     static let nfcJoinGap = 64
 
     /// NFC of one segment of ``nfc(_:)``, as the Unicode standard and Python's `unicodedata` (which
-    /// Qwen's tokenizer uses) give it. Foundation's `precomposedStringWithCanonicalMapping` does the
-    /// work, except where Swift's normalization (6.3) departs from them. A differential fuzz of the
-    /// tokenizer against Python found these, and a check of every pair of marks, decomposable
-    /// characters and decomposition parts (17.7 million, Hangul aside) against Python found no others:
-    /// - **Hangul.** Swift composes jamo with ranges off by one: U+1100 U+1161 U+11A7 becomes U+AC00,
-    ///   losing U+11A7 (not a trailing jamo), and U+1113 U+1161 becomes U+D7A4, which is no syllable;
-    ///   and it leaves a syllable before a trailing jamo (U+AC00 U+11A8, which is U+AC01). So Hangul
-    ///   composes here, by the standard's arithmetic (§3.12), and no jamo or syllable reaches
-    ///   Foundation. They have combining class 0 and compose with nothing else, so the stretches
-    ///   between them normalize on their own.
-    /// - **U+0CCA before U+0CD5**, which is U+0CCB. Swift leaves the pair, but composes U+0CC6 U+0CC2
-    ///   U+0CD5 (U+0CCA's decomposition, then U+0CD5) right.
-    /// - **U+0F73, U+0F75 and U+0F81**, which have combining class 0 but decompose into marks of
-    ///   classes 129–132: U+0301 U+0F73 is U+0F71 U+0F72 U+0301. Swift leaves U+0301 first; given the
-    ///   decompositions (U+0F71 followed by U+0F72, U+0F74 and U+0F80), it sorts the marks. NFC never
-    ///   composes them again (they are composition exclusions).
-    /// Those four are handed to Foundation decomposed.
-    static func nfcSegment(_ segment: String) -> String {
-        @inline(__always) func isHangul(_ v: UInt32) -> Bool {
-            (0x1100...0x11FF).contains(v) || (0xA960...0xA97F).contains(v) || (0xAC00...0xD7FF).contains(v)
+    /// Qwen's tokenizer uses) give it.
+    ///
+    /// Swift's own normalization (6.3, behind Foundation's `precomposedStringWithCanonicalMapping`)
+    /// is fast but departs from the standard. A differential fuzz of the tokenizer against Python, and
+    /// then exhaustive checks against Python, found:
+    /// - a scalar above U+FFFF composes as if it were the scalar of its low 16 bits: U+20041 (a CJK
+    ///   ideograph) U+0301 becomes U+00C1, and U+11F41 U+0300 becomes U+1F43;
+    /// - Hangul jamo compose with ranges off by one (U+1100 U+1161 U+11A7 becomes U+AC00, losing
+    ///   U+11A7; U+1113 U+1161 becomes U+D7A4, which is no syllable), and U+AC00 U+11A8 is left
+    ///   alone instead of becoming U+AC01;
+    /// - U+0CCA U+0CD5 is left alone instead of becoming U+0CCB;
+    /// - the marks that U+0F73, U+0F75 and U+0F81 decompose into (classes 129–132) are not sorted
+    ///   before a mark of a higher class in front of them (U+0301 U+0F73 is U+0F71 U+0F72 U+0301).
+    /// So a segment that holds any of those scalars (``needsICU(_:)``) is normalized by ICU instead,
+    /// through Foundation's `applyingTransform` ("Any-NFC"), which is right on all of them and takes
+    /// about twice as long. Checked against Python for every pair of marks, decomposable characters and
+    /// decomposition parts (17.7 million), every starter followed by every second part of a
+    /// composition (6.7 million; a quarter of the starters above U+FFFF), and 14 million more
+    /// sequences built around decomposable characters and recent marks.
+    static func nfcSegment(_ utf8: UnsafeBufferPointer<UInt8>) -> String {
+        let segment = String(decoding: utf8, as: UTF8.self)
+        if Self.needsICU(utf8), let normalized = segment.applyingTransform(Self.icuNFC, reverse: false) {
+            return normalized
         }
-        @inline(__always) func isSpelledOut(_ v: UInt32) -> Bool {
-            v == 0xCCA || v == 0xF73 || v == 0xF75 || v == 0xF81
-        }
-        guard segment.unicodeScalars.contains(where: { isHangul($0.value) || isSpelledOut($0.value) }) else {
-            return segment.precomposedStringWithCanonicalMapping
-        }
-        let values = segment.unicodeScalars.map(\.value)
-        var out = String.UnicodeScalarView()
-        var pending = String.UnicodeScalarView()  // the stretch since the last Hangul, for Foundation
-        func flush() {
-            guard !pending.isEmpty else { return }
-            out.append(contentsOf: String(pending).precomposedStringWithCanonicalMapping.unicodeScalars)
-            pending = String.UnicodeScalarView()
-        }
-        var k = 0
-        while k < values.count {
-            let v = values[k]
-            k += 1
-            switch v {
-            case 0xCCA: pending.append(contentsOf: ["\u{0CC6}", "\u{0CC2}"])
-            case 0xF73: pending.append(contentsOf: ["\u{0F71}", "\u{0F72}"])
-            case 0xF75: pending.append(contentsOf: ["\u{0F71}", "\u{0F74}"])
-            case 0xF81: pending.append(contentsOf: ["\u{0F71}", "\u{0F80}"])
-            case _ where !isHangul(v): pending.append(Unicode.Scalar(v)!)
-            default:
-                flush()
-                var syllable = v
-                if (0x1100...0x1112).contains(v) && k < values.count && (0x1161...0x1175).contains(values[k]) {
-                    // A leading and a vowel jamo: 19 × 21 syllables, each of 28 (no trailing jamo or one).
-                    syllable = 0xAC00 + ((v - 0x1100) * 21 + values[k] - 0x1161) * 28
-                    k += 1
-                }
-                if (0xAC00...0xD7A3).contains(syllable) && (syllable - 0xAC00) % 28 == 0 && k < values.count
-                    && (0x11A8...0x11C2).contains(values[k])
-                {
-                    syllable += values[k] - 0x11A7
-                    k += 1
-                }
-                out.append(Unicode.Scalar(syllable)!)
+        return segment.precomposedStringWithCanonicalMapping
+    }
+
+    static let icuNFC = StringTransform("Any-NFC")
+
+    /// Whether valid UTF-8 holds a scalar whose segment Swift's normalization may get wrong
+    /// (``nfcSegment(_:)``): anything above U+FFFF (four bytes), Hangul jamo (U+1100–U+11FF,
+    /// U+A960–U+A97F, U+D7B0–U+D7FF) and syllables, U+0CCA, U+0F73, U+0F75 and U+0F81. Read from the
+    /// bytes, a little more broadly: all of U+A940–U+A97F, and U+AC00–U+D7FF whole.
+    static func needsICU(_ u: UnsafeBufferPointer<UInt8>) -> Bool {
+        var i = 0
+        while i < u.count {
+            let b = u[i]
+            if b < 0xE0 {
+                i += b < 0x80 ? 1 : 2
+                continue
             }
+            if b >= 0xF0 { return true }
+            let b1 = u[i + 1]
+            let b2 = u[i + 2]
+            switch b {
+            case 0xE0:
+                // U+0CCA is E0 B3 8A; U+0F73, U+0F75 and U+0F81 are E0 BD B3, E0 BD B5 and E0 BE 81.
+                if (b1 == 0xB3 && b2 == 0x8A) || (b1 == 0xBD && (b2 == 0xB3 || b2 == 0xB5))
+                    || (b1 == 0xBE && b2 == 0x81)
+                {
+                    return true
+                }
+            case 0xE1: if (0x84...0x87).contains(b1) { return true }  // U+1100–U+11FF
+            case 0xEA: if b1 == 0xA5 || b1 >= 0xB0 { return true }  // U+A940–U+A97F, U+AC00–U+AFFF
+            case 0xEB, 0xEC: return true  // U+B000–U+CFFF
+            case 0xED: if b1 <= 0x9F { return true }  // U+D000–U+D7FF
+            default: break
+            }
+            i += 3
         }
-        flush()
-        return String(out)
+        return false
     }
 
     /// The scalar value at byte `i` of valid UTF-8, and its length.
