@@ -72,6 +72,8 @@ struct TokenCountingTests {
         "emoji 👨‍👩‍👧‍👦 and 👍🏽 split mid-sequence, plus combining é here",
         "  spaces   then\n\nnewlines\r\n and 1234567 digits and don't WON'T",
         "def f(x):\n    return x ** 2  # code\n",
+        // Decomposed: qwen's NFC composes a mark with the letter before it, across a settled prefix.
+        "cafe\u{301} de\u{301}ja\u{300} vu, na\u{308}ive a\u{301}\u{301}\u{301} b; \u{AC00}\u{11A8} \u{1100}\u{1161} x",
         // A run of printable ASCII with no space, split 64 bytes at a time (data URLs carry such runs).
         "img: data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg== done",
     ]

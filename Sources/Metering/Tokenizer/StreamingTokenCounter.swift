@@ -52,13 +52,16 @@ public struct StreamingTokenCounter: Sendable {
         return pending.count
     }
 
+    /// Counts and drops the settled prefix (``TokenEncoding/settledPrefixLength(_:keepingPieces:)``).
+    /// For qwen, `pending` keeps the rest normalized: NFC of that rest and whatever follows is NFC of
+    /// the raw text and whatever follows.
     private mutating func settle() {
         let complete = completeLength()
-        let text = String(decoding: pending[..<complete], as: UTF8.self)
+        let text = encoding.normalizedForCounting(String(decoding: pending[..<complete], as: UTF8.self))
         let cut = encoding.settledPrefixLength(text, keepingPieces: Self.keptPieces)
         guard cut > 0 else { return }
-        // `cut` is a scalar boundary of `text`, whose bytes are `pending`'s (deltas are valid UTF-8).
+        // `cut` is a scalar boundary of `text`.
         settled += encoding.count(String(text.utf8.prefix(cut))!)
-        pending.removeFirst(cut)
+        pending = Array(text.utf8.dropFirst(cut)) + pending[complete...]
     }
 }

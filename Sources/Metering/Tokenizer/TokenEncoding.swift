@@ -103,21 +103,29 @@ public final class TokenEncoding: Sendable {
         }
     }
 
-    /// The byte offset where the last `pieces` pre-tokenization pieces of `text` begin (0 when it has
-    /// no more pieces than that). Text before it splits the same way whatever is appended later, so a
-    /// streaming counter can settle it.
+    /// `text` as the encoding counts it: NFC for qwen, unchanged otherwise.
+    func normalizedForCounting(_ text: String) -> String { normalizesNFC ? Self.nfc(text) : text }
+
+    /// Where a streaming counter may settle `text` (already ``normalizedForCounting(_:)``): the start
+    /// of the latest pre-tokenization piece with at least `pieces` pieces after it, or 0 when there is
+    /// none. Text before it splits the same way whatever is appended later.
+    ///
+    /// For qwen the piece must also begin with an NFC-stable scalar (``isNFCStable(_:)``), so that
+    /// nothing appended later can compose with or reorder across it: NFC of the whole is then the
+    /// settled prefix followed by NFC of the rest. Without that, a mark arriving after the cut (e,
+    /// then U+0301) would make one letter of what was counted as two pieces.
     func settledPrefixLength(_ text: String, keepingPieces pieces: Int) -> Int {
         var text = text
         return text.withUTF8 { utf8 -> Int in
             guard !utf8.isEmpty else { return 0 }
             let splitter = Pretokenizer(text: utf8, pattern: pattern, classes: .shared)
-            var starts = [Int](repeating: 0, count: pieces)
-            var seen = 0
-            splitter.forEachPiece { start, _ in
-                starts[seen % pieces] = start
-                seen += 1
+            var starts: [Int] = []
+            splitter.forEachPiece { start, _ in starts.append(start) }
+            guard starts.count > pieces else { return 0 }
+            for k in stride(from: starts.count - pieces, through: 1, by: -1) {
+                if !normalizesNFC || Self.isNFCStable(Self.scalar(utf8, at: starts[k]).0) { return starts[k] }
             }
-            return seen <= pieces ? 0 : starts[seen % pieces]
+            return 0
         }
     }
 
