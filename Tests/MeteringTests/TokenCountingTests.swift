@@ -116,6 +116,37 @@ struct TokenCountingTests {
         }
     }
 
+    /// Found two ways the settled prefix used to go wrong: counted on its own, two spaces before a
+    /// digit were one piece instead of two; and in qwen a mark after the cut composed with the letter
+    /// before it.
+    @Test("random texts dense with marks, streamed in random deltas, count as the whole text")
+    func randomMarkedStreams() throws {
+        let alphabet: [String] = [
+            "a", "e", "E", "o", "x", " ", "  ", "\n", "\r\n", "\t", "'s", "'", "1", "23", ".", ",", "中", "文", "한",
+            "\u{301}", "\u{300}", "\u{308}", "\u{323}", "\u{327}", "\u{1100}", "\u{1161}", "\u{11A8}", "\u{AC00}",
+            "\u{F73}", "\u{F71}", "\u{CCA}", "\u{CD5}", "\u{0915}", "\u{093C}", "\u{094D}", "\u{20041}", "👍",
+            "\u{1F3FD}", "\u{200D}", "\u{3099}", "か", "\u{212B}", "\u{F900}", "\u{A0}",
+        ]
+        var rng = SplitMix(seed: 11)
+        for name in TokenEncoding.names {
+            let encoding = try TokenEncoding.named(name)
+            for _ in 0..<150 {
+                var text = ""
+                for _ in 0..<(20 + Int(rng.next() % 200)) { text += alphabet[Int(rng.next() % UInt64(alphabet.count))] }
+                let bytes = Array(text.utf8)
+                var counter = StreamingTokenCounter(encoding: encoding, settleThreshold: Int(rng.next() % 48) + 1)
+                var i = 0
+                while i < bytes.count {
+                    let n = min(bytes.count - i, Int(rng.next() % 9) + 1)
+                    counter.append(bytes: bytes[i..<(i + n)])
+                    i += n
+                }
+                let scalars = text.unicodeScalars.map { String($0.value, radix: 16) }
+                #expect(counter.finalCount == encoding.count(text), "\(name): \(scalars)")
+            }
+        }
+    }
+
     @Test("an agent's history is tokenized once: turn N counts only its new messages")
     func prefixCache() throws {
         let cache = TokenCountCache()

@@ -52,16 +52,15 @@ public struct StreamingTokenCounter: Sendable {
         return pending.count
     }
 
-    /// Counts and drops the settled prefix (``TokenEncoding/settledPrefixLength(_:keepingPieces:)``).
-    /// For qwen, `pending` keeps the rest normalized: NFC of that rest and whatever follows is NFC of
-    /// the raw text and whatever follows.
+    /// Counts and drops the settled prefix (``TokenEncoding/settledPrefix(_:keepingPieces:)``). For
+    /// qwen, `pending` keeps the rest normalized: NFC of that rest and whatever follows is NFC of the
+    /// raw text and whatever follows.
     private mutating func settle() {
         let complete = completeLength()
         let text = encoding.normalizedForCounting(String(decoding: pending[..<complete], as: UTF8.self))
-        let cut = encoding.settledPrefixLength(text, keepingPieces: Self.keptPieces)
-        guard cut > 0 else { return }
-        // `cut` is a scalar boundary of `text`.
-        settled += encoding.count(String(text.utf8.prefix(cut))!)
-        pending = Array(text.utf8.dropFirst(cut)) + pending[complete...]
+        let prefix = encoding.settledPrefix(text, keepingPieces: Self.keptPieces)
+        guard prefix.length > 0 else { return }
+        settled += prefix.tokens
+        pending = Array(text.utf8.dropFirst(prefix.length)) + pending[complete...]
     }
 }

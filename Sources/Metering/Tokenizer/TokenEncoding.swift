@@ -80,25 +80,35 @@ public final class TokenEncoding: Sendable {
         var text = normalizesNFC ? Self.nfc(text) : text
         text.withUTF8 { utf8 in
             guard !utf8.isEmpty else { return }
-            vocabulary.bytes.withUnsafeBufferPointer { bytes in
-                func encodeAll(pairMemo: UnsafeMutablePointer<UInt64>?) {
-                    var encoder = BytePairEncoder(
-                        vocabulary: vocabulary, table: vocabulary.table.buffer, bytes: bytes, merges: merges,
-                        backtrackFrom: backtrackFrom)
-                    encoder.pairMemo = pairMemo
-                    encoder.periodicFrom = periodicFrom
-                    let splitter = Pretokenizer(
-                        text: utf8, pattern: pattern, classes: .shared, fastPaths: fastPaths)
-                    let base = utf8.baseAddress!
-                    splitter.forEachPiece { start, end in encoder.encode(base + start, end - start, emit: body) }
-                }
-                // A short text cannot make the encoder churn for long; it skips the memo's allocation,
-                // which costs a tiny text (a streamed delta) a fifth of its time.
-                guard utf8.count >= BytePairEncoder.pairMemoFromBytes else { return encodeAll(pairMemo: nil) }
-                withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 1 + BytePairEncoder.pairMemoSlots) { memo in
-                    memo[0] = 0  // the rest is set up when a piece first needs it
-                    encodeAll(pairMemo: memo.baseAddress)
-                }
+            withEncoder(for: utf8, backtrackFrom: backtrackFrom, periodicFrom: periodicFrom) { encoder in
+                let splitter = Pretokenizer(text: utf8, pattern: pattern, classes: .shared, fastPaths: fastPaths)
+                let base = utf8.baseAddress!
+                splitter.forEachPiece { start, end in encoder.encode(base + start, end - start, emit: body) }
+            }
+        }
+    }
+
+    /// Calls `body` with an encoder for the pieces of `utf8` (not empty).
+    @inline(__always)
+    func withEncoder(
+        for utf8: UnsafeBufferPointer<UInt8>, backtrackFrom: Int = BytePairEncoder.defaultBacktrackFrom,
+        periodicFrom: Int = BytePairEncoder.defaultPeriodicFrom, _ body: (BytePairEncoder) -> Void
+    ) {
+        vocabulary.bytes.withUnsafeBufferPointer { bytes in
+            func run(pairMemo: UnsafeMutablePointer<UInt64>?) {
+                var encoder = BytePairEncoder(
+                    vocabulary: vocabulary, table: vocabulary.table.buffer, bytes: bytes, merges: merges,
+                    backtrackFrom: backtrackFrom)
+                encoder.pairMemo = pairMemo
+                encoder.periodicFrom = periodicFrom
+                body(encoder)
+            }
+            // A short text cannot make the encoder churn for long; it skips the memo's allocation,
+            // which costs a tiny text (a streamed delta) a fifth of its time.
+            guard utf8.count >= BytePairEncoder.pairMemoFromBytes else { return run(pairMemo: nil) }
+            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 1 + BytePairEncoder.pairMemoSlots) { memo in
+                memo[0] = 0  // the rest is set up when a piece first needs it
+                run(pairMemo: memo.baseAddress)
             }
         }
     }
@@ -106,26 +116,36 @@ public final class TokenEncoding: Sendable {
     /// `text` as the encoding counts it: NFC for qwen, unchanged otherwise.
     func normalizedForCounting(_ text: String) -> String { normalizesNFC ? Self.nfc(text) : text }
 
-    /// Where a streaming counter may settle `text` (already ``normalizedForCounting(_:)``): the start
-    /// of the latest pre-tokenization piece with at least `pieces` pieces after it, or 0 when there is
-    /// none. Text before it splits the same way whatever is appended later.
+    /// What a streaming counter may settle of `text` (already ``normalizedForCounting(_:)``): the
+    /// pieces before the latest pre-tokenization piece with at least `pieces` pieces after it, as a
+    /// byte length and their number of tokens; (0, 0) when there is no such piece. Appending text can
+    /// change only the last pieces, so the pieces before it stay as they are.
+    ///
+    /// The tokens are those of the pieces as `text` splits them, not of the prefix on its own: at the
+    /// end of a text, two spaces are one piece (`\s+(?!\S)`), but before a digit they are two.
     ///
     /// For qwen the piece must also begin with an NFC-stable scalar (``isNFCStable(_:)``), so that
     /// nothing appended later can compose with or reorder across it: NFC of the whole is then the
     /// settled prefix followed by NFC of the rest. Without that, a mark arriving after the cut (e,
     /// then U+0301) would make one letter of what was counted as two pieces.
-    func settledPrefixLength(_ text: String, keepingPieces pieces: Int) -> Int {
+    func settledPrefix(_ text: String, keepingPieces pieces: Int) -> (length: Int, tokens: Int) {
         var text = text
-        return text.withUTF8 { utf8 -> Int in
-            guard !utf8.isEmpty else { return 0 }
-            let splitter = Pretokenizer(text: utf8, pattern: pattern, classes: .shared)
-            var starts: [Int] = []
-            splitter.forEachPiece { start, _ in starts.append(start) }
-            guard starts.count > pieces else { return 0 }
-            for k in stride(from: starts.count - pieces, through: 1, by: -1) {
-                if !normalizesNFC || Self.isNFCStable(Self.scalar(utf8, at: starts[k]).0) { return starts[k] }
+        return text.withUTF8 { utf8 -> (length: Int, tokens: Int) in
+            guard !utf8.isEmpty else { return (0, 0) }
+            var bounds: [(start: Int, end: Int)] = []
+            Pretokenizer(text: utf8, pattern: pattern, classes: .shared).forEachPiece { bounds.append(($0, $1)) }
+            guard bounds.count > pieces,
+                let cut = stride(from: bounds.count - pieces, through: 1, by: -1).first(where: {
+                    !normalizesNFC || Self.isNFCStable(Self.scalar(utf8, at: bounds[$0].start).0)
+                })
+            else { return (0, 0) }
+            var tokens = 0
+            withEncoder(for: utf8) { encoder in
+                for piece in bounds[..<cut] {
+                    encoder.encode(utf8.baseAddress! + piece.start, piece.end - piece.start) { _ in tokens += 1 }
+                }
             }
-            return 0
+            return (bounds[cut].start, tokens)
         }
     }
 
