@@ -12,11 +12,11 @@ import os
 import random
 import subprocess
 import sys
-import unicodedata
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+from nfc_exhaustive import differing, pair_texts, pools  # noqa: E402
 from tiktoken_reference import ENCODINGS, ROOT, encode_ordinary  # noqa: E402
 
 BIN = os.environ.get("GATEWAY_BIN", os.path.join(ROOT, ".build", "debug", "gateway"))
@@ -113,30 +113,26 @@ def test_long_pieces(encoding):
 
 
 def normalization_pools():
-    """Characters NFC acts on, from this Python's Unicode data (14.0 for Python 3.11): every mark
-    (nonzero combining class), every character with a canonical decomposition, and every part of one;
-    Hangul jamo and syllables; and characters above U+FFFF, whose low 16 bits Swift's own
-    normalization mistook for a character to compose."""
-    marks, decomposable, parts, astral = [], [], set(), []
-    for c in range(0x110000):
-        if 0xD800 <= c <= 0xDFFF or unicodedata.category(chr(c)) in ("Cn", "Co"):
-            continue
-        if c > 0xFFFF and (c & 0xFFFF) < 0x2000:
-            astral.append(chr(c))
-        if unicodedata.combining(chr(c)):
-            marks.append(chr(c))
-        d = unicodedata.decomposition(chr(c))
-        if d and not d.startswith("<"):
-            decomposable.append(chr(c))
-            parts.update(chr(int(x, 16)) for x in d.split())
+    """Characters NFC acts on (``nfc_exhaustive.pools``): marks, decomposable characters and their parts;
+    Hangul jamo and syllables; and characters above U+FFFF, whose low 16 bits Swift's own normalization
+    mistook for a character to compose."""
+    p = pools()
+    astral = [chr(c) for c in p["starters"] if c > 0xFFFF and (c & 0xFFFF) < 0x2000]
     jamo = [chr(c) for c in list(range(0x1100, 0x1116)) + list(range(0x1160, 0x1178)) + list(range(0x11A6, 0x11C5))]
     syllables = ["\uac00", "\uac01", "\ud558", "\ud7a3", "\ud55c"]
-    return [marks, decomposable, sorted(parts), jamo + syllables, astral, list("aeoAEO xz中\n.'07")]
+    return [[chr(c) for c in p[k]] for k in ("marks", "decomposable", "parts")] + [
+        jamo + syllables, astral, list("aeoAEO xz中\n.'07")]
 
 
 def test_qwen_normalization():
     rng = random.Random(SEED)
-    pools = normalization_pools()
-    texts = ["".join(rng.choice(rng.choice(pools)) for _ in range(rng.randint(1, rng.choice([8, 60, 600]))))
+    groups = normalization_pools()
+    texts = ["".join(rng.choice(rng.choice(groups)) for _ in range(rng.randint(1, rng.choice([8, 60, 600]))))
              for _ in range(1500)]
     compare("qwen", texts)
+
+
+def test_qwen_normalization_pairs():
+    """A random share (one in 400) of the pairs that `nfc_exhaustive.py` checks all of."""
+    bad = differing(BIN, list(pair_texts(random.Random(SEED), 1 / 400)))
+    assert not bad, f"seed {SEED}: qwen differs on {[' '.join(f'{ord(c):04X}' for c in t) for t in bad[:5]]}"
