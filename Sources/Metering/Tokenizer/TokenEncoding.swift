@@ -80,37 +80,39 @@ public final class TokenEncoding: Sendable {
         var text = normalizesNFC ? Self.nfc(text) : text
         text.withUTF8 { utf8 in
             guard !utf8.isEmpty else { return }
-            withEncoder(for: utf8, backtrackFrom: backtrackFrom, periodicFrom: periodicFrom) { encoder in
-                let splitter = Pretokenizer(text: utf8, pattern: pattern, classes: .shared, fastPaths: fastPaths)
-                let base = utf8.baseAddress!
-                splitter.forEachPiece { start, end in encoder.encode(base + start, end - start, emit: body) }
+            vocabulary.bytes.withUnsafeBufferPointer { bytes in
+                func encodeAll(pairMemo: UnsafeMutablePointer<UInt64>?) {
+                    let encoder = self.encoder(
+                        bytes: bytes, pairMemo: pairMemo, backtrackFrom: backtrackFrom, periodicFrom: periodicFrom)
+                    let splitter = Pretokenizer(
+                        text: utf8, pattern: pattern, classes: .shared, fastPaths: fastPaths)
+                    let base = utf8.baseAddress!
+                    splitter.forEachPiece { start, end in encoder.encode(base + start, end - start, emit: body) }
+                }
+                // A short text cannot make the encoder churn for long; it skips the memo's allocation,
+                // which costs a tiny text (a streamed delta) a fifth of its time.
+                guard utf8.count >= BytePairEncoder.pairMemoFromBytes else { return encodeAll(pairMemo: nil) }
+                withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 1 + BytePairEncoder.pairMemoSlots) { memo in
+                    memo[0] = 0  // the rest is set up when a piece first needs it
+                    encodeAll(pairMemo: memo.baseAddress)
+                }
             }
         }
     }
 
-    /// Calls `body` with an encoder for the pieces of `utf8` (not empty).
+    /// An encoder over this encoding's tables; `bytes` is `vocabulary.bytes`.
     @inline(__always)
-    func withEncoder(
-        for utf8: UnsafeBufferPointer<UInt8>, backtrackFrom: Int = BytePairEncoder.defaultBacktrackFrom,
-        periodicFrom: Int = BytePairEncoder.defaultPeriodicFrom, _ body: (BytePairEncoder) -> Void
-    ) {
-        vocabulary.bytes.withUnsafeBufferPointer { bytes in
-            func run(pairMemo: UnsafeMutablePointer<UInt64>?) {
-                var encoder = BytePairEncoder(
-                    vocabulary: vocabulary, table: vocabulary.table.buffer, bytes: bytes, merges: merges,
-                    backtrackFrom: backtrackFrom)
-                encoder.pairMemo = pairMemo
-                encoder.periodicFrom = periodicFrom
-                body(encoder)
-            }
-            // A short text cannot make the encoder churn for long; it skips the memo's allocation,
-            // which costs a tiny text (a streamed delta) a fifth of its time.
-            guard utf8.count >= BytePairEncoder.pairMemoFromBytes else { return run(pairMemo: nil) }
-            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 1 + BytePairEncoder.pairMemoSlots) { memo in
-                memo[0] = 0  // the rest is set up when a piece first needs it
-                run(pairMemo: memo.baseAddress)
-            }
-        }
+    func encoder(
+        bytes: UnsafeBufferPointer<UInt8>, pairMemo: UnsafeMutablePointer<UInt64>?,
+        backtrackFrom: Int = BytePairEncoder.defaultBacktrackFrom,
+        periodicFrom: Int = BytePairEncoder.defaultPeriodicFrom
+    ) -> BytePairEncoder {
+        var encoder = BytePairEncoder(
+            vocabulary: vocabulary, table: vocabulary.table.buffer, bytes: bytes, merges: merges,
+            backtrackFrom: backtrackFrom)
+        encoder.pairMemo = pairMemo
+        encoder.periodicFrom = periodicFrom
+        return encoder
     }
 
     /// `text` as the encoding counts it: NFC for qwen, unchanged otherwise.
@@ -140,7 +142,9 @@ public final class TokenEncoding: Sendable {
                 })
             else { return (0, 0) }
             var tokens = 0
-            withEncoder(for: utf8) { encoder in
+            vocabulary.bytes.withUnsafeBufferPointer { bytes in
+                // No pair memo: it pays only on long churning pieces, and would cost every settle.
+                let encoder = self.encoder(bytes: bytes, pairMemo: nil)
                 for piece in bounds[..<cut] {
                     encoder.encode(utf8.baseAddress! + piece.start, piece.end - piece.start) { _ in tokens += 1 }
                 }
