@@ -98,22 +98,34 @@ struct TokenCountingTests {
     func randomSplits(seed: UInt64) throws {
         var rng = SplitMix(seed: seed)
         let text = Self.streamTexts.joined(separator: " ") + String(repeating: " word's", count: 50)
-        let bytes = Array(text.utf8)
         for name in TokenEncoding.names {
-            let encoding = try TokenEncoding.named(name)
-            var counter = StreamingTokenCounter(encoding: encoding, settleThreshold: Int(rng.next() % 64) + 1)
-            var i = 0
-            while i < bytes.count {
-                let n = min(bytes.count - i, Int(rng.next() % 12) + 1)
-                counter.append(bytes: bytes[i..<(i + n)])
-                i += n
-                // The count so far equals counting the complete characters received so far.
-                var complete = i
-                while complete > 0 && complete < bytes.count && bytes[complete] & 0xC0 == 0x80 { complete -= 1 }
-                #expect(counter.count == encoding.count(String(decoding: bytes[..<complete], as: UTF8.self)))
-            }
-            #expect(counter.finalCount == encoding.count(text))
+            Self.streamRandomly(text, try TokenEncoding.named(name), &rng, maxDelta: 12, maxThreshold: 64)
         }
+    }
+
+    /// Streams `text` in random deltas of 1 to `maxDelta` bytes through a counter with a random settle
+    /// threshold (1 to `maxThreshold`), checking after each delta that the count equals counting the
+    /// complete characters received so far, and the final count at the end.
+    static func streamRandomly(
+        _ text: String, _ encoding: TokenEncoding, _ rng: inout SplitMix, maxDelta: UInt64, maxThreshold: UInt64
+    ) {
+        let bytes = Array(text.utf8)
+        var counter = StreamingTokenCounter(encoding: encoding, settleThreshold: Int(rng.next() % maxThreshold) + 1)
+        var i = 0
+        while i < bytes.count {
+            let n = min(bytes.count - i, Int(rng.next() % maxDelta) + 1)
+            counter.append(bytes: bytes[i..<(i + n)])
+            i += n
+            var complete = i
+            while complete > 0 && complete < bytes.count && bytes[complete] & 0xC0 == 0x80 { complete -= 1 }
+            let expected = encoding.count(String(decoding: bytes[..<complete], as: UTF8.self))
+            guard counter.count == expected else {
+                let scalars = text.unicodeScalars.map { String($0.value, radix: 16) }
+                Issue.record("\(encoding.name) at byte \(i): \(counter.count) tokens, \(expected) expected; \(scalars)")
+                return
+            }
+        }
+        #expect(counter.finalCount == encoding.count(text))
     }
 
     /// Found two ways the settled prefix used to go wrong: counted on its own, two spaces before a
@@ -133,16 +145,7 @@ struct TokenCountingTests {
             for _ in 0..<150 {
                 var text = ""
                 for _ in 0..<(20 + Int(rng.next() % 200)) { text += alphabet[Int(rng.next() % UInt64(alphabet.count))] }
-                let bytes = Array(text.utf8)
-                var counter = StreamingTokenCounter(encoding: encoding, settleThreshold: Int(rng.next() % 48) + 1)
-                var i = 0
-                while i < bytes.count {
-                    let n = min(bytes.count - i, Int(rng.next() % 9) + 1)
-                    counter.append(bytes: bytes[i..<(i + n)])
-                    i += n
-                }
-                let scalars = text.unicodeScalars.map { String($0.value, radix: 16) }
-                #expect(counter.finalCount == encoding.count(text), "\(name): \(scalars)")
+                Self.streamRandomly(text, encoding, &rng, maxDelta: 9, maxThreshold: 48)
             }
         }
     }
