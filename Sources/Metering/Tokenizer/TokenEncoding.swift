@@ -270,7 +270,7 @@ public final class TokenEncoding: Sendable {
     /// through Foundation's `applyingTransform` ("Any-NFC"), which is right on all of them and takes
     /// about twice as long. Checked against Python for every pair of marks, decomposable characters and
     /// decomposition parts (17.7 million), every starter followed by every second part of a
-    /// composition (6.7 million; a quarter of the starters above U+FFFF), and 14 million more
+    /// composition (6.7 million; a quarter of the starters above U+FFFF), and 22 million more
     /// sequences built around decomposable characters and recent marks.
     static func nfcSegment(_ utf8: UnsafeBufferPointer<UInt8>) -> String {
         let segment = String(decoding: utf8, as: UTF8.self)
