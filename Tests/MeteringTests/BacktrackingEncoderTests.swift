@@ -411,6 +411,40 @@ struct NFCTests {
         }
     }
 
+    @Test("the NFC quick check passes only text NFC leaves alone, and passes ordered marks")
+    func quickCheck() {
+        func passes(_ text: String) -> Bool {
+            var text = text
+            return text.withUTF8 { TokenEncoding.passesNFCQuickCheck($0) }
+        }
+        #expect(passes("\u{915}\u{94D}\u{937} \u{939}\u{93F}\u{928}\u{94D}\u{926}\u{940}"))  // viramas, matras
+        #expect(passes("\u{5D0}\u{591}\u{592}"))  // classes 220, 230: in order
+        #expect(!passes("\u{5D0}\u{592}\u{591}"))  // 230 before 220
+        #expect(!passes("e\u{301}"))  // composes
+        #expect(!passes("\u{212B}"))  // a singleton: NFC changes it
+        #expect(!passes("\u{F73}"))  // NFC decomposes it
+        #expect(!passes("\u{AC00}\u{11A8}"))  // Hangul goes to ICU
+        // Soundness on random text dense with marks: whatever passes, NFC leaves alone.
+        let alphabet: [String] = [
+            "a", "e", "\u{915}", "\u{94D}", "\u{93C}", "\u{941}", "\u{5D0}", "\u{591}", "\u{592}", "\u{5B4}",
+            "\u{5BC}", "\u{301}", "\u{323}", "\u{31B}", "\u{F71}", "\u{F72}", "\u{F80}", "\u{E48}", "\u{E38}",
+            "\u{1AB0}", "\u{1DC0}", "\u{20D0}", "\u{302A}", "\u{3099}", "か", "ơ", "\u{CCA}", "\u{CD5}", " ",
+        ]
+        var rng = SplitMix(seed: 5)
+        var passed = 0
+        for _ in 0..<20000 {
+            var text = ""
+            for _ in 0..<(1 + Int(rng.next() % 6)) { text += alphabet[Int(rng.next() % UInt64(alphabet.count))] }
+            guard passes(text) else { continue }
+            passed += 1
+            var copy = text
+            let normalized = copy.withUTF8 { TokenEncoding.nfcSegment($0) }
+            let scalars = text.unicodeScalars.map { String($0.value, radix: 16) }
+            #expect(Array(normalized.utf8) == Array(text.utf8), "\(scalars)")
+        }
+        #expect(passed > 1000)
+    }
+
     @Test("random mixed text normalizes as it does whole, in one segment")
     func randomText() {
         let alphabet: [String] = [
