@@ -411,6 +411,20 @@ struct NFCTests {
         }
     }
 
+    /// The quick-check table is derived at run time, the stability table is generated into the source:
+    /// two readings of the same Unicode data, which must agree where they overlap.
+    @Test("the quick-check table calls a scalar class 0 and quick-check Yes exactly where it is NFC-stable")
+    func quickCheckAgreesWithStability() {
+        var disagree: [UInt32] = []
+        for v in UInt32(0x300)..<0x3000 {
+            let isJamo = (0x1100...0x11FF).contains(v)  // stable, but left to ICU by the quick check
+            if (TokenEncoding.nfcQuickCheck[Int(v - 0x300)] == 0) != TokenEncoding.isNFCStable(v) && !isJamo {
+                disagree.append(v)
+            }
+        }
+        #expect(disagree.isEmpty, "\(disagree.prefix(10).map { String($0, radix: 16) })")
+    }
+
     @Test("the NFC quick check passes only text NFC leaves alone, and passes ordered marks")
     func quickCheck() {
         func passes(_ text: String) -> Bool {

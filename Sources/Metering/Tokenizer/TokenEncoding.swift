@@ -262,7 +262,7 @@ public final class TokenEncoding: Sendable {
     /// scalar's NFC_Quick_Check is Yes and the combining classes of each run of marks never decrease.
     /// Conservative: a scalar outside U+0300–U+2FFF passes only if it is NFC-stable, and one that may
     /// compose with the scalar before it counts as failing (``nfcQuickCheck``). Text dense with marks
-    /// that are already in order (Devanagari viramas, Vietnamese tone marks after their vowels) then
+    /// that are already in order and compose with nothing (Devanagari viramas and vowel signs) then
     /// skips Foundation: a megabyte of Hindi counted in qwen at 38 MB/s without this.
     static func passesNFCQuickCheck(_ u: UnsafeBufferPointer<UInt8>) -> Bool {
         let table = nfcQuickCheck
