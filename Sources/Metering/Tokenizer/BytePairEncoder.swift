@@ -9,6 +9,10 @@ import Foundation
 /// can make arbitrarily long (a megabyte of one letter is one piece), use the backtracking encoder:
 /// linear time, and several times faster than merging on CJK text, whose pieces are whole clauses. The
 /// scan is also the reference the backtracking encoder and the unrolled merges are tested against.
+///
+/// In text that looks like encoded data (base64, keys, hashes), a piece of letters is first cut where
+/// no token can span the boundary (``encodeAtCuts(_:_:emit:)``), and the short parts merge on their
+/// own: in cl100k and qwen, whose pieces of random letters run on for dozens of bytes.
 struct BytePairEncoder {
     let vocabulary: BPEVocabulary
     let table: UnsafeBufferPointer<BPEVocabulary.Slot>
@@ -38,6 +42,11 @@ struct BytePairEncoder {
     /// Pieces at least this long that repeat a unit of up to ``longestPeriod`` bytes are encoded by
     /// ``encodePeriodic(_:_:emit:)`` (`Int.max`: never, the reference in tests).
     var periodicFrom = Self.defaultPeriodicFrom
+
+    /// Whether the encoding searches text that looks like encoded data for cuts
+    /// (``encodeSearchingCuts(_:_:emit:)``). Not in o200k, whose pre-tokenizer already ends a piece of
+    /// letters where small letters turn capital, so that random letters make short pieces.
+    var searchesCuts = true
 
     static let defaultPeriodicFrom = 2 * periodicSample
     /// Bytes encoded from the start of a periodic piece to find its repeating block of tokens.
@@ -71,6 +80,113 @@ struct BytePairEncoder {
             emit(whole)
             return
         }
+        merge(piece, n, emit: emit)
+    }
+
+    /// ``encode(_:_:emit:)`` for text that looks like encoded data (``looksEncoded(_:)``): a piece
+    /// that holds a capital after its first two bytes is searched for cuts first. Prose does not pay
+    /// for the test: on every piece, it cost English and code several percent.
+    @inline(__always)
+    func encodeSearchingCuts(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
+        if n >= 4 && Self.hasInnerCapital(piece, n) {
+            encodeMixedCase(piece, n, emit: emit)
+        } else {
+            encode(piece, n, emit: emit)
+        }
+    }
+
+    /// Whether a text looks like encoded data (base64, keys, hashes): at least half of up to eight
+    /// samples of 16 bytes, spread over it, look like random letters (``isChurningASCII(_:_:)``).
+    /// Texts under 64 bytes do not.
+    static func looksEncoded(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard text.count >= 64, let base = text.baseAddress else { return false }
+        let samples = min(8, text.count / 16)
+        let step = (text.count - 16) / (samples - 1)
+        var random = 0
+        for i in 0..<samples where isChurningASCII(base + i * step, 16) { random += 1 }
+        return 2 * random >= samples
+    }
+
+    /// ``encode(_:_:emit:)`` for a piece with a capital after its first two bytes, out of line so that
+    /// the common path stays small. A piece with a cut is no token (a token holds every pair and
+    /// triple of its bytes), so the search for cuts comes first and spares the lookup of the whole
+    /// piece.
+    @inline(never)
+    func encodeMixedCase(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
+        if !encodeAtCuts(piece, n, emit: emit) { encodeUncut(piece, n, isPiece: true, emit: emit) }
+    }
+
+    /// Emits the ranks of a whole piece (`isPiece`) or of a part of one (``encodeAtCuts(_:_:emit:)``)
+    /// of two bytes or more, as ``encode(_:_:emit:)`` does, without searching it for cuts. A part is
+    /// one token only if BPE can make it: tiktoken's lookup of the whole piece does not apply to it.
+    @inline(never)
+    func encodeUncut(_ piece: UnsafePointer<UInt8>, _ n: Int, isPiece: Bool, emit: (UInt32) -> Void) {
+        let whole = rank(piece, n)
+        if whole != UInt32.max && (isPiece || merges.length.base[Int(whole)] != 0) {
+            emit(whole)
+            return
+        }
+        merge(piece, n, emit: emit)
+    }
+
+    /// Whether the last four bytes of the piece (n ≥ 4) that come after its first two hold a capital
+    /// letter: four random letters have one 15 times in 16; words (` The`, `Hello`) do not. One load and no branch: the lengths of words are too varied to predict.
+    @inline(__always)
+    static func hasInnerCapital(_ p: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+        let last = UInt32(littleEndian: UnsafeRawPointer(p + n - 4).loadUnaligned(as: UInt32.self))
+        let inner = last >> UInt32(8 * (6 - min(n, 6)))  // shifts out bytes 0 and 1 when n < 6
+        return Pretokenizer.letterMask(UInt64(inner), true, false) != 0
+    }
+
+    /// Encodes the piece part by part when BPE can never merge across some of its boundaries (cuts,
+    /// ``MergeTables/cutScan(_:_:)``): the result is the same, and the parts are short. Random letters
+    /// have such a boundary every two or three bytes in cl100k, where a letter run makes one piece: a
+    /// run of 12 then merges as four parts of three, each in a few lookups, where tiktoken's scan takes
+    /// dozens. Returns false, having emitted nothing, when the piece has no such boundary.
+    @inline(__always)
+    func encodeAtCuts(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) -> Bool {
+        var start = 0
+        var k = 1
+        var scan = merges.cutScan(piece, n)
+        while k < n {
+            var cuts = scan.next(k, min(n - k, 64))
+            while cuts != 0 {
+                let cut = k + cuts.trailingZeroBitCount
+                encodeSmallPart(piece + start, cut - start, emit: emit)
+                start = cut
+                cuts &= cuts &- 1
+            }
+            k += 64
+        }
+        guard start > 0 else { return false }
+        encodeSmallPart(piece + start, n - start, emit: emit)
+        return true
+    }
+
+    /// Emits the ranks of a part of a piece between cuts (``encodeAtCuts(_:_:emit:)``): the parts of
+    /// one and two bytes (most of them) inline, the others by ``encodeUncut(_:_:isPiece:emit:)``.
+    @inline(__always)
+    func encodeSmallPart(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
+        let byteRanks = vocabulary.byteRanks
+        if n == 1 {
+            emit(byteRanks[Int(piece[0])])
+        } else if n == 2 {
+            // Two-byte tokens are always reachable.
+            let r = vocabulary.pairRanks.base[Int(piece[0]) << 8 | Int(piece[1])]
+            if r != UInt32.max {
+                emit(r)
+            } else {
+                emit(byteRanks[Int(piece[0])])
+                emit(byteRanks[Int(piece[1])])
+            }
+        } else {
+            encodeUncut(piece, n, isPiece: false, emit: emit)
+        }
+    }
+
+    /// Emits the ranks of `piece[0..<n]` (n ≥ 2), which is not a token BPE can make, by merging.
+    @inline(__always)
+    func merge(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
         // Two and three bytes that are not a token merge at most once, and the pair ranks decide it:
         // no scan needed. (Encoded data such as base64 is mostly pieces this short.)
         if n == 2 {

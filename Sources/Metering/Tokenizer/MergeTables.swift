@@ -52,6 +52,14 @@ struct MergeTables: Sendable {
     let pairFilter: BloomFilter
     /// Number of multi-byte tokens BPE cannot produce from their own bytes.
     let unreachableCount: Int
+    /// Each byte's code in base64's alphabet (letters 0–51, digits 52–61, `+` 62, `/` 63), or 0xFF:
+    /// the bytes whose neighbourhoods ``cutBits`` describes.
+    let cutCodes: FrozenBuffer<UInt8>
+    /// Bits by the codes above (33 KiB, stays in cache): the first 64 words have bit `a << 6 | b` set
+    /// when the two bytes make a token; the next 4,096 have bit `a << 12 | b << 6 | c` set when the
+    /// three bytes occur anywhere inside a token. ``BytePairEncoder/encodeAtCuts(_:_:emit:)`` reads
+    /// from them where BPE can never merge across a boundary.
+    let cutBits: FrozenBuffer<UInt64>
 
     static let empty = UInt64.max
     static let pairFilterWords = 1 << 15
@@ -220,6 +228,75 @@ struct MergeTables: Sendable {
             wordCount: Self.pairFilterWords,
             hashes: pairs.filter { $0 != Self.empty }.map { ($0 >> 21) &* 0x9E37_79B9_7F4A_7C15 })
         self.unreachableCount = unreachable
+        var cutCodes = [UInt8](repeating: 0xFF, count: 256)
+        for (code, c) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8.enumerated() {
+            cutCodes[Int(c)] = UInt8(code)
+        }
+        var cutBits = [UInt64](repeating: 0, count: 64 + 4096)
+        for r in 0..<n {
+            let token = v.tokenBytes(r).map { cutCodes[Int($0)] }
+            if token.count == 2, token[0] | token[1] < 64 {
+                let bit = Int(token[0]) << 6 | Int(token[1])
+                cutBits[bit >> 6] |= 1 << UInt64(bit & 63)
+            }
+            for i in token.indices.dropLast(2) where token[i] | token[i + 1] | token[i + 2] < 64 {
+                let bit = Int(token[i]) << 12 | Int(token[i + 1]) << 6 | Int(token[i + 2])
+                cutBits[64 + bit >> 6] |= 1 << UInt64(bit & 63)
+            }
+        }
+        self.cutCodes = FrozenBuffer(cutCodes)
+        self.cutBits = FrozenBuffer(cutBits)
+    }
+
+    /// A scan for the boundaries of the piece `p[0..<n]` across which BPE can never merge, judged by
+    /// the base64 bytes around them (a boundary next to any other byte is never one).
+    ///
+    /// A merge across the boundary before `p[k]` would make a token holding `p[k - 1]` and `p[k]`:
+    /// either those two bytes alone, or a longer token that holds `p[k - 2] p[k - 1] p[k]` or
+    /// `p[k - 1] p[k] p[k + 1]` within the piece. When none of these is in the vocabulary, the two
+    /// sides merge as if they were separate pieces. Random letters (base64, keys, hashes) have such a
+    /// boundary every two or three bytes, since most mixed-case triples occur in no token; words
+    /// nearly never do.
+    @inline(__always)
+    func cutScan(_ p: UnsafePointer<UInt8>, _ n: Int) -> CutScan {
+        CutScan(p: p, n: n, codes: cutCodes.base, bits: cutBits.base)
+    }
+
+    struct CutScan {
+        let p: UnsafePointer<UInt8>
+        let n: Int
+        let codes: UnsafePointer<UInt8>
+        let bits: UnsafePointer<UInt64>
+        /// 1 when the triple centred on the byte before the next boundary occurs in a token (or holds
+        /// a byte outside the alphabet).
+        var tripleBefore: UInt64 = 0
+
+        /// Bit i set when the boundary before `p[k + i]` is a cut, for i < count (count ≤ 64, and
+        /// calls go in order: k = 1, 65, 129, …). Branch-free: at random letters, whether a boundary
+        /// is a cut is a coin toss that a branch would mispredict.
+        @inline(__always)
+        mutating func next(_ k: Int, _ count: Int) -> UInt64 {
+            var mask: UInt64 = 0
+            var a = UInt32(codes[Int(p[k - 1])])
+            var b = UInt32(codes[Int(p[k])])
+            for i in 0..<count {
+                let j = k + i
+                // The last boundary has no triple after it: a zero code there, with its bit ignored.
+                let c = j + 1 < n ? UInt32(codes[Int(p[j + 1])]) : 0
+                let tripleAfter =
+                    (j + 1 < n ? bit(4096 + ((a & 63) << 12 | (b & 63) << 6 | (c & 63))) : 0)
+                    | UInt64((a | b | c) >> 6 != 0 ? 1 : 0)
+                let blocked = bit((a & 63) << 6 | (b & 63)) | tripleBefore | tripleAfter
+                mask |= (blocked ^ 1) << UInt64(i)
+                tripleBefore = tripleAfter
+                a = b
+                b = c
+            }
+            return mask
+        }
+
+        @inline(__always)
+        func bit(_ index: UInt32) -> UInt64 { bits[Int(index >> 6)] >> UInt64(index & 63) & 1 }
     }
 
     private static func insert(

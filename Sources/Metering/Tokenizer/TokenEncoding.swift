@@ -70,12 +70,14 @@ public final class TokenEncoding: Sendable {
 
     /// Calls `body` with each token id of `text`, in order. `backtrackFrom: .max` merges every piece
     /// with tiktoken's own algorithm, `periodicFrom: .max` backtracks through long runs of one unit
-    /// too, and `fastPaths: false` pre-tokenizes without the ASCII and CJK shortcuts: the references
-    /// the tests compare the fast paths with.
+    /// too, `fastPaths: false` pre-tokenizes without the ASCII and CJK shortcuts, and
+    /// `searchesCuts: false` merges text that looks like encoded data whole: the references the tests
+    /// compare the fast paths with.
     @inline(__always)
     func forEachToken(
         _ text: String, backtrackFrom: Int = BytePairEncoder.defaultBacktrackFrom,
-        periodicFrom: Int = BytePairEncoder.defaultPeriodicFrom, fastPaths: Bool = true, _ body: (UInt32) -> Void
+        periodicFrom: Int = BytePairEncoder.defaultPeriodicFrom, fastPaths: Bool = true, searchesCuts: Bool = true,
+        _ body: (UInt32) -> Void
     ) {
         var text = normalizesNFC ? Self.nfc(text) : text
         text.withUTF8 { utf8 in
@@ -87,7 +89,15 @@ public final class TokenEncoding: Sendable {
                     let splitter = Pretokenizer(
                         text: utf8, pattern: pattern, classes: .shared, fastPaths: fastPaths)
                     let base = utf8.baseAddress!
-                    splitter.forEachPiece { start, end in encoder.encode(base + start, end - start, emit: body) }
+                    // Text that looks like encoded data is searched for cuts; other text does not pay
+                    // for the test (see `BytePairEncoder.encodeSearchingCuts`).
+                    if searchesCuts && encoder.searchesCuts && BytePairEncoder.looksEncoded(utf8) {
+                        splitter.forEachPiece { start, end in
+                            encoder.encodeSearchingCuts(base + start, end - start, emit: body)
+                        }
+                    } else {
+                        splitter.forEachPiece { start, end in encoder.encode(base + start, end - start, emit: body) }
+                    }
                 }
                 // A short text cannot make the encoder churn for long; it skips the memo's allocation,
                 // which costs a tiny text (a streamed delta) a fifth of its time.
@@ -112,6 +122,7 @@ public final class TokenEncoding: Sendable {
             backtrackFrom: backtrackFrom)
         encoder.pairMemo = pairMemo
         encoder.periodicFrom = periodicFrom
+        encoder.searchesCuts = pattern != .o200k
         return encoder
     }
 

@@ -1,0 +1,159 @@
+import Testing
+
+@testable import Metering
+
+/// The search for cuts (`MergeTables.cutScan`, `BytePairEncoder.encodeAtCuts`): boundaries of a piece
+/// that no token can span, so that the parts between them merge on their own.
+@Suite("Cuts in random letters")
+struct CutSearchTests {
+    static let encodings = BacktrackingEncoderTests.encodings
+
+    /// The boundaries `scan` calls cuts in `bytes`, as indices k (the boundary before `bytes[k]`).
+    static func cuts(_ encoding: TokenEncoding, _ bytes: [UInt8]) -> [Int] {
+        bytes.withUnsafeBufferPointer { p in
+            var scan = encoding.merges.cutScan(p.baseAddress!, p.count)
+            var found: [Int] = []
+            var k = 1
+            while k < p.count {
+                var mask = scan.next(k, min(p.count - k, 64))
+                while mask != 0 {
+                    found.append(k + mask.trailingZeroBitCount)
+                    mask &= mask &- 1
+                }
+                k += 64
+            }
+            return found
+        }
+    }
+
+    @Test("no token has a cut inside its own bytes", arguments: encodings)
+    func tokensHaveNoCuts(name: String) throws {
+        let encoding = try TokenEncoding.named(name)
+        let v = encoding.vocabulary
+        var withCuts = 0
+        for r in 0..<v.tokenCount where v.offsets[r + 1] - v.offsets[r] >= 2 {
+            if !Self.cuts(encoding, Array(v.tokenBytes(r))).isEmpty { withCuts += 1 }
+        }
+        #expect(withCuts == 0)
+    }
+
+    @Test("random base64 has a cut at about every other boundary in cl100k and qwen")
+    func randomLettersHaveCuts() throws {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+        var rng = SplitMix(seed: 0xC07)
+        let text = (0..<20_000).map { _ in alphabet[Int(rng.next() % 64)] }
+        for name in ["cl100k_base", "qwen"] {
+            let share = Double(Self.cuts(try TokenEncoding.named(name), text).count) / Double(text.count - 1)
+            #expect(share > 0.35, "\(name): \(share)")
+        }
+        // Words have next to none.
+        let words = Array(String(repeating: "Tokenizers merge frequent pairs of bytes into tokens. ", count: 40).utf8)
+        #expect(Self.cuts(try TokenEncoding.named("cl100k_base"), words).count < 20)
+    }
+
+    /// tiktoken's result for one piece: the whole piece when it is a token, else its merge loop.
+    static func reference(_ encoder: BytePairEncoder, _ p: UnsafeBufferPointer<UInt8>) -> [UInt32] {
+        let whole = encoder.rank(p.baseAddress!, p.count)
+        if whole != UInt32.max { return [whole] }
+        var out: [UInt32] = []
+        encoder.encodeShort(p.baseAddress!, p.count) { out.append($0) }
+        return out
+    }
+
+    @Test("pieces of random letters, digits and marks encode as tiktoken's merge loop does", arguments: encodings)
+    func randomPieces(name: String) throws {
+        let encoding = try TokenEncoding.named(name)
+        let letters = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+        let others = Array("0123456789+/-_=.'\u{e9}\u{4e2d}".utf8)
+        var rng = SplitMix(seed: 0xC075 ^ UInt64(name.utf8.count))
+        var mismatches = 0
+        var split = 0
+        BacktrackingEncoderTests.withEncoder(encoding) { encoder in
+            #expect(encoder.searchesCuts)
+            for round in 0..<6000 {
+                // Mostly letters; every fourth piece also has other bytes, which no cut touches.
+                let length = 4 + Int(rng.next() % (round % 10 == 0 ? 300 : 40))
+                let piece = (0..<length).map { _ in
+                    round % 4 == 0 && rng.next() % 8 == 0
+                        ? others[Int(rng.next() % UInt64(others.count))] : letters[Int(rng.next() % 52)]
+                }
+                piece.withUnsafeBufferPointer { p in
+                    var routed: [UInt32] = []
+                    encoder.encodeSearchingCuts(p.baseAddress!, p.count) { routed.append($0) }
+                    if routed != Self.reference(encoder, p) {
+                        mismatches += 1
+                        if mismatches < 4 { Issue.record("\(name) mismatch on \(piece)") }
+                    }
+                    var parts = 0
+                    if encoder.encodeAtCuts(p.baseAddress!, p.count, emit: { _ in parts += 1 }) { split += 1 }
+                }
+            }
+        }
+        #expect(mismatches == 0)
+        // The test is about the cut route: most pieces take it.
+        #expect(split > 3000)
+    }
+
+    @Test("texts of base64 look like encoded data, and prose, code and short texts do not")
+    func encodedTexts() {
+        func looksEncoded(_ text: String) -> Bool {
+            var text = text
+            return text.withUTF8 { BytePairEncoder.looksEncoded($0) }
+        }
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+        var rng = SplitMix(seed: 0xB64E)
+        let base64 = String(decoding: (0..<3000).map { _ in alphabet[Int(rng.next() % 64)] }, as: UTF8.self)
+        #expect(looksEncoded(base64))
+        #expect(looksEncoded("data:image/png;base64," + base64))
+        #expect(!looksEncoded(String(base64.prefix(63))))
+        let prose = String(repeating: "The quick brown fox jumps over the lazy dog. ", count: 60)
+        #expect(!looksEncoded(prose))
+        #expect(!looksEncoded(prose + String(base64.prefix(200))))
+        let code = String(
+            repeating: "let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)\n", count: 30)
+        #expect(!looksEncoded(code))
+    }
+
+    @Test("texts that look like encoded data count as with no search for cuts", arguments: encodings)
+    func wholeTexts(name: String) throws {
+        let encoding = try TokenEncoding.named(name)
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+        let hex = Array("0123456789abcdef".utf8)
+        var rng = SplitMix(seed: 0x7E27 ^ UInt64(name.utf8.count))
+        var mismatches = 0
+        var encoded = 0
+        for round in 0..<300 {
+            // Base64 (sometimes with line breaks or padding), keys and hashes, and some words between.
+            var text = ""
+            for _ in 0..<(1 + Int(rng.next() % 4)) {
+                let length = 16 + Int(rng.next() % 700)
+                let pool = round % 5 == 4 ? hex : alphabet
+                let bytes = (0..<length).map { _ in pool[Int(rng.next() % UInt64(pool.count))] }
+                var blob = String(decoding: bytes, as: UTF8.self)
+                if round % 3 == 1 { blob += "==\n" }
+                text += blob + (rng.next() % 2 == 0 ? " sk-" : " Bearer ")
+            }
+            var copy = text
+            if copy.withUTF8({ BytePairEncoder.looksEncoded($0) }) { encoded += 1 }
+            var reference: [Int] = []
+            encoding.forEachToken(text, searchesCuts: false) { reference.append(Int($0)) }
+            if encoding.encode(text) != reference || encoding.count(text) != reference.count {
+                mismatches += 1
+                if mismatches < 4 { Issue.record("\(name) mismatch on \(text)") }
+            }
+        }
+        #expect(mismatches == 0)
+        #expect(encoded > 150)
+    }
+
+    @Test("o200k does not search for cuts, and cl100k and qwen do")
+    func whichEncodingsSearch() throws {
+        for name in Self.encodings {
+            let encoding = try TokenEncoding.named(name)
+            let searches = encoding.vocabulary.bytes.withUnsafeBufferPointer {
+                encoding.encoder(bytes: $0, pairMemo: nil).searchesCuts
+            }
+            #expect(searches == (name != "o200k_base"))
+        }
+    }
+}
