@@ -7,6 +7,14 @@ import Testing
 @Suite("Cuts in random letters")
 struct CutSearchTests {
     static let encodings = BacktrackingEncoderTests.encodings
+    static let letters = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
+    static let base64 = letters + Array("0123456789+/".utf8)
+    static let hex = Array("0123456789abcdef".utf8)
+
+    /// `count` bytes drawn at random from `pool`.
+    static func random(_ count: Int, from pool: [UInt8], _ rng: inout SplitMix) -> [UInt8] {
+        (0..<count).map { _ in pool[Int(rng.next() % UInt64(pool.count))] }
+    }
 
     /// The boundaries `scan` calls cuts in `bytes`, as indices k (the boundary before `bytes[k]`).
     static func cuts(_ encoding: TokenEncoding, _ bytes: [UInt8]) -> [Int] {
@@ -39,9 +47,8 @@ struct CutSearchTests {
 
     @Test("random base64 has a cut at about every other boundary in cl100k and qwen")
     func randomLettersHaveCuts() throws {
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
         var rng = SplitMix(seed: 0xC07)
-        let text = (0..<20_000).map { _ in alphabet[Int(rng.next() % 64)] }
+        let text = Self.random(20_000, from: Self.base64, &rng)
         for name in ["cl100k_base", "qwen"] {
             let share = Double(Self.cuts(try TokenEncoding.named(name), text).count) / Double(text.count - 1)
             #expect(share > 0.35, "\(name): \(share)")
@@ -63,7 +70,6 @@ struct CutSearchTests {
     @Test("pieces of random letters, digits and marks encode as tiktoken's merge loop does", arguments: encodings)
     func randomPieces(name: String) throws {
         let encoding = try TokenEncoding.named(name)
-        let letters = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8)
         let others = Array("0123456789+/-_=.'\u{e9}\u{4e2d}".utf8)
         var rng = SplitMix(seed: 0xC075 ^ UInt64(name.utf8.count))
         var mismatches = 0
@@ -75,7 +81,7 @@ struct CutSearchTests {
                 let length = 4 + Int(rng.next() % (round % 10 == 0 ? 300 : 40))
                 let piece = (0..<length).map { _ in
                     round % 4 == 0 && rng.next() % 8 == 0
-                        ? others[Int(rng.next() % UInt64(others.count))] : letters[Int(rng.next() % 52)]
+                        ? others[Int(rng.next() % UInt64(others.count))] : Self.letters[Int(rng.next() % 52)]
                 }
                 piece.withUnsafeBufferPointer { p in
                     var routed: [UInt32] = []
@@ -100,9 +106,8 @@ struct CutSearchTests {
             var text = text
             return text.withUTF8 { BytePairEncoder.looksEncoded($0) }
         }
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
         var rng = SplitMix(seed: 0xB64E)
-        let base64 = String(decoding: (0..<3000).map { _ in alphabet[Int(rng.next() % 64)] }, as: UTF8.self)
+        let base64 = String(decoding: Self.random(3000, from: Self.base64, &rng), as: UTF8.self)
         #expect(looksEncoded(base64))
         #expect(looksEncoded("data:image/png;base64," + base64))
         #expect(!looksEncoded(String(base64.prefix(63))))
@@ -117,8 +122,6 @@ struct CutSearchTests {
     @Test("texts that look like encoded data count as with no search for cuts", arguments: encodings)
     func wholeTexts(name: String) throws {
         let encoding = try TokenEncoding.named(name)
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-        let hex = Array("0123456789abcdef".utf8)
         var rng = SplitMix(seed: 0x7E27 ^ UInt64(name.utf8.count))
         var mismatches = 0
         var encoded = 0
@@ -126,9 +129,7 @@ struct CutSearchTests {
             // Base64 (sometimes with line breaks or padding), keys and hashes, and some words between.
             var text = ""
             for _ in 0..<(1 + Int(rng.next() % 4)) {
-                let length = 16 + Int(rng.next() % 700)
-                let pool = round % 5 == 4 ? hex : alphabet
-                let bytes = (0..<length).map { _ in pool[Int(rng.next() % UInt64(pool.count))] }
+                let bytes = Self.random(16 + Int(rng.next() % 700), from: round % 5 == 4 ? Self.hex : Self.base64, &rng)
                 var blob = String(decoding: bytes, as: UTF8.self)
                 if round % 3 == 1 { blob += "==\n" }
                 text += blob + (rng.next() % 2 == 0 ? " sk-" : " Bearer ")
