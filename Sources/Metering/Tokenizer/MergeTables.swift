@@ -228,10 +228,7 @@ struct MergeTables: Sendable {
             wordCount: Self.pairFilterWords,
             hashes: pairs.filter { $0 != Self.empty }.map { ($0 >> 21) &* 0x9E37_79B9_7F4A_7C15 })
         self.unreachableCount = unreachable
-        var cutCodes = [UInt8](repeating: 0xFF, count: 256)
-        for (code, c) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8.enumerated() {
-            cutCodes[Int(c)] = UInt8(code)
-        }
+        let cutCodes = BPEVocabulary.base64Values
         var cutBits = [UInt64](repeating: 0, count: 64 + 4096)
         for r in 0..<n {
             let token = v.tokenBytes(r).map { cutCodes[Int($0)] }
