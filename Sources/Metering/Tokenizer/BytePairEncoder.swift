@@ -10,9 +10,9 @@ import Foundation
 /// linear time, and several times faster than merging on CJK text, whose pieces are whole clauses. The
 /// scan is also the reference the backtracking encoder and the unrolled merges are tested against.
 ///
-/// In text that looks like encoded data (base64, keys, hashes), a piece of letters is first cut where
-/// no token can span the boundary (``encodeAtCuts(_:_:emit:)``), and the short parts merge on their
-/// own: in cl100k and qwen, whose pieces of random letters run on for dozens of bytes.
+/// In text that looks like encoded data (base64, keys, hashes), pieces are cut where no token can span
+/// the boundary, and the short parts merge on their own (``encodeText(searchingCuts:emit:)``): in
+/// cl100k and qwen, whose pieces of random letters run on for dozens of bytes.
 struct BytePairEncoder {
     let vocabulary: BPEVocabulary
     let table: UnsafeBufferPointer<BPEVocabulary.Slot>
@@ -83,9 +83,10 @@ struct BytePairEncoder {
         merge(piece, n, emit: emit)
     }
 
-    /// ``encode(_:_:emit:)`` for text that looks like encoded data (``looksEncoded(_:)``): a piece
-    /// that holds a capital after its first two bytes is searched for cuts first. Prose does not pay
-    /// for the test: on every piece, it cost English and code several percent.
+    /// ``encode(_:_:emit:)`` for the pieces of text that looks like encoded data (``looksEncoded(_:)``)
+    /// that ``encodeText(searchingCuts:emit:)`` does not take run by run: a piece that holds a capital
+    /// after its first two bytes is searched for cuts first. Prose does not pay for the test: on every
+    /// piece, it cost English and code several percent.
     @inline(__always)
     func encodeSearchingCuts(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
         if n >= 4 && Self.hasInnerCapital(piece, n) {
@@ -161,6 +162,50 @@ struct BytePairEncoder {
         guard start > 0 else { return false }
         encodeSmallPart(piece + start, n - start, emit: emit)
         return true
+    }
+
+    /// Encodes a whole text that looks like encoded data (``looksEncoded(_:)``). In its runs of
+    /// printable ASCII, where the pre-tokenizer finds up to 64 bytes of pieces at once
+    /// (``Pretokenizer/asciiRunStarts(from:)``), the cuts are searched over all of those pieces in
+    /// one scan, and each part between a piece boundary or a cut merges on its own: no call per
+    /// piece, and no test of which pieces to search. A cut found next to a piece boundary judges by
+    /// bytes of the neighbouring piece too: more bytes can only make a boundary look mergeable, so a
+    /// cut so found is a cut within the piece. A part that is a whole piece may be any token; a part
+    /// of a piece only one BPE can make (in cl100k and qwen every token of such bytes is both).
+    /// Everything else goes piece by piece, as ``encodeSearchingCuts(_:_:emit:)``.
+    @inline(__always)
+    func encodeText(searchingCuts splitter: Pretokenizer, emit: (UInt32) -> Void) {
+        let base = splitter.text.baseAddress!
+        var i = 0
+        while i < splitter.count {
+            if splitter.fastPaths && splitter.beginsRun(i) {
+                let starts = splitter.asciiRunStarts(from: i)
+                if starts != 0 {
+                    // The pieces up to the last start; the piece from there goes the general way.
+                    let span = 63 - starts.leadingZeroBitCount
+                    var scan = merges.cutScan(base + i, span)
+                    var bounds = starts | (span > 1 ? scan.next(1, span - 1) << 1 : 0)
+                    let pieceStarts = starts | 1
+                    var a = 0
+                    while bounds != 0 {
+                        let b = bounds.trailingZeroBitCount
+                        let n = b - a
+                        if n < 3 {
+                            encodeSmallPart(base + i + a, n, emit: emit)
+                        } else {
+                            let isPiece = pieceStarts >> UInt64(a) & pieceStarts >> UInt64(b) & 1 != 0
+                            encodeUncut(base + i + a, n, isPiece: isPiece, emit: emit)
+                        }
+                        a = b
+                        bounds &= bounds &- 1
+                    }
+                    i += span
+                }
+            }
+            let end = splitter.pieceEnd(from: i)
+            encodeSearchingCuts(base + i, end - i, emit: emit)
+            i = end
+        }
     }
 
     /// Emits the ranks of a part of a piece between cuts (``encodeAtCuts(_:_:emit:)``): the parts of

@@ -90,11 +90,9 @@ public final class TokenEncoding: Sendable {
                         text: utf8, pattern: pattern, classes: .shared, fastPaths: fastPaths)
                     let base = utf8.baseAddress!
                     // Text that looks like encoded data is searched for cuts; other text does not pay
-                    // for the test (see `BytePairEncoder.encodeSearchingCuts`).
+                    // for the test (see `BytePairEncoder.encodeText(searchingCuts:emit:)`).
                     if searchesCuts && encoder.searchesCuts && BytePairEncoder.looksEncoded(utf8) {
-                        splitter.forEachPiece { start, end in
-                            encoder.encodeSearchingCuts(base + start, end - start, emit: body)
-                        }
+                        encoder.encodeText(searchingCuts: splitter, emit: body)
                     } else {
                         splitter.forEachPiece { start, end in encoder.encode(base + start, end - start, emit: body) }
                     }
