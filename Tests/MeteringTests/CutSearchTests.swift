@@ -3,7 +3,8 @@ import Testing
 @testable import Metering
 
 /// The search for cuts (`MergeTables.cutScan`, `BytePairEncoder.encodeAtCuts`): boundaries of a piece
-/// that no token can span, so that the parts between them merge on their own.
+/// that no token can span, so that the parts between them merge on their own; and the screen of
+/// lookups by the same table (`MergeTables.mayBeToken`).
 @Suite("Cuts in random letters")
 struct CutSearchTests {
     static let encodings = BacktrackingEncoderTests.encodings
@@ -43,6 +44,27 @@ struct CutSearchTests {
             if !Self.cuts(encoding, Array(v.tokenBytes(r))).isEmpty { withCuts += 1 }
         }
         #expect(withCuts == 0)
+    }
+
+    @Test("every token of three bytes or more passes the screen, and most random base64 does not", arguments: encodings)
+    func tokensPassTheScreen(name: String) throws {
+        let encoding = try TokenEncoding.named(name)
+        let v = encoding.vocabulary
+        var refused = 0
+        for r in 0..<v.tokenCount where v.offsets[r + 1] - v.offsets[r] >= 3 {
+            let bytes = Array(v.tokenBytes(r))
+            if !bytes.withUnsafeBufferPointer({ encoding.merges.mayBeToken($0.baseAddress!, $0.count) }) {
+                refused += 1
+            }
+        }
+        #expect(refused == 0)
+        var rng = SplitMix(seed: 0x5C2E)
+        var passed = 0
+        for _ in 0..<1000 {
+            let bytes = Self.random(4, from: Self.base64, &rng)
+            if bytes.withUnsafeBufferPointer({ encoding.merges.mayBeToken($0.baseAddress!, 4) }) { passed += 1 }
+        }
+        #expect(passed < 300, "\(name): \(passed)")
     }
 
     @Test("random base64 has a cut at about every other boundary in cl100k and qwen")
@@ -119,7 +141,7 @@ struct CutSearchTests {
         #expect(!looksEncoded(code))
     }
 
-    @Test("texts that look like encoded data count as with no search for cuts", arguments: encodings)
+    @Test("texts that look like encoded data count as by the ordinary path", arguments: encodings)
     func wholeTexts(name: String) throws {
         let encoding = try TokenEncoding.named(name)
         var rng = SplitMix(seed: 0x7E27 ^ UInt64(name.utf8.count))
@@ -132,12 +154,19 @@ struct CutSearchTests {
                 let bytes = Self.random(16 + Int(rng.next() % 700), from: round % 5 == 4 ? Self.hex : Self.base64, &rng)
                 var blob = String(decoding: bytes, as: UTF8.self)
                 if round % 3 == 1 { blob += "==\n" }
+                if round % 4 == 2 {
+                    // Bytes outside base64 inside the pieces: accents, marks that keys and URLs use.
+                    for insert in ["été", "naïve", "-_", "=.", ":", "中文", "'s"] where rng.next() % 2 == 0 {
+                        let at = blob.index(blob.startIndex, offsetBy: Int(rng.next() % UInt64(blob.count)))
+                        blob.insert(contentsOf: insert, at: at)
+                    }
+                }
                 text += blob + (rng.next() % 2 == 0 ? " sk-" : " Bearer ")
             }
             var copy = text
             if copy.withUTF8({ BytePairEncoder.looksEncoded($0) }) { encoded += 1 }
             var reference: [Int] = []
-            encoding.forEachToken(text, searchesCuts: false) { reference.append(Int($0)) }
+            encoding.forEachToken(text, encodedPaths: false) { reference.append(Int($0)) }
             if encoding.encode(text) != reference || encoding.count(text) != reference.count {
                 mismatches += 1
                 if mismatches < 4 { Issue.record("\(name) mismatch on \(text)") }

@@ -259,6 +259,20 @@ struct MergeTables: Sendable {
         CutScan(p: p, n: n, codes: cutCodes.base, bits: cutBits.base)
     }
 
+    /// Whether `p[0..<n]` (n ≥ 3) may be a token, judged by ``cutBits``: a token holds no triple of
+    /// base64 bytes that occurs inside none. Other bytes always pass.
+    @inline(__always)
+    func mayBeToken(_ p: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+        let codes = cutCodes.base
+        let (a0, a1, a2) = (UInt32(codes[Int(p[0])]), UInt32(codes[Int(p[1])]), UInt32(codes[Int(p[2])]))
+        let (b0, b1, b2) = (UInt32(codes[Int(p[n - 3])]), UInt32(codes[Int(p[n - 2])]), UInt32(codes[Int(p[n - 1])]))
+        if (a0 | a1 | a2 | b0 | b1 | b2) >= 64 { return true }  // a byte outside base64 (code 0xFF)
+        let a = a0 << 12 | a1 << 6 | a2
+        let b = b0 << 12 | b1 << 6 | b2
+        let bits = cutBits.base + 64
+        return bits[Int(a >> 6)] >> UInt64(a & 63) & bits[Int(b >> 6)] >> UInt64(b & 63) & 1 != 0
+    }
+
     struct CutScan {
         let p: UnsafePointer<UInt8>
         let n: Int

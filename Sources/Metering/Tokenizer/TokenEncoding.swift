@@ -71,12 +71,12 @@ public final class TokenEncoding: Sendable {
     /// Calls `body` with each token id of `text`, in order. `backtrackFrom: .max` merges every piece
     /// with tiktoken's own algorithm, `periodicFrom: .max` backtracks through long runs of one unit
     /// too, `fastPaths: false` pre-tokenizes without the ASCII and CJK shortcuts, and
-    /// `searchesCuts: false` merges text that looks like encoded data whole: the references the tests
-    /// compare the fast paths with.
+    /// `encodedPaths: false` encodes text that looks like encoded data as any other text: the
+    /// references the tests compare the fast paths with.
     @inline(__always)
     func forEachToken(
         _ text: String, backtrackFrom: Int = BytePairEncoder.defaultBacktrackFrom,
-        periodicFrom: Int = BytePairEncoder.defaultPeriodicFrom, fastPaths: Bool = true, searchesCuts: Bool = true,
+        periodicFrom: Int = BytePairEncoder.defaultPeriodicFrom, fastPaths: Bool = true, encodedPaths: Bool = true,
         _ body: (UInt32) -> Void
     ) {
         var text = normalizesNFC ? Self.nfc(text) : text
@@ -89,10 +89,17 @@ public final class TokenEncoding: Sendable {
                     let splitter = Pretokenizer(
                         text: utf8, pattern: pattern, classes: .shared, fastPaths: fastPaths)
                     let base = utf8.baseAddress!
-                    // Text that looks like encoded data is searched for cuts; other text does not pay
-                    // for the test (see `BytePairEncoder.encodeText(searchingCuts:emit:)`).
-                    if searchesCuts && encoder.searchesCuts && BytePairEncoder.looksEncoded(utf8) {
-                        encoder.encodeText(searchingCuts: splitter, emit: body)
+                    // Text that looks like encoded data is searched for cuts (cl100k, qwen) or its
+                    // lookups screened (o200k); other text does not pay for the tests (see
+                    // `BytePairEncoder.encodeText(searchingCuts:emit:)` and `encodeScreened`).
+                    if encodedPaths && BytePairEncoder.looksEncoded(utf8) {
+                        if encoder.searchesCuts {
+                            encoder.encodeText(searchingCuts: splitter, emit: body)
+                        } else {
+                            splitter.forEachPiece { start, end in
+                                encoder.encodeScreened(base + start, end - start, emit: body)
+                            }
+                        }
                     } else {
                         splitter.forEachPiece { start, end in encoder.encode(base + start, end - start, emit: body) }
                     }
