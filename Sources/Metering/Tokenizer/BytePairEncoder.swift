@@ -201,29 +201,29 @@ struct BytePairEncoder {
         let base = splitter.text.baseAddress!
         var i = 0
         while i < splitter.count {
-            if splitter.fastPaths && splitter.beginsRun(i) {
+            // Window after window: each takes the pieces up to its last start, and the piece from
+            // there begins the next one, or goes the general way where the run ends.
+            while splitter.fastPaths && splitter.beginsRun(i) {
                 let starts = splitter.asciiRunStarts(from: i)
-                if starts != 0 {
-                    // The pieces up to the last start; the piece from there goes the general way.
-                    let span = 63 - starts.leadingZeroBitCount
-                    var scan = merges.cutScan(base + i, span)
-                    var bounds = starts | (span > 1 ? scan.next(1, span - 1) << 1 : 0)
-                    let pieceStarts = starts | 1
-                    var a = 0
-                    while bounds != 0 {
-                        let b = bounds.trailingZeroBitCount
-                        let n = b - a
-                        if n < 3 {
-                            encodeSmallPart(base + i + a, n, emit: emit)
-                        } else {
-                            let isPiece = pieceStarts >> UInt64(a) & pieceStarts >> UInt64(b) & 1 != 0
-                            encodeUncut(base + i + a, n, isPiece: isPiece, emit: emit)
-                        }
-                        a = b
-                        bounds &= bounds &- 1
+                if starts == 0 { break }
+                let span = 63 - starts.leadingZeroBitCount
+                var scan = merges.cutScan(base + i, span)
+                var bounds = starts | (span > 1 ? scan.next(1, span - 1) << 1 : 0)
+                let pieceStarts = starts | 1
+                var a = 0
+                while bounds != 0 {
+                    let b = bounds.trailingZeroBitCount
+                    let n = b - a
+                    if n < 3 {
+                        encodeSmallPart(base + i + a, n, emit: emit)
+                    } else {
+                        let isPiece = pieceStarts >> UInt64(a) & pieceStarts >> UInt64(b) & 1 != 0
+                        encodeUncut(base + i + a, n, isPiece: isPiece, emit: emit)
                     }
-                    i += span
+                    a = b
+                    bounds &= bounds &- 1
                 }
+                i += span
             }
             let end = splitter.pieceEnd(from: i)
             encodeSearchingCuts(base + i, end - i, emit: emit)
