@@ -44,8 +44,9 @@ struct BytePairEncoder {
     var periodicFrom = Self.defaultPeriodicFrom
 
     /// Whether the encoding searches text that looks like encoded data for cuts
-    /// (``encodeSearchingCuts(_:_:emit:)``). Not in o200k, whose pre-tokenizer already ends a piece of
-    /// letters where small letters turn capital, so that random letters make short pieces.
+    /// (``encodeText(searchingCuts:emit:)``). Not in o200k, whose pre-tokenizer already ends a piece
+    /// of letters where small letters turn capital, so that random letters make short pieces; its
+    /// lookups are screened instead (``encodeScreened(_:_:emit:)``).
     var searchesCuts = true
 
     static let defaultPeriodicFrom = 2 * periodicSample
