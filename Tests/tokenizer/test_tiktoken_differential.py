@@ -77,10 +77,11 @@ def test_code_point_sweep(encoding):
 
 def long_texts(rng, n):
     """Long pieces: runs from one pool, runs of one unit past 8 KiB (with a head and a tail), random
-    letters with a random share of capitals and vowels, base64 and hex, words glued together."""
+    letters with a random share of capitals and vowels, base64 and hex, words glued together, and runs
+    of random (mostly rare) ideographs, kana and Hangul, which the encoder cuts between characters."""
     out = []
     for _ in range(n):
-        kind = rng.randrange(6)
+        kind = rng.randrange(7)
         pool = rng.choice(POOLS)
         if kind == 0:
             out.append("".join(rng.choice(pool) for _ in range(rng.randint(16, 1500))))
@@ -101,8 +102,13 @@ def long_texts(rng, n):
         elif kind == 4:
             words = ["the", "and", "token", "Count", "gateway", "HTTP", "json", "Swift", "x", "Q", "zz", "中文"]
             out.append("".join(rng.choice(words) for _ in range(rng.randint(5, 600))))
-        else:
+        elif kind == 5:
             out.append("".join(rng.choice(rng.choice(POOLS)) for _ in range(rng.randint(80, 800))))
+        else:
+            ranges = [(0x4E00, 0x9FFF), (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0xAC00, 0xD7A3), (0x3041, 0x30FF)]
+            common = POOLS[6] + "，。、"
+            out.append("".join(chr(rng.randint(*rng.choice(ranges))) if rng.random() < 0.8 else rng.choice(common)
+                               for _ in range(rng.randint(20, 1500))))
     return out
 
 

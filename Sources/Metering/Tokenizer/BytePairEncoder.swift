@@ -48,6 +48,10 @@ struct BytePairEncoder {
     /// of letters where small letters turn capital, so that random letters make short pieces; its
     /// lookups are screened instead (``encodeScreened(_:_:emit:)``).
     var searchesCuts = true
+    /// Pieces at least this long that end in a non-ASCII byte are searched for cuts between three-byte
+    /// characters (``encodeAtCharCuts(_:_:emit:)``); `Int.max`: never, the reference in tests. Set by
+    /// encoding (``TokenEncoding/charCutsFrom``).
+    var charCutsFrom = Int.max
 
     static let defaultPeriodicFrom = 2 * periodicSample
     /// Bytes encoded from the start of a periodic piece to find its repeating block of tokens.
@@ -232,6 +236,63 @@ struct BytePairEncoder {
         }
     }
 
+    /// ``encodeAtCuts(_:_:emit:)`` for text of three-byte characters (CJK ideographs, kana, Hangul and
+    /// their punctuation), at the boundaries between them (``MergeTables/isCharCut(_:)``): from the
+    /// start of the piece (or its second byte, after one ASCII byte) up to the first character of
+    /// another length. A run of rare ideographs, which BPE makes one or two tokens per character, then
+    /// merges character by character in a few lookups, where backtracking tries and takes back
+    /// candidates all along it.
+    ///
+    /// Only when at least half of the first (up to) eight boundaries are cuts: in prose, whose words are
+    /// tokens, the parts would be long and the search only cost time. Returns false, having emitted
+    /// nothing, when the piece is not searched or has no cut.
+    @inline(never)
+    func encodeAtCharCuts(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) -> Bool {
+        let first = piece[0] < 0x80 ? 1 : 0
+        var checked = 0
+        var cuts = 0
+        var i = first
+        while checked < 8 && i + 6 <= n && Self.beginsCharPair(piece + i) {
+            i += 3
+            checked += 1
+            if merges.isCharCut(piece + i) { cuts += 1 }
+        }
+        guard cuts > 0 && 2 * cuts >= checked else { return false }
+        var start = 0
+        i = first
+        while i + 6 <= n && Self.beginsCharPair(piece + i) {
+            i += 3
+            if merges.isCharCut(piece + i) {
+                encodeCharPart(piece + start, i - start, emit: emit)
+                start = i
+            }
+        }
+        encodeCharPart(piece + start, n - start, emit: emit)
+        return true
+    }
+
+    /// Whether `p[0..<5]` is a three-byte UTF-8 character and the first two bytes of another, the
+    /// bytes ``MergeTables/isCharCut(_:)`` reads at the boundary between them: by their shapes, so
+    /// that any bytes, not only valid UTF-8, are judged right. One load for the first four.
+    @inline(__always)
+    static func beginsCharPair(_ p: UnsafePointer<UInt8>) -> Bool {
+        let four = UInt32(littleEndian: UnsafeRawPointer(p).loadUnaligned(as: UInt32.self))
+        return four & 0xF0C0_C0F0 == 0xE080_80E0 && p[4] & 0xC0 == 0x80
+    }
+
+    /// Emits the ranks of a part (three bytes or more) between the cuts that
+    /// ``encodeAtCharCuts(_:_:emit:)`` found: one token only if BPE can make it, as in
+    /// ``encodeUncut(_:_:isPiece:emit:)``, and not searched again.
+    @inline(__always)
+    func encodeCharPart(_ part: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
+        let whole = rank(part, n)
+        if whole != UInt32.max && merges.length.base[Int(whole)] != 0 {
+            emit(whole)
+            return
+        }
+        merge(part, n, charCuts: false, emit: emit)
+    }
+
     /// Emits the ranks of a part of a piece between cuts (``encodeAtCuts(_:_:emit:)``): the parts of
     /// one and two bytes (most of them) inline, the others by ``encodeUncut(_:_:isPiece:emit:)``.
     @inline(__always)
@@ -254,8 +315,9 @@ struct BytePairEncoder {
     }
 
     /// Emits the ranks of `piece[0..<n]` (n ≥ 2), which is not a token BPE can make, by merging.
+    /// `charCuts: false` for a part between cuts, which is not searched again.
     @inline(__always)
-    func merge(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
+    func merge(_ piece: UnsafePointer<UInt8>, _ n: Int, charCuts: Bool = true, emit: (UInt32) -> Void) {
         // Two and three bytes that are not a token merge at most once, and the pair ranks decide it:
         // no scan needed. (Encoded data such as base64 is mostly pieces this short.)
         if n == 2 {
@@ -286,6 +348,7 @@ struct BytePairEncoder {
             return
         }
         if n >= periodicFrom && n >= backtrackFrom && encodePeriodic(piece, n, emit: emit) { return }
+        if charCuts && n >= charCutsFrom && piece[n - 1] >= 0x80 && encodeAtCharCuts(piece, n, emit: emit) { return }
         if n < backtrackFrom || (n < Self.churningBacktrackFrom && Self.isChurningASCII(piece, n))
             || !encodeBacktracking(piece, n, emit: emit)
         {

@@ -70,14 +70,15 @@ public final class TokenEncoding: Sendable {
 
     /// Calls `body` with each token id of `text`, in order. `backtrackFrom: .max` merges every piece
     /// with tiktoken's own algorithm, `periodicFrom: .max` backtracks through long runs of one unit
-    /// too, `fastPaths: false` pre-tokenizes without the ASCII and CJK shortcuts, and
-    /// `encodedPaths: false` encodes text that looks like encoded data as any other text: the
-    /// references the tests compare the fast paths with.
+    /// too, `fastPaths: false` pre-tokenizes without the ASCII and CJK shortcuts,
+    /// `encodedPaths: false` encodes text that looks like encoded data as any other text, and
+    /// `charCuts: false` merges CJK pieces without cutting them between characters: the references
+    /// the tests compare the fast paths with.
     @inline(__always)
     func forEachToken(
         _ text: String, backtrackFrom: Int = BytePairEncoder.defaultBacktrackFrom,
         periodicFrom: Int = BytePairEncoder.defaultPeriodicFrom, fastPaths: Bool = true, encodedPaths: Bool = true,
-        _ body: (UInt32) -> Void
+        charCuts: Bool = true, _ body: (UInt32) -> Void
     ) {
         var text = normalizesNFC ? Self.nfc(text) : text
         text.withUTF8 { utf8 in
@@ -85,7 +86,8 @@ public final class TokenEncoding: Sendable {
             vocabulary.bytes.withUnsafeBufferPointer { bytes in
                 func encodeAll(pairMemo: UnsafeMutablePointer<UInt64>?) {
                     let encoder = self.encoder(
-                        bytes: bytes, pairMemo: pairMemo, backtrackFrom: backtrackFrom, periodicFrom: periodicFrom)
+                        bytes: bytes, pairMemo: pairMemo, backtrackFrom: backtrackFrom, periodicFrom: periodicFrom,
+                        charCuts: charCuts)
                     let splitter = Pretokenizer(
                         text: utf8, pattern: pattern, classes: .shared, fastPaths: fastPaths)
                     let base = utf8.baseAddress!
@@ -120,7 +122,7 @@ public final class TokenEncoding: Sendable {
     func encoder(
         bytes: UnsafeBufferPointer<UInt8>, pairMemo: UnsafeMutablePointer<UInt64>?,
         backtrackFrom: Int = BytePairEncoder.defaultBacktrackFrom,
-        periodicFrom: Int = BytePairEncoder.defaultPeriodicFrom
+        periodicFrom: Int = BytePairEncoder.defaultPeriodicFrom, charCuts: Bool = true
     ) -> BytePairEncoder {
         var encoder = BytePairEncoder(
             vocabulary: vocabulary, table: vocabulary.table.buffer, bytes: bytes, merges: merges,
@@ -128,8 +130,19 @@ public final class TokenEncoding: Sendable {
         encoder.pairMemo = pairMemo
         encoder.periodicFrom = periodicFrom
         encoder.searchesCuts = pattern != .o200k
+        encoder.charCutsFrom = charCuts ? charCutsFrom : .max
         return encoder
     }
+
+    /// The shortest piece searched for cuts between three-byte characters
+    /// (``BytePairEncoder/encodeAtCharCuts(_:_:emit:)``). cl100k has few CJK words among its tokens,
+    /// so a boundary between two such characters is a cut even in Chinese prose about 40% of the
+    /// time (98% in a run of rare ideographs), and every piece of two characters or more is searched.
+    /// In o200k and qwen, whose tokens hold many Chinese words, prose has cuts at 14% and 6% of those
+    /// boundaries, and searching its clauses cost o200k 5% on Chinese prose; a run of rare ideographs
+    /// still has them at 79% and 49%. So there only pieces of 64 bytes (21 characters) or more are
+    /// searched, which prose seldom makes.
+    var charCutsFrom: Int { pattern == .cl100k ? 6 : 64 }
 
     /// `text` as the encoding counts it: NFC for qwen, unchanged otherwise.
     func normalizedForCounting(_ text: String) -> String { normalizesNFC ? Self.nfc(text) : text }
