@@ -82,7 +82,7 @@ struct CharacterCutTests {
         var split = 0
         BacktrackingEncoderTests.withEncoder(encoding) { plain in
             var encoder = plain
-            encoder.charCutsFrom = 6
+            encoder.charCutSearch = .everyPiece
             for round in 0..<3000 {
                 var piece: [UInt8] = []
                 let characters = 2 + Int(rng.next() % (round % 10 == 0 ? 200 : 30))
@@ -149,12 +149,17 @@ struct CharacterCutTests {
 
     @Test("cl100k searches pieces of two characters, o200k and qwen only long runs")
     func whichPiecesAreSearched() throws {
+        let two = Array("中文".utf8)
+        let long = Array(String(repeating: "中", count: 22).utf8)  // 66 bytes; 63 without its last
         for name in Self.encodings {
             let encoding = try TokenEncoding.named(name)
-            let from = encoding.vocabulary.bytes.withUnsafeBufferPointer {
-                encoding.encoder(bytes: $0, pairMemo: nil).charCutsFrom
+            let searched = encoding.vocabulary.bytes.withUnsafeBufferPointer { all in
+                let encoder = encoding.encoder(bytes: all, pairMemo: nil)
+                return [two, long, Array(long.dropLast(3))].map { piece in
+                    piece.withUnsafeBufferPointer { encoder.searchesCharCuts($0.baseAddress!, $0.count) }
+                }
             }
-            #expect(from == (name == "cl100k_base" ? 6 : 64))
+            #expect(searched == (name == "cl100k_base" ? [true, true, true] : [false, true, false]), "\(name)")
         }
     }
 }

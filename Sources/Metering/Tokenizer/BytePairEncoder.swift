@@ -48,10 +48,28 @@ struct BytePairEncoder {
     /// of letters where small letters turn capital, so that random letters make short pieces; its
     /// lookups are screened instead (``encodeScreened(_:_:emit:)``).
     var searchesCuts = true
-    /// Pieces at least this long that end in a non-ASCII byte are searched for cuts between three-byte
-    /// characters (``encodeAtCharCuts(_:_:emit:)``); `Int.max`: never, the reference in tests. Set by
-    /// encoding (``TokenEncoding/charCutsFrom``).
-    var charCutsFrom = Int.max
+    /// Which pieces that end in a non-ASCII byte ``merge(_:_:charCuts:emit:)`` searches for cuts
+    /// between three-byte characters (``encodeAtCharCuts(_:_:emit:)``): none (the reference in tests),
+    /// those of 64 bytes or more, or those of two characters or more. Set by encoding
+    /// (``TokenEncoding/charCutSearch``). One byte, in the padding after ``searchesCuts``: with an
+    /// `Int` threshold here, the loops over short pieces (a megabyte of digits) ran 10% slower.
+    var charCutSearch = CharCutSearch.none
+
+    enum CharCutSearch: UInt8 {
+        case none, longPieces, everyPiece
+    }
+
+    /// Whether ``charCutSearch`` takes the piece (not yet known to have a cut).
+    @inline(__always)
+    func searchesCharCuts(_ piece: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+        let from =
+            switch charCutSearch {
+            case .none: Int.max
+            case .longPieces: 64
+            case .everyPiece: 6
+            }
+        return n >= from && piece[n - 1] >= 0x80
+    }
 
     static let defaultPeriodicFrom = 2 * periodicSample
     /// Bytes encoded from the start of a periodic piece to find its repeating block of tokens.
@@ -121,7 +139,7 @@ struct BytePairEncoder {
                 return
             }
         }
-        merge(piece, n, emit: emit)
+        merge(piece, n, charCuts: false, emit: emit)
     }
 
     /// Whether a text looks like encoded data (base64, keys, hashes): at least half of up to eight
@@ -155,7 +173,7 @@ struct BytePairEncoder {
             emit(whole)
             return
         }
-        merge(piece, n, emit: emit)
+        merge(piece, n, charCuts: false, emit: emit)
     }
 
     /// Whether the last four bytes of the piece (n ≥ 4) that come after its first two hold a capital
@@ -315,7 +333,9 @@ struct BytePairEncoder {
     }
 
     /// Emits the ranks of `piece[0..<n]` (n ≥ 2), which is not a token BPE can make, by merging.
-    /// `charCuts: false` for a part between cuts, which is not searched again.
+    /// `charCuts: false` skips the search for cuts between CJK characters (``charCutSearch``): for a
+    /// part between such cuts, already searched, and in text that looks like encoded data, whose
+    /// pieces are ASCII (where the test only cost base64 in qwen 3%).
     @inline(__always)
     func merge(_ piece: UnsafePointer<UInt8>, _ n: Int, charCuts: Bool = true, emit: (UInt32) -> Void) {
         // Two and three bytes that are not a token merge at most once, and the pair ranks decide it:
@@ -348,11 +368,10 @@ struct BytePairEncoder {
             return
         }
         if n >= periodicFrom && n >= backtrackFrom && encodePeriodic(piece, n, emit: emit) { return }
-        if charCuts && n >= charCutsFrom && piece[n - 1] >= 0x80 && encodeAtCharCuts(piece, n, emit: emit) { return }
         if n < backtrackFrom || (n < Self.churningBacktrackFrom && Self.isChurningASCII(piece, n))
-            || !encodeBacktracking(piece, n, emit: emit)
+            || !encodeBacktracking(piece, n, charCuts: charCuts, emit: emit)
         {
-            encodeShort(piece, n, wholeIsToken: false, emit: emit)
+            encodeShort(piece, n, wholeIsToken: false, charCuts: charCuts, emit: emit)
         }
     }
 
@@ -474,10 +493,14 @@ struct BytePairEncoder {
     /// tiktoken's scan: `parts[k]` holds a boundary, the rank of the pair starting there, and the token
     /// from there to the next boundary (kept as parts merge, so the result needs no more lookups).
     /// `wholeIsToken: false` says the caller has already found the whole piece is not a token, so the
-    /// last pair (two parts that make up the piece) is not looked up again.
+    /// last pair (two parts that make up the piece) is not looked up again. `charCuts: true` (from
+    /// ``merge(_:_:charCuts:emit:)``) first cuts the piece between CJK characters where
+    /// ``charCutSearch`` says so; the scan itself is the reference in tests.
     func encodeShort(
-        _ piece: UnsafePointer<UInt8>, _ n: Int, wholeIsToken: Bool = true, emit: (UInt32) -> Void
+        _ piece: UnsafePointer<UInt8>, _ n: Int, wholeIsToken: Bool = true, charCuts: Bool = false,
+        emit: (UInt32) -> Void
     ) {
+        if charCuts && searchesCharCuts(piece, n) && encodeAtCharCuts(piece, n, emit: emit) { return }
         withUnsafeTemporaryAllocation(of: (start: Int32, rank: UInt32, token: UInt32).self, capacity: n + 1) { parts in
             var count = n + 1
             let byteRanks = vocabulary.byteRanks
@@ -681,8 +704,13 @@ extension BytePairEncoder {
     /// is a dead end — mark it so and take back the previous token. Each position is abandoned at most
     /// once, so the work is linear in the piece. Emits nothing and returns false if the tables ever
     /// fail to find an encoding (they never should), so the caller can fall back to merging.
-    func encodeBacktracking(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) -> Bool {
-        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: n) { stack in
+    /// `charCuts: true` first cuts the piece between CJK characters, as in
+    /// ``encodeShort(_:_:wholeIsToken:charCuts:emit:)``.
+    func encodeBacktracking(
+        _ piece: UnsafePointer<UInt8>, _ n: Int, charCuts: Bool = false, emit: (UInt32) -> Void
+    ) -> Bool {
+        if charCuts && searchesCharCuts(piece, n) && encodeAtCharCuts(piece, n, emit: emit) { return true }
+        return withUnsafeTemporaryAllocation(of: UInt32.self, capacity: n) { stack in
             withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n / 64 + 1) { live in
                 for w in 0..<(n / 64 + 1) { live[w] = ~0 }
                 let length = merges.length.base

@@ -130,19 +130,19 @@ public final class TokenEncoding: Sendable {
         encoder.pairMemo = pairMemo
         encoder.periodicFrom = periodicFrom
         encoder.searchesCuts = pattern != .o200k
-        encoder.charCutsFrom = charCuts ? charCutsFrom : .max
+        encoder.charCutSearch = charCuts ? charCutSearch : .none
         return encoder
     }
 
-    /// The shortest piece searched for cuts between three-byte characters
+    /// Which pieces are searched for cuts between three-byte characters
     /// (``BytePairEncoder/encodeAtCharCuts(_:_:emit:)``). cl100k has few CJK words among its tokens,
     /// so a boundary between two such characters is a cut even in Chinese prose about 40% of the
     /// time (98% in a run of rare ideographs), and every piece of two characters or more is searched.
     /// In o200k and qwen, whose tokens hold many Chinese words, prose has cuts at 14% and 6% of those
     /// boundaries, and searching its clauses cost o200k 5% on Chinese prose; a run of rare ideographs
-    /// still has them at 79% and 49%. So there only pieces of 64 bytes (21 characters) or more are
+    /// still has them at 79% and 49%. So there only pieces of 64 bytes (22 characters) or more are
     /// searched, which prose seldom makes.
-    var charCutsFrom: Int { pattern == .cl100k ? 6 : 64 }
+    var charCutSearch: BytePairEncoder.CharCutSearch { pattern == .cl100k ? .everyPiece : .longPieces }
 
     /// `text` as the encoding counts it: NFC for qwen, unchanged otherwise.
     func normalizedForCounting(_ text: String) -> String { normalizesNFC ? Self.nfc(text) : text }
