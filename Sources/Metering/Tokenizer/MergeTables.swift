@@ -253,11 +253,12 @@ struct MergeTables: Sendable {
         func isLead(_ b: UInt8) -> Bool { b & 0xF0 == 0xE0 }
         func isTrail(_ b: UInt8) -> Bool { b & 0xC0 == 0x80 }
         for r in 0..<n {
-            let token = Array(v.tokenBytes(r))
-            if token.count == 2, isTrail(token[0]), isLead(token[1]) {
-                for x1 in 0..<64 { set(Self.charCutIndex(x1: UInt8(x1), x2: token[0], y0: token[1])) }
+            let token = v.tokenBytes(r)
+            let (start, end) = (token.startIndex, token.endIndex)
+            if end - start == 2, isTrail(token[start]), isLead(token[start + 1]) {
+                for x1 in 0..<64 { set(Self.charCutIndex(x1: UInt8(x1), x2: token[start], y0: token[start + 1])) }
             }
-            for i in token.indices.dropLast(2) where isTrail(token[i]) {
+            for i in start..<max(start, end - 2) where isTrail(token[i]) {
                 if isTrail(token[i + 1]) && isLead(token[i + 2]) {
                     set(Self.charCutIndex(x1: token[i], x2: token[i + 1], y0: token[i + 2]))
                 } else if isLead(token[i + 1]) && isTrail(token[i + 2]) {
