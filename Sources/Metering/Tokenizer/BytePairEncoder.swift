@@ -163,8 +163,9 @@ struct BytePairEncoder {
         if !encodeAtCuts(piece, n, emit: emit) { encodeUncut(piece, n, isPiece: true, emit: emit) }
     }
 
-    /// Emits the ranks of a whole piece (`isPiece`) or of a part of one (``encodeAtCuts(_:_:emit:)``)
-    /// of two bytes or more, as ``encode(_:_:emit:)`` does, without searching it for cuts. A part is
+    /// Emits the ranks of a whole piece (`isPiece`) or of a part of one (``encodeAtCuts(_:_:emit:)``,
+    /// ``encodeAtCharCuts(_:_:emit:)``) of two bytes or more, as ``encode(_:_:emit:)`` does, without
+    /// searching it for cuts of either kind. A part is
     /// one token only if BPE can make it: tiktoken's lookup of the whole piece does not apply to it.
     @inline(never)
     func encodeUncut(_ piece: UnsafePointer<UInt8>, _ n: Int, isPiece: Bool, emit: (UInt32) -> Void) {
@@ -259,7 +260,8 @@ struct BytePairEncoder {
     /// start of the piece (or its second byte, after one ASCII byte) up to the first character of
     /// another length. A run of rare ideographs, which BPE makes one or two tokens per character, then
     /// merges character by character in a few lookups, where backtracking tries and takes back
-    /// candidates all along it.
+    /// candidates all along it. Each part is one token only if BPE can make it, and is not searched
+    /// again (``encodeUncut(_:_:isPiece:emit:)``).
     ///
     /// Only when at least half of the first (up to) eight boundaries are cuts: in prose, whose words are
     /// tokens, the parts would be long and the search only cost time. Returns false, having emitted
@@ -281,11 +283,11 @@ struct BytePairEncoder {
         while i + 6 <= n && Self.beginsCharPair(piece + i) {
             i += 3
             if merges.isCharCut(piece + i) {
-                encodeCharPart(piece + start, i - start, emit: emit)
+                encodeUncut(piece + start, i - start, isPiece: false, emit: emit)
                 start = i
             }
         }
-        encodeCharPart(piece + start, n - start, emit: emit)
+        encodeUncut(piece + start, n - start, isPiece: false, emit: emit)
         return true
     }
 
@@ -296,19 +298,6 @@ struct BytePairEncoder {
     static func beginsCharPair(_ p: UnsafePointer<UInt8>) -> Bool {
         let four = UInt32(littleEndian: UnsafeRawPointer(p).loadUnaligned(as: UInt32.self))
         return four & 0xF0C0_C0F0 == 0xE080_80E0 && p[4] & 0xC0 == 0x80
-    }
-
-    /// Emits the ranks of a part (three bytes or more) between the cuts that
-    /// ``encodeAtCharCuts(_:_:emit:)`` found: one token only if BPE can make it, as in
-    /// ``encodeUncut(_:_:isPiece:emit:)``, and not searched again.
-    @inline(__always)
-    func encodeCharPart(_ part: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
-        let whole = rank(part, n)
-        if whole != UInt32.max && merges.length.base[Int(whole)] != 0 {
-            emit(whole)
-            return
-        }
-        merge(part, n, charCuts: false, emit: emit)
     }
 
     /// Emits the ranks of a part of a piece between cuts (``encodeAtCuts(_:_:emit:)``): the parts of
