@@ -291,13 +291,14 @@ struct BytePairEncoder {
         return true
     }
 
-    /// Whether `p[0..<5]` is a three-byte UTF-8 character and the first two bytes of another, the
-    /// bytes ``MergeTables/isCharCut(_:)`` reads at the boundary between them: by their shapes, so
-    /// that any bytes, not only valid UTF-8, are judged right. One load for the first four.
+    /// Whether `p[0..<6]` are two three-byte UTF-8 characters, the bytes
+    /// ``MergeTables/isCharCut(_:)`` reads at the boundary between them: by their shapes, so that any
+    /// bytes, not only valid UTF-8, are judged right. Two loads.
     @inline(__always)
     static func beginsCharPair(_ p: UnsafePointer<UInt8>) -> Bool {
         let four = UInt32(littleEndian: UnsafeRawPointer(p).loadUnaligned(as: UInt32.self))
-        return four & 0xF0C0_C0F0 == 0xE080_80E0 && p[4] & 0xC0 == 0x80
+        let two = UInt16(littleEndian: UnsafeRawPointer(p + 4).loadUnaligned(as: UInt16.self))
+        return four & 0xF0C0_C0F0 == 0xE080_80E0 && two & 0xC0C0 == 0x8080
     }
 
     /// Emits the ranks of a part of a piece between cuts (``encodeAtCuts(_:_:emit:)``): the parts of
