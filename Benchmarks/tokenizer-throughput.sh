@@ -7,11 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_FILE=${SECONDS_PER_FILE:-1}
 ROUNDS=${ROUNDS:-3}
-scripts/install-deps.sh
-dpkg -s fortunes fortunes-zh >/dev/null 2>&1 || apt-get install -y -qq fortunes fortunes-zh >/dev/null
-swift build -c release --product gateway >/dev/null 2>&1
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-files=$(.venv/bin/python Benchmarks/tokenizer/make_corpus.py "$work/corpus")
+source Benchmarks/tokenizer/prepare.sh
 # tiktoken reads cached vocabularies named by the SHA-1 of their download URL (GUIDE §6).
 mkdir -p "$work/cache"
 cp Sources/Metering/Resources/vocab/o200k_base.tiktoken "$work/cache/fb374d419588a4632f3f557e76b4b70aebbca790"

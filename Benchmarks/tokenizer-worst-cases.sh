@@ -10,11 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_FILE=${SECONDS_PER_FILE:-0.5}
 ROUNDS=${ROUNDS:-10}
-scripts/install-deps.sh
-dpkg -s fortunes fortunes-zh >/dev/null 2>&1 || apt-get install -y -qq fortunes fortunes-zh >/dev/null
-swift build -c release --product gateway >/dev/null 2>&1
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-files=$(.venv/bin/python Benchmarks/tokenizer/make_corpus.py "$work/corpus")
+source Benchmarks/tokenizer/prepare.sh
 for enc in ${1:-o200k_base cl100k_base qwen}; do
   for round in $(seq "$ROUNDS"); do
     taskset -c 0 .build/release/gateway tokens bench --encoding "$enc" --seconds "$SECONDS_PER_FILE" $files \
