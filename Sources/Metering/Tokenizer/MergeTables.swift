@@ -70,7 +70,7 @@ struct MergeTables: Sendable {
     /// - and with a byte before it (``precededBit``). A token across the boundary with less than a
     ///   character on either side (`x2 y0`, `x1 x2 y0`, `x2 y0 y1` or `x1 x2 y0 y1`; three in cl100k
     ///   and qwen, six in o200k) marks every character it could end or begin: in cl100k and qwen, two
-    ///   tokens `x2 ED` mark all that begin with ED (U+D000–U+DFFF, the last quarter of Hangul).
+    ///   tokens `x2 ED` mark all that begin with ED (U+D000–U+DFFF: the last 1,956 Hangul syllables).
     let charCutBits: FrozenBuffer<UInt64>
 
     static let empty = UInt64.max
