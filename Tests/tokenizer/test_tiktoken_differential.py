@@ -32,9 +32,9 @@ POOLS = [
 ]
 
 
-def ours(encoding, texts):
+def ours(encoding, texts, command=("encode",)):
     p = subprocess.run(
-        [BIN, "tokens", "encode", "--encoding", encoding],
+        [BIN, "tokens", *command, "--encoding", encoding],
         input="".join(json.dumps(t) + "\n" for t in texts), capture_output=True, text=True, timeout=600,
     )
     assert p.returncode == 0, p.stderr
@@ -50,11 +50,15 @@ def random_texts(rng, n):
 
 
 def compare(encoding, texts):
+    """Token ids from `tokens encode`, and counts from `tokens count --lines` (counting has paths of its
+    own, which find no ids), against tiktoken's."""
     got = ours(encoding, texts)
-    assert len(got) == len(texts)
-    for text, tokens in zip(texts, got):
+    counts = ours(encoding, texts, ("count", "--lines"))
+    assert len(got) == len(texts) and len(counts) == len(texts)
+    for text, tokens, count in zip(texts, got, counts):
         expected = encode_ordinary(encoding, text)
         assert tokens == expected, f"seed {SEED}: {encoding} differs on {text!r}"
+        assert count == len(expected), f"seed {SEED}: {encoding} counts {count}, not {len(expected)}, in {text!r}"
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)

@@ -13,6 +13,8 @@ struct TokensCommand: ParsableCommand {
         @Option(help: "o200k_base, cl100k_base or qwen.") var encoding: String
         @Option(help: "Read this file instead of standard input.") var file: String?
         @Flag(help: "Print JSON.") var json = false
+        @Flag(help: "Count each line of standard input, a JSON string, on its own; print one count per line.")
+        var lines = false
 
         func run() throws {
             let enc: TokenEncoding
@@ -20,6 +22,12 @@ struct TokensCommand: ParsableCommand {
                 enc = try TokenEncoding.named(encoding)
             } catch {
                 throw CLI.fail("\(error)")
+            }
+            if lines {
+                // Used by the differential tests against tiktoken: counting has paths of its own.
+                guard file == nil else { throw CLI.fail("--lines reads standard input, not --file") }
+                try Encode.forEachLine { print(enc.count($0)) }
+                return
             }
             let data =
                 try file.map { try Data(contentsOf: URL(fileURLWithPath: $0)) }
@@ -43,11 +51,16 @@ struct TokensCommand: ParsableCommand {
 
         func run() throws {
             let enc = try TokenEncoding.named(encoding)
+            try Self.forEachLine { print("[" + enc.encode($0).map(String.init).joined(separator: ",") + "]") }
+        }
+
+        /// Calls `body` with the text of each line of standard input, a JSON string.
+        static func forEachLine(_ body: (String) -> Void) throws {
             while let line = readLine(strippingNewline: true) {
                 guard let text = (try? JSONReader.parse(line))?.stringValue else {
                     throw CLI.fail("each input line must be a JSON string")
                 }
-                print("[" + enc.encode(text).map(String.init).joined(separator: ",") + "]")
+                body(text)
             }
         }
     }
