@@ -17,7 +17,7 @@ final class BPEVocabulary: Sendable {
     /// failed lookups (most pair lookups during merging fail) without touching the large slot table.
     let filter: BloomFilter
     /// Rank of each single byte.
-    let byteRanks: [UInt32]
+    let byteRanks: FrozenBuffer<UInt32>
     /// Rank of each two-byte sequence (UInt32.max when none): 256 KiB that stay in cache, for the
     /// most frequent lookups of all (every adjacent byte pair starts as one).
     let pairRanks: FrozenBuffer<UInt32>
@@ -116,7 +116,7 @@ final class BPEVocabulary: Sendable {
             byteRanks[Int(bytes[Int(offsets[rank])])] = UInt32(rank)
         }
         guard !byteRanks.contains(UInt32.max) else { throw LoadError(description: "some single bytes have no rank") }
-        self.byteRanks = byteRanks
+        self.byteRanks = FrozenBuffer(byteRanks)
         var pairRanks = [UInt32](repeating: UInt32.max, count: 65536)
         for rank in 0..<n where offsets[rank + 1] - offsets[rank] == 2 {
             let start = Int(offsets[rank])

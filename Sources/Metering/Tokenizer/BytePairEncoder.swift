@@ -20,6 +20,10 @@ struct BytePairEncoder {
     let merges: MergeTables
     /// Pieces at least this long (and not a token themselves) are backtracked.
     let backtrackFrom: Int
+    /// `vocabulary.byteRanks` and `vocabulary.pairRanks`, one load away rather than three: the parts
+    /// of one and two bytes (most of encoded data) read nothing else.
+    let byteRanks: UnsafePointer<UInt32>
+    let pairRanks: UnsafePointer<UInt32>
     /// For a token `last` and a candidate `token` after it, the first candidate from `token` down its
     /// chain of shorter prefixes that may follow `last` (``firstValid(after:from:memo:)``), as found
     /// while encoding this text; or nil to ask the merge tables every time. `1 + pairMemoSlots` words,
@@ -54,6 +58,19 @@ struct BytePairEncoder {
     /// (``TokenEncoding/charCutSearch``). One byte, in the padding after ``searchesCuts``: with an
     /// `Int` threshold here, the loops over short pieces (a megabyte of digits) ran 10% slower.
     var charCutSearch = CharCutSearch.none
+
+    init(
+        vocabulary: BPEVocabulary, table: UnsafeBufferPointer<BPEVocabulary.Slot>, bytes: UnsafeBufferPointer<UInt8>,
+        merges: MergeTables, backtrackFrom: Int
+    ) {
+        self.vocabulary = vocabulary
+        self.table = table
+        self.bytes = bytes
+        self.merges = merges
+        self.backtrackFrom = backtrackFrom
+        self.byteRanks = vocabulary.byteRanks.base
+        self.pairRanks = vocabulary.pairRanks.base
+    }
 
     enum CharCutSearch: UInt8 {
         case none, longPieces, everyPiece
@@ -95,7 +112,7 @@ struct BytePairEncoder {
     @inline(__always)
     func encode(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
         if n == 1 {
-            emit(vocabulary.byteRanks[Int(piece[0])])
+            emit(byteRanks[Int(piece[0])])
             return
         }
         let whole = rank(piece, n)
@@ -120,18 +137,25 @@ struct BytePairEncoder {
     }
 
     /// ``encode(_:_:emit:)`` for the pieces of text that looks like encoded data in o200k, whose
-    /// pre-tokenizer cuts random letters into pieces of a few bytes where the case turns: a piece of
-    /// three bytes or more is looked up whole only if its first and last three bytes occur in some
-    /// token (``MergeTables/mayBeToken(_:_:)``, from a table small enough to stay in cache). Most
-    /// pieces of base64 fail that test, and the lookups it spares (a 256 KiB bit table for three
-    /// bytes, a Bloom filter and the token table for more) miss the cache. In cl100k and qwen, whose
-    /// parts between cuts mostly pass it, the test only cost time.
+    /// pre-tokenizer cuts random letters into pieces of a few bytes where the case turns: those of one
+    /// and two bytes inline, the others by ``encodeScreenedLong(_:_:emit:)``.
     @inline(__always)
     func encodeScreened(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
         if n < 3 {
             encodeSmallPart(piece, n, emit: emit)
             return
         }
+        encodeScreenedLong(piece, n, emit: emit)
+    }
+
+    /// ``encodeScreened(_:_:emit:)`` for a piece of three bytes or more, which is looked up whole only
+    /// if its first and last three bytes occur in some token (``MergeTables/mayBeToken(_:_:)``, from a
+    /// table small enough to stay in cache). Most pieces of base64 fail that test, and the lookups it
+    /// spares (a 256 KiB bit table for three bytes, a Bloom filter and the token table for more) miss
+    /// the cache. In cl100k and qwen, whose parts between cuts mostly pass it, the test only cost time.
+    /// Out of line, so that the loop over pieces holds only the short ones (2% on base64).
+    @inline(never)
+    func encodeScreenedLong(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
         if merges.mayBeToken(piece, n) {
             let whole = rank(piece, n)
             if whole != UInt32.max {
@@ -140,6 +164,58 @@ struct BytePairEncoder {
             }
         }
         merge(piece, n, charCuts: false, emit: emit)
+    }
+
+    /// Counts the tokens of a text that looks like encoded data in o200k (``encodeScreened(_:_:emit:)``
+    /// for every piece, in effect). Most of its pieces are one or two bytes (69% in random base64),
+    /// which make one token, or two when the pair is none. In a run of printable ASCII, where the
+    /// pre-tokenizer finds up to 64 bytes of pieces at once (``Pretokenizer/asciiRunStarts(from:)``),
+    /// those are counted from the piece starts in bulk and passed to `tokenCount`, with no branch on
+    /// each piece's length; only the longer pieces go one by one, to `emit`. So tokens are counted out
+    /// of order, and their ids not found: for counting only.
+    @inline(__always)
+    func countText(screening splitter: Pretokenizer, emit: (UInt32) -> Void, tokenCount: (Int) -> Void) {
+        let base = splitter.text.baseAddress!
+        var i = 0
+        while i < splitter.count {
+            while splitter.fastPaths && splitter.beginsRun(i) {
+                let starts = splitter.asciiRunStarts(from: i)
+                if starts == 0 { break }
+                // The pieces that start before the last start end at the next start; the last one goes
+                // the general way, which sees what follows the window.
+                let span = 63 - starts.leadingZeroBitCount
+                let bounds = starts | 1
+                var (tokens, longer) = countShortParts(base + i, bounds: bounds, span: span)
+                tokenCount(tokens)
+                while longer != 0 {
+                    let a = longer.trailingZeroBitCount
+                    let b = a + 1 + (bounds >> UInt64(a + 1)).trailingZeroBitCount
+                    encodeScreenedLong(base + i + a, b - a, emit: emit)
+                    longer &= longer &- 1
+                }
+                i += span
+            }
+            let end = splitter.pieceEnd(from: i)
+            encodeScreened(base + i, end - i, emit: emit)
+            i = end
+        }
+    }
+
+    /// For the parts between the set bits of `bounds` (bit 0 and the last, `span`, among them) in the
+    /// bytes at `p`: the tokens of those of one and two bytes, with no branch on each part's length
+    /// (one token per byte; a pair is one token or two, by the pair table), and where the longer ones
+    /// start.
+    @inline(__always)
+    func countShortParts(_ p: UnsafePointer<UInt8>, bounds: UInt64, span: Int) -> (tokens: Int, longer: UInt64) {
+        let parts = bounds & ~(1 << UInt64(span))  // where the parts start
+        var tokens = (parts & bounds >> 1).nonzeroBitCount
+        var pairs = parts & ~(bounds >> 1) & bounds >> 2
+        while pairs != 0 {
+            let k = pairs.trailingZeroBitCount
+            tokens += pairRanks[Int(p[k]) << 8 | Int(p[k + 1])] == UInt32.max ? 2 : 1
+            pairs &= pairs &- 1
+        }
+        return (tokens, parts & ~(bounds >> 1) & ~(bounds >> 2))
     }
 
     /// Whether a text looks like encoded data (base64, keys, hashes): at least half of up to eight
@@ -221,7 +297,9 @@ struct BytePairEncoder {
     /// of a piece only one BPE can make (in cl100k and qwen every token of such bytes is both).
     /// Everything else goes piece by piece, as ``encodeSearchingCuts(_:_:emit:)``.
     @inline(__always)
-    func encodeText(searchingCuts splitter: Pretokenizer, emit: (UInt32) -> Void) {
+    func encodeText(
+        searchingCuts splitter: Pretokenizer, emit: (UInt32) -> Void, tokenCount: ((Int) -> Void)? = nil
+    ) {
         let base = splitter.text.baseAddress!
         var i = 0
         while i < splitter.count {
@@ -234,6 +312,19 @@ struct BytePairEncoder {
                 var scan = merges.cutScan(base + i, span)
                 var bounds = starts | (span > 1 ? scan.next(1, span - 1) << 1 : 0)
                 let pieceStarts = starts | 1
+                if let tokenCount {
+                    var (tokens, longer) = countShortParts(base + i, bounds: bounds | 1, span: span)
+                    tokenCount(tokens)
+                    while longer != 0 {
+                        let a = longer.trailingZeroBitCount
+                        let b = a + 1 + (bounds >> UInt64(a + 1)).trailingZeroBitCount
+                        let isPiece = pieceStarts >> UInt64(a) & pieceStarts >> UInt64(b) & 1 != 0
+                        encodeUncut(base + i + a, b - a, isPiece: isPiece, emit: emit)
+                        longer &= longer &- 1
+                    }
+                    i += span
+                    continue
+                }
                 var a = 0
                 while bounds != 0 {
                     let b = bounds.trailingZeroBitCount
@@ -305,12 +396,11 @@ struct BytePairEncoder {
     /// one and two bytes (most of them) inline, the others by ``encodeUncut(_:_:isPiece:emit:)``.
     @inline(__always)
     func encodeSmallPart(_ piece: UnsafePointer<UInt8>, _ n: Int, emit: (UInt32) -> Void) {
-        let byteRanks = vocabulary.byteRanks
         if n == 1 {
             emit(byteRanks[Int(piece[0])])
         } else if n == 2 {
             // Two-byte tokens are always reachable.
-            let r = vocabulary.pairRanks.base[Int(piece[0]) << 8 | Int(piece[1])]
+            let r = pairRanks[Int(piece[0]) << 8 | Int(piece[1])]
             if r != UInt32.max {
                 emit(r)
             } else {
@@ -331,15 +421,13 @@ struct BytePairEncoder {
         // Two and three bytes that are not a token merge at most once, and the pair ranks decide it:
         // no scan needed. (Encoded data such as base64 is mostly pieces this short.)
         if n == 2 {
-            emit(vocabulary.byteRanks[Int(piece[0])])
-            emit(vocabulary.byteRanks[Int(piece[1])])
+            emit(byteRanks[Int(piece[0])])
+            emit(byteRanks[Int(piece[1])])
             return
         }
         if n == 3 {
-            let pairs = vocabulary.pairRanks.base
-            let left = pairs[Int(piece[0]) << 8 | Int(piece[1])]
-            let right = pairs[Int(piece[1]) << 8 | Int(piece[2])]
-            let byteRanks = vocabulary.byteRanks
+            let left = pairRanks[Int(piece[0]) << 8 | Int(piece[1])]
+            let right = pairRanks[Int(piece[1]) << 8 | Int(piece[2])]
             if left == UInt32.max && right == UInt32.max {
                 emit(byteRanks[Int(piece[0])])
                 emit(byteRanks[Int(piece[1])])
@@ -417,11 +505,9 @@ struct BytePairEncoder {
     /// second can never make the whole piece. Ties go to the left pair, as in the scan.
     @inline(never)
     func encodeFour(_ p: UnsafePointer<UInt8>, emit: (UInt32) -> Void) {
-        let pairs = vocabulary.pairRanks.base
-        let byteRanks = vocabulary.byteRanks
-        let r01 = pairs[Int(p[0]) << 8 | Int(p[1])]
-        let r12 = pairs[Int(p[1]) << 8 | Int(p[2])]
-        let r23 = pairs[Int(p[2]) << 8 | Int(p[3])]
+        let r01 = pairRanks[Int(p[0]) << 8 | Int(p[1])]
+        let r12 = pairRanks[Int(p[1]) << 8 | Int(p[2])]
+        let r23 = pairRanks[Int(p[2]) << 8 | Int(p[3])]
         if r01 <= r12 && r01 <= r23 && r01 != UInt32.max {
             // ab c d: then abc (with its new rank) against cd.
             let abc = rank(p, 3)
@@ -493,7 +579,6 @@ struct BytePairEncoder {
         if charCuts && searchesCharCuts(piece, n) && encodeAtCharCuts(piece, n, emit: emit) { return }
         withUnsafeTemporaryAllocation(of: (start: Int32, rank: UInt32, token: UInt32).self, capacity: n + 1) { parts in
             var count = n + 1
-            let byteRanks = vocabulary.byteRanks
             for i in 0..<(n - 1) { parts[i] = (Int32(i), rank(piece + i, 2), byteRanks[Int(piece[i])]) }
             parts[n - 1] = (Int32(n - 1), UInt32.max, byteRanks[Int(piece[n - 1])])
             parts[n] = (Int32(n), UInt32.max, UInt32.max)
@@ -579,10 +664,10 @@ extension BytePairEncoder {
         }
         if m >= 2 {
             // Two-byte tokens are always reachable.
-            let r = vocabulary.pairRanks.base[Int(p[0]) << 8 | Int(p[1])]
+            let r = pairRanks[Int(p[0]) << 8 | Int(p[1])]
             if r != UInt32.max { return r }
         }
-        return vocabulary.byteRanks[Int(p[0])]
+        return byteRanks[Int(p[0])]
     }
 
     /// The first token from `token` down its chain of shorter prefixes (``MergeTables/nextPrefix``)

@@ -74,11 +74,15 @@ public final class TokenEncoding: Sendable {
     /// `encodedPaths: false` encodes text that looks like encoded data as any other text, and
     /// `charCuts: false` merges CJK pieces without cutting them between characters: the references
     /// the tests compare the fast paths with.
+    ///
+    /// With `tokenCount`, the caller only counts: some tokens may then be passed to it as a number
+    /// rather than to `body` one by one, out of order (the parts of one and two bytes of text that
+    /// looks like encoded data: ``BytePairEncoder/countShortParts(_:bounds:span:)``).
     @inline(__always)
     func forEachToken(
         _ text: String, backtrackFrom: Int = BytePairEncoder.defaultBacktrackFrom,
         periodicFrom: Int = BytePairEncoder.defaultPeriodicFrom, fastPaths: Bool = true, encodedPaths: Bool = true,
-        charCuts: Bool = true, _ body: (UInt32) -> Void
+        charCuts: Bool = true, tokenCount: ((Int) -> Void)? = nil, _ body: (UInt32) -> Void
     ) {
         var text = normalizesNFC ? Self.nfc(text) : text
         text.withUTF8 { utf8 in
@@ -92,11 +96,14 @@ public final class TokenEncoding: Sendable {
                         text: utf8, pattern: pattern, classes: .shared, fastPaths: fastPaths)
                     let base = utf8.baseAddress!
                     // Text that looks like encoded data is searched for cuts (cl100k, qwen) or its
-                    // lookups screened (o200k); other text does not pay for the tests (see
+                    // lookups screened (o200k), and its short parts counted in bulk when counting;
+                    // other text does not pay for the tests (see
                     // `BytePairEncoder.encodeText(searchingCuts:emit:)` and `encodeScreened`).
                     if encodedPaths && BytePairEncoder.looksEncoded(utf8) {
                         if encoder.searchesCuts {
-                            encoder.encodeText(searchingCuts: splitter, emit: body)
+                            encoder.encodeText(searchingCuts: splitter, emit: body, tokenCount: tokenCount)
+                        } else if let tokenCount {
+                            encoder.countText(screening: splitter, emit: body, tokenCount: tokenCount)
                         } else {
                             splitter.forEachPiece { start, end in
                                 encoder.encodeScreened(base + start, end - start, emit: body)
@@ -193,7 +200,10 @@ public final class TokenEncoding: Sendable {
     /// The number of tokens `encode` would return, without building the array.
     public func count(_ text: String) -> Int {
         var n = 0
-        forEachToken(text) { _ in n += 1 }
+        // Through a pointer: two closures capturing `n` itself would check each access at run time.
+        withUnsafeMutablePointer(to: &n) { n in
+            forEachToken(text, tokenCount: { n.pointee += $0 }) { _ in n.pointee += 1 }
+        }
         return n
     }
 
