@@ -10,9 +10,10 @@ import Foundation
 /// linear time, and several times faster than merging on CJK text, whose pieces are whole clauses. The
 /// scan is also the reference the backtracking encoder and the unrolled merges are tested against.
 ///
-/// In text that looks like encoded data (base64, keys, hashes), pieces are cut where no token can span
-/// the boundary, and the short parts merge on their own (``encodeText(searchingCuts:emit:)``): in
-/// cl100k and qwen, whose pieces of random letters run on for dozens of bytes.
+/// Text that looks like encoded data (base64, keys, hashes) goes window by window
+/// (``encodeText(encoded:emit:tokenCount:)``). In cl100k and qwen, whose pieces of random letters run
+/// on for dozens of bytes, pieces are cut where no token can span the boundary, and the short parts
+/// merge on their own. When the caller only counts, the parts of one and two bytes are counted in bulk.
 struct BytePairEncoder {
     let vocabulary: BPEVocabulary
     let table: UnsafeBufferPointer<BPEVocabulary.Slot>
@@ -48,7 +49,7 @@ struct BytePairEncoder {
     var periodicFrom = Self.defaultPeriodicFrom
 
     /// Whether the encoding searches text that looks like encoded data for cuts
-    /// (``encodeText(searchingCuts:emit:)``). Not in o200k, whose pre-tokenizer already ends a piece
+    /// (``encodeText(encoded:emit:tokenCount:)``). Not in o200k, whose pre-tokenizer already ends a piece
     /// of letters where small letters turn capital, so that random letters make short pieces; its
     /// lookups are screened instead (``encodeScreened(_:_:emit:)``).
     var searchesCuts = true
@@ -124,7 +125,7 @@ struct BytePairEncoder {
     }
 
     /// ``encode(_:_:emit:)`` for the pieces of text that looks like encoded data (``looksEncoded(_:)``)
-    /// that ``encodeText(searchingCuts:emit:)`` does not take run by run: a piece that holds a capital
+    /// that ``encodeText(encoded:emit:tokenCount:)`` does not take run by run: a piece that holds a capital
     /// after its first two bytes is searched for cuts first. Prose does not pay for the test: on every
     /// piece, it cost English and code several percent.
     @inline(__always)
@@ -164,41 +165,6 @@ struct BytePairEncoder {
             }
         }
         merge(piece, n, charCuts: false, emit: emit)
-    }
-
-    /// Counts the tokens of a text that looks like encoded data in o200k (``encodeScreened(_:_:emit:)``
-    /// for every piece, in effect). Most of its pieces are one or two bytes (69% in random base64),
-    /// which make one token, or two when the pair is none. In a run of printable ASCII, where the
-    /// pre-tokenizer finds up to 64 bytes of pieces at once (``Pretokenizer/asciiRunStarts(from:)``),
-    /// those are counted from the piece starts in bulk and passed to `tokenCount`, with no branch on
-    /// each piece's length; only the longer pieces go one by one, to `emit`. So tokens are counted out
-    /// of order, and their ids not found: for counting only.
-    @inline(__always)
-    func countText(screening splitter: Pretokenizer, emit: (UInt32) -> Void, tokenCount: (Int) -> Void) {
-        let base = splitter.text.baseAddress!
-        var i = 0
-        while i < splitter.count {
-            while splitter.fastPaths && splitter.beginsRun(i) {
-                let starts = splitter.asciiRunStarts(from: i)
-                if starts == 0 { break }
-                // The pieces that start before the last start end at the next start; the last one goes
-                // the general way, which sees what follows the window.
-                let span = 63 - starts.leadingZeroBitCount
-                let bounds = starts | 1
-                var (tokens, longer) = countShortParts(base + i, bounds: bounds, span: span)
-                tokenCount(tokens)
-                while longer != 0 {
-                    let a = longer.trailingZeroBitCount
-                    let b = a + 1 + (bounds >> UInt64(a + 1)).trailingZeroBitCount
-                    encodeScreenedLong(base + i + a, b - a, emit: emit)
-                    longer &= longer &- 1
-                }
-                i += span
-            }
-            let end = splitter.pieceEnd(from: i)
-            encodeScreened(base + i, end - i, emit: emit)
-            i = end
-        }
     }
 
     /// For the parts between the set bits of `bounds` (bit 0 and the last, `span`, among them) in the
@@ -289,17 +255,21 @@ struct BytePairEncoder {
 
     /// Encodes a whole text that looks like encoded data (``looksEncoded(_:)``). In its runs of
     /// printable ASCII, where the pre-tokenizer finds up to 64 bytes of pieces at once
-    /// (``Pretokenizer/asciiRunStarts(from:)``), the cuts are searched over all of those pieces in
-    /// one scan, and each part between a piece boundary or a cut merges on its own: no call per
-    /// piece, and no test of which pieces to search. A cut found next to a piece boundary judges by
+    /// (``Pretokenizer/asciiRunStarts(from:)``), the pieces go window by window from those masks, with
+    /// no call per piece. In cl100k and qwen (``searchesCuts``), the cuts are searched over all of a
+    /// window's pieces in one scan too, and each part between a piece boundary or a cut merges on its
+    /// own, with no test of which pieces to search. A cut found next to a piece boundary judges by
     /// bytes of the neighbouring piece too: more bytes can only make a boundary look mergeable, so a
     /// cut so found is a cut within the piece. A part that is a whole piece may be any token; a part
-    /// of a piece only one BPE can make (in cl100k and qwen every token of such bytes is both).
-    /// Everything else goes piece by piece, as ``encodeSearchingCuts(_:_:emit:)``.
+    /// of a piece only one BPE can make (in cl100k and qwen every token of such bytes is both). In
+    /// o200k the parts are the pieces, screened (``encodeScreened(_:_:emit:)``). Everything else goes
+    /// piece by piece, as ``encodeSearchingCuts(_:_:emit:)`` or ``encodeScreened(_:_:emit:)``.
+    ///
+    /// With `tokenCount`, the caller only counts: the parts of one and two bytes (69% of random
+    /// base64's pieces in o200k) are counted in bulk (``countShortParts(_:bounds:span:)``) and passed
+    /// to it, and only the longer ones go one by one, to `emit`. So tokens are counted out of order.
     @inline(__always)
-    func encodeText(
-        searchingCuts splitter: Pretokenizer, emit: (UInt32) -> Void, tokenCount: ((Int) -> Void)? = nil
-    ) {
+    func encodeText(encoded splitter: Pretokenizer, emit: (UInt32) -> Void, tokenCount: ((Int) -> Void)? = nil) {
         let base = splitter.text.baseAddress!
         var i = 0
         while i < splitter.count {
@@ -309,40 +279,57 @@ struct BytePairEncoder {
                 let starts = splitter.asciiRunStarts(from: i)
                 if starts == 0 { break }
                 let span = 63 - starts.leadingZeroBitCount
-                var scan = merges.cutScan(base + i, span)
-                var bounds = starts | (span > 1 ? scan.next(1, span - 1) << 1 : 0)
-                let pieceStarts = starts | 1
+                let window = base + i
+                var bounds = starts | 1
+                if searchesCuts && span > 1 {
+                    var scan = merges.cutScan(window, span)
+                    bounds |= scan.next(1, span - 1) << 1
+                }
                 if let tokenCount {
-                    var (tokens, longer) = countShortParts(base + i, bounds: bounds | 1, span: span)
+                    var (tokens, longer) = countShortParts(window, bounds: bounds, span: span)
                     tokenCount(tokens)
                     while longer != 0 {
                         let a = longer.trailingZeroBitCount
                         let b = a + 1 + (bounds >> UInt64(a + 1)).trailingZeroBitCount
-                        let isPiece = pieceStarts >> UInt64(a) & pieceStarts >> UInt64(b) & 1 != 0
-                        encodeUncut(base + i + a, b - a, isPiece: isPiece, emit: emit)
+                        encodeLongPart(window, a, b, pieceStarts: starts | 1, emit: emit)
                         longer &= longer &- 1
                     }
-                    i += span
-                    continue
-                }
-                var a = 0
-                while bounds != 0 {
-                    let b = bounds.trailingZeroBitCount
-                    let n = b - a
-                    if n < 3 {
-                        encodeSmallPart(base + i + a, n, emit: emit)
-                    } else {
-                        let isPiece = pieceStarts >> UInt64(a) & pieceStarts >> UInt64(b) & 1 != 0
-                        encodeUncut(base + i + a, n, isPiece: isPiece, emit: emit)
+                } else {
+                    var rest = bounds & ~1
+                    var a = 0
+                    while rest != 0 {
+                        let b = rest.trailingZeroBitCount
+                        if b - a < 3 {
+                            encodeSmallPart(window + a, b - a, emit: emit)
+                        } else {
+                            encodeLongPart(window, a, b, pieceStarts: starts | 1, emit: emit)
+                        }
+                        a = b
+                        rest &= rest &- 1
                     }
-                    a = b
-                    bounds &= bounds &- 1
                 }
                 i += span
             }
             let end = splitter.pieceEnd(from: i)
-            encodeSearchingCuts(base + i, end - i, emit: emit)
+            if searchesCuts {
+                encodeSearchingCuts(base + i, end - i, emit: emit)
+            } else {
+                encodeScreened(base + i, end - i, emit: emit)
+            }
             i = end
+        }
+    }
+
+    /// The part `window[a..<b]` (three bytes or more) of ``encodeText(encoded:emit:tokenCount:)``.
+    @inline(__always)
+    func encodeLongPart(
+        _ window: UnsafePointer<UInt8>, _ a: Int, _ b: Int, pieceStarts: UInt64, emit: (UInt32) -> Void
+    ) {
+        if searchesCuts {
+            let isPiece = pieceStarts >> UInt64(a) & pieceStarts >> UInt64(b) & 1 != 0
+            encodeUncut(window + a, b - a, isPiece: isPiece, emit: emit)
+        } else {
+            encodeScreenedLong(window + a, b - a, emit: emit)
         }
     }
 

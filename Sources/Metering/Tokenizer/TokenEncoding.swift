@@ -77,7 +77,7 @@ public final class TokenEncoding: Sendable {
     ///
     /// With `tokenCount`, the caller only counts: some tokens may then be passed to it as a number
     /// rather than to `body` one by one, out of order (the parts of one and two bytes of text that
-    /// looks like encoded data: ``BytePairEncoder/countShortParts(_:bounds:span:)``).
+    /// looks like encoded data: ``BytePairEncoder/encodeText(encoded:emit:tokenCount:)``).
     @inline(__always)
     func forEachToken(
         _ text: String, backtrackFrom: Int = BytePairEncoder.defaultBacktrackFrom,
@@ -95,20 +95,12 @@ public final class TokenEncoding: Sendable {
                     let splitter = Pretokenizer(
                         text: utf8, pattern: pattern, classes: .shared, fastPaths: fastPaths)
                     let base = utf8.baseAddress!
-                    // Text that looks like encoded data is searched for cuts (cl100k, qwen) or its
-                    // lookups screened (o200k), and its short parts counted in bulk when counting;
-                    // other text does not pay for the tests (see
-                    // `BytePairEncoder.encodeText(searchingCuts:emit:)` and `encodeScreened`).
+                    // Text that looks like encoded data goes window by window, searched for cuts
+                    // (cl100k, qwen) or its lookups screened (o200k), its short parts counted in bulk
+                    // when counting; other text does not pay for the tests
+                    // (`BytePairEncoder.encodeText(encoded:emit:tokenCount:)`).
                     if encodedPaths && BytePairEncoder.looksEncoded(utf8) {
-                        if encoder.searchesCuts {
-                            encoder.encodeText(searchingCuts: splitter, emit: body, tokenCount: tokenCount)
-                        } else if let tokenCount {
-                            encoder.countText(screening: splitter, emit: body, tokenCount: tokenCount)
-                        } else {
-                            splitter.forEachPiece { start, end in
-                                encoder.encodeScreened(base + start, end - start, emit: body)
-                            }
-                        }
+                        encoder.encodeText(encoded: splitter, emit: body, tokenCount: tokenCount)
                     } else {
                         splitter.forEachPiece { start, end in encoder.encode(base + start, end - start, emit: body) }
                     }
