@@ -561,6 +561,53 @@ struct PretokenizerFastPathTests {
         #expect(runsUsed > 2500, "the masks were used at the start of \(runsUsed) texts")
     }
 
+    @Test("the bytes read eight at a time as ASCII whitespace are the ASCII scalars with White_Space")
+    func asciiWhitespaceBytes() {
+        let classes = CharacterClassTable.shared
+        var wrong: [UInt8] = []
+        for byte in 0...255 {
+            let space = byte < 0x80 && CharacterClass(rawValue: classes.ascii[byte]).contains(.space)
+            for lane in 0..<8 {
+                // The byte in one lane, spaces in the others.
+                let word: UInt64 =
+                    0x2020_2020_2020_2020 & ~(0xFF << UInt64(8 * lane)) | UInt64(byte) << UInt64(8 * lane)
+                let flagged = Pretokenizer.notSpaceBytes(word) != 0
+                if flagged == space { wrong.append(UInt8(byte)) }
+            }
+        }
+        #expect(wrong.isEmpty, "\(Set(wrong).sorted())")
+    }
+
+    @Test("runs of whitespace split as the general path splits them", arguments: TokenEncoding.names)
+    func whitespaceRuns(name: String) throws {
+        let encoding = try TokenEncoding.named(name)
+        let spaces = [
+            " ", "\t", " ", "\t", "\n", "\r", "\r\n", "\u{B}", "\u{C}", "\u{A0}", "\u{85}", "\u{2028}", "\u{3000}",
+        ]
+        let others = ["a", "Z", "1", ".", "中", "\u{1}", "\u{E}", "\u{1F}", "\u{7F}", "\u{301}", "'s"]
+        var rng = SplitMix(seed: 31)
+        var mismatches = 0
+        for round in 0..<4000 {
+            var text = ""
+            for _ in 0..<(1 + Int(rng.next() % 6)) {
+                // A run of up to 40 whitespace scalars (past several words): spaces and tabs alone in every
+                // other text, all kinds in the rest; then up to two other scalars.
+                let ascii = round % 2 == 0
+                for _ in 0..<Int(rng.next() % 40) {
+                    text += spaces[Int(rng.next() % UInt64(ascii ? 4 : spaces.count))]
+                }
+                for _ in 0..<Int(rng.next() % 3) { text += others[Int(rng.next() % UInt64(others.count))] }
+            }
+            let fast = Self.pieceEnds(text, encoding, fastPaths: true)
+            let reference = Self.pieceEnds(text, encoding, fastPaths: false)
+            if fast != reference {
+                mismatches += 1
+                if mismatches < 4 { Issue.record("\(name) differs on \(text.debugDescription)") }
+            }
+        }
+        #expect(mismatches == 0)
+    }
+
     @Test("fast and general paths split mixed ASCII, CJK and other text the same way", arguments: TokenEncoding.names)
     func sameSplits(name: String) throws {
         let encoding = try TokenEncoding.named(name)

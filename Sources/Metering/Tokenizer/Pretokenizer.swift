@@ -58,6 +58,38 @@ struct Pretokenizer {
         return j
     }
 
+    /// `skip(from: i, while: .space)`, eight bytes at a time while they are all ASCII whitespace (tab to
+    /// carriage return, and the space): a megabyte of spaces and tabs is one piece. A shortcut
+    /// (``fastPaths``).
+    @inline(__always)
+    func skipSpace(from i: Int) -> Int {
+        guard fastPaths else { return skip(from: i, while: .space) }
+        var j = i
+        let raw = UnsafeRawPointer(text.baseAddress!)
+        while j + 8 <= count {
+            let notSpace = Self.notSpaceBytes(raw.loadUnaligned(fromByteOffset: j, as: UInt64.self))
+            if notSpace != 0 {
+                j += notSpace.trailingZeroBitCount >> 3
+                break
+            }
+            j += 8
+        }
+        return skip(from: j, while: .space)
+    }
+
+    /// Bit 7 of each byte of `word` (little-endian) set where that byte is not ASCII whitespace
+    /// (0x09–0x0D, 0x20: the ASCII scalars with White_Space). Per byte x < 0x80, bit 7 of
+    /// (x + 0x80 - lo) & ~(x + 0x80 - hi - 1) says lo <= x <= hi, and (x ^ c) + 0x7F says x != c.
+    @inline(__always)
+    static func notSpaceBytes(_ word: UInt64) -> UInt64 {
+        let w = UInt64(littleEndian: word)
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let x = w & (0x7F &* ones)
+        let controls = (x &+ 0x77 &* ones) & ~(x &+ 0x72 &* ones)
+        let space = ~((x ^ 0x20 &* ones) &+ 0x7F &* ones)
+        return ~((controls | space) & ~w) & (0x80 &* ones)
+    }
+
     /// Advances over scalars whose flags do not intersect `none`.
     @inline(__always)
     func skip(avoiding none: CharacterClass, from i: Int) -> Int {
@@ -139,23 +171,19 @@ struct Pretokenizer {
     /// up to the last `\r`/`\n` in the run; else `\s+(?!\S)` (the run, less its last scalar when
     /// something follows); else one scalar (`\s` in cl100k, `\s+` elsewhere).
     func whitespace(_ i: Int, runEnd: Int, singleFallback: Bool) -> Int {
-        // \s*[\r\n] (cl100k) or \s*[\r\n]+ (others): through the last newline in the run.
-        var lastNewlineEnd = -1
-        var j = i
-        while j < runEnd {
-            let b = text[j]
-            if b == 0x0A || b == 0x0D { lastNewlineEnd = j + 1 }
-            j += length(at: j)
+        // \s*[\r\n] (cl100k) or \s*[\r\n]+ (others): through the last newline in the run. A byte
+        // 0x0A or 0x0D is always that scalar (no UTF-8 sequence holds a byte below 0x80), so the
+        // search goes back from the end, byte by byte.
+        var j = runEnd
+        while j > i {
+            j -= 1
+            if text[j] == 0x0A || text[j] == 0x0D { return j + 1 }
         }
-        if lastNewlineEnd > 0 { return lastNewlineEnd }
         // \s+(?!\S)
         if runEnd == count { return runEnd }
-        var lastStart = i
-        j = i
-        while j < runEnd {
-            lastStart = j
-            j += length(at: j)
-        }
+        // Where the run's last scalar starts: back over its continuation bytes.
+        var lastStart = runEnd - 1
+        while text[lastStart] & 0xC0 == 0x80 { lastStart -= 1 }
         if lastStart > i { return lastStart }
         // \s (cl100k) or \s+ (o200k, qwen) — the run here is a single scalar either way.
         return singleFallback ? i + length(at: i) : runEnd
@@ -348,7 +376,7 @@ struct Pretokenizer {
         if f.contains(.number) { return numbers(i, atMost: 3) }
         if let end = punctuation(i, slashTrails: false) { return end }
         // Whitespace: \s++$ takes a run that reaches the end.
-        let runEnd = skip(from: i, while: .space)
+        let runEnd = skipSpace(from: i)
         if runEnd == count { return runEnd }
         return whitespace(i, runEnd: runEnd, singleFallback: true)
     }
@@ -363,7 +391,7 @@ struct Pretokenizer {
         if let end = letters(i) { return end }
         if flags(at: i).contains(.number) { return numbers(i, atMost: 1) }
         if let end = punctuation(i, slashTrails: false) { return end }
-        let runEnd = skip(from: i, while: .space)
+        let runEnd = skipSpace(from: i)
         return whitespace(i, runEnd: runEnd, singleFallback: false)
     }
 
@@ -389,7 +417,7 @@ struct Pretokenizer {
         if wordHere, let end = o200kWord(i, lowerRequired: false) { return end }
         if f.contains(.number) { return numbers(i, atMost: 3) }
         if let end = punctuation(i, slashTrails: true) { return end }
-        let runEnd = skip(from: i, while: .space)
+        let runEnd = skipSpace(from: i)
         return whitespace(i, runEnd: runEnd, singleFallback: false)
     }
 
