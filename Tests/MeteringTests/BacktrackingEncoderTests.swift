@@ -514,6 +514,15 @@ struct PretokenizerFastPathTests {
         }
     }
 
+    /// Counts (and records the first few) texts that the fast paths split elsewhere than the general path:
+    /// piece boundaries, not just tokens, since a wrong split often encodes to the same tokens.
+    static func checkSplits(_ text: String, _ encoding: TokenEncoding, _ name: String, mismatches: inout Int) {
+        if pieceEnds(text, encoding, fastPaths: true) != pieceEnds(text, encoding, fastPaths: false) {
+            mismatches += 1
+            if mismatches < 4 { Issue.record("\(name) differs on \(text.debugDescription)") }
+        }
+    }
+
     @Test(
         "runs of printable ASCII split by bit masks as the general path splits them", arguments: TokenEncoding.names)
     func asciiRuns(name: String) throws {
@@ -525,12 +534,7 @@ struct PretokenizerFastPathTests {
         var mismatches = 0
         var runsUsed = 0
         func check(_ text: String) {
-            let fast = Self.pieceEnds(text, encoding, fastPaths: true)
-            let reference = Self.pieceEnds(text, encoding, fastPaths: false)
-            if fast != reference {
-                mismatches += 1
-                if mismatches < 4 { Issue.record("\(name) differs on \(text.debugDescription)") }
-            }
+            Self.checkSplits(text, encoding, name, mismatches: &mismatches)
             var text = text
             text.withUTF8 { utf8 in
                 let splitter = Pretokenizer(text: utf8, pattern: encoding.pattern, classes: .shared)
@@ -598,12 +602,7 @@ struct PretokenizerFastPathTests {
                 }
                 for _ in 0..<Int(rng.next() % 3) { text += others[Int(rng.next() % UInt64(others.count))] }
             }
-            let fast = Self.pieceEnds(text, encoding, fastPaths: true)
-            let reference = Self.pieceEnds(text, encoding, fastPaths: false)
-            if fast != reference {
-                mismatches += 1
-                if mismatches < 4 { Issue.record("\(name) differs on \(text.debugDescription)") }
-            }
+            Self.checkSplits(text, encoding, name, mismatches: &mismatches)
         }
         #expect(mismatches == 0)
     }
@@ -628,13 +627,7 @@ struct PretokenizerFastPathTests {
             for _ in 0..<(1 + Int(rng.next() % UInt64(length))) {
                 text += alphabet[Int(rng.next() % UInt64(alphabet.count))]
             }
-            // Piece boundaries, not just tokens: a wrong split often encodes to the same tokens.
-            let fast = Self.pieceEnds(text, encoding, fastPaths: true)
-            let reference = Self.pieceEnds(text, encoding, fastPaths: false)
-            if fast != reference {
-                mismatches += 1
-                if mismatches < 4 { Issue.record("\(name) differs on \(text.debugDescription)") }
-            }
+            Self.checkSplits(text, encoding, name, mismatches: &mismatches)
         }
         #expect(mismatches == 0)
     }

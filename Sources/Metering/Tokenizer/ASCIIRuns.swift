@@ -1,3 +1,22 @@
+/// Tests on the eight bytes of a word at once, each in its lane: bit 7 of a lane of the result says
+/// whether that lane's byte x passes. The bytes tested are below 0x80 (callers clear bit 7 first, and
+/// mask out the lanes that held other bytes), so no lane carries into the next.
+enum ByteLanes {
+    static let ones: UInt64 = 0x0101_0101_0101_0101
+
+    /// lo <= x <= hi: x + 0x80 - lo reaches bit 7 from lo on, and x + 0x7F - hi from hi + 1 on.
+    @inline(__always)
+    static func inRange(_ x: UInt64, _ lo: UInt64, _ hi: UInt64) -> UInt64 {
+        (x &+ (0x80 - lo) &* ones) & ~(x &+ (0x7F - hi) &* ones)
+    }
+
+    /// x != c: x ^ c is not zero, and 0x7F more reaches bit 7.
+    @inline(__always)
+    static func notEqual(_ x: UInt64, _ c: UInt64) -> UInt64 {
+        (x ^ c &* ones) &+ 0x7F &* ones
+    }
+}
+
 extension Pretokenizer {
     /// Calls `body` with the start and end of each piece, in order, as ``pieceEnd(from:)`` splits the
     /// text.
@@ -55,13 +74,12 @@ extension Pretokenizer {
             // As loaded for the mask functions, which read it little-endian themselves.
             let word = raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
             let w = UInt64(littleEndian: word)
-            let ones: UInt64 = 0x0101_0101_0101_0101
-            let x = w & (0x7F &* ones)
-            let ascii = ~w & (0x80 &* ones)
+            let x = w & (0x7F &* ByteLanes.ones)
+            let ascii = ~w & (0x80 &* ByteLanes.ones)
             let run = Self.gather(Self.runBytes(word))
             capitals |= Self.gather(Self.letterMask(word, true, false)) << UInt64(offset)
             small |= Self.gather(Self.letterMask(word, false, true)) << UInt64(offset)
-            digits |= Self.gather((x &+ 0x50 &* ones) & ~(x &+ 0x46 &* ones) & ascii) << UInt64(offset)
+            digits |= Self.gather(ByteLanes.inRange(x, 0x30, 0x39) & ascii) << UInt64(offset)
             inRun |= run << UInt64(offset)
             offset += 8
             if run != 0xFF { break }
@@ -99,16 +117,13 @@ extension Pretokenizer {
     }
 
     /// Bit 7 of each byte of `word` (little-endian) set where that byte is printable ASCII other than
-    /// the space and the apostrophe. Per byte x < 0x80, bit 7 of (x + 0x80 - lo) & ~(x + 0x80 - hi - 1)
-    /// says lo <= x <= hi, and (x ^ c) + 0x7F says x != c; no byte carries into the next.
+    /// the space and the apostrophe.
     @inline(__always)
     static func runBytes(_ word: UInt64) -> UInt64 {
         let w = UInt64(littleEndian: word)
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let x = w & (0x7F &* ones)
-        let printable = (x &+ 0x5F &* ones) & ~(x &+ 0x01 &* ones)
-        let notApostrophe = (x ^ 0x27 &* ones) &+ 0x7F &* ones
-        return printable & notApostrophe & ~w & (0x80 &* ones)
+        let x = w & (0x7F &* ByteLanes.ones)
+        let printable = ByteLanes.inRange(x, 0x21, 0x7E) & ByteLanes.notEqual(x, 0x27)
+        return printable & ~w & (0x80 &* ByteLanes.ones)
     }
 
     /// Bit 7 of each byte, as eight bits (byte k → bit k).

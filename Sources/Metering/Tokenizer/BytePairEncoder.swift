@@ -478,14 +478,13 @@ struct BytePairEncoder {
     }
 
     /// The bytes of an ASCII word that are `a e i o u` in either case (only capital vowels fold onto
-    /// small ones under `| 0x20`). For bytes below 0x80, bit 7 of `(x ^ c) + 0x7F` is clear exactly
-    /// when x == c, and no byte carries into the next.
+    /// small ones under `| 0x20`).
     @inline(__always)
     static func vowelCount(_ word: UInt64) -> Int {
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let folded = word | 0x20 &* ones
-        @inline(__always) func equal(_ c: UInt64) -> UInt64 { ~((folded ^ c &* ones) &+ 0x7F &* ones) }
-        return ((equal(0x61) | equal(0x65) | equal(0x69) | equal(0x6F) | equal(0x75)) & (0x80 &* ones)).nonzeroBitCount
+        let folded = word | 0x20 &* ByteLanes.ones
+        @inline(__always) func equal(_ c: UInt64) -> UInt64 { ~ByteLanes.notEqual(folded, c) }
+        return ((equal(0x61) | equal(0x65) | equal(0x69) | equal(0x6F) | equal(0x75)) & (0x80 &* ByteLanes.ones))
+            .nonzeroBitCount
     }
 
     /// tiktoken's scan unrolled for four bytes that are not a token: at most two merges, and the

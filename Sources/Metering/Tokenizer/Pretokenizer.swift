@@ -78,16 +78,13 @@ struct Pretokenizer {
     }
 
     /// Bit 7 of each byte of `word` (little-endian) set where that byte is not ASCII whitespace
-    /// (0x09–0x0D, 0x20: the ASCII scalars with White_Space). Per byte x < 0x80, bit 7 of
-    /// (x + 0x80 - lo) & ~(x + 0x80 - hi - 1) says lo <= x <= hi, and (x ^ c) + 0x7F says x != c.
+    /// (0x09–0x0D, 0x20: the ASCII scalars with White_Space).
     @inline(__always)
     static func notSpaceBytes(_ word: UInt64) -> UInt64 {
         let w = UInt64(littleEndian: word)
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let x = w & (0x7F &* ones)
-        let controls = (x &+ 0x77 &* ones) & ~(x &+ 0x72 &* ones)
-        let space = ~((x ^ 0x20 &* ones) &+ 0x7F &* ones)
-        return ~((controls | space) & ~w) & (0x80 &* ones)
+        let x = w & (0x7F &* ByteLanes.ones)
+        let space = ByteLanes.inRange(x, 0x09, 0x0D) | ~ByteLanes.notEqual(x, 0x20)
+        return ~(space & ~w) & (0x80 &* ByteLanes.ones)
     }
 
     /// Advances over scalars whose flags do not intersect `none`.
@@ -272,17 +269,15 @@ struct Pretokenizer {
     }
 
     /// Bit 7 of each byte of `word` (little-endian) set where that byte is an ASCII capital (`capitals`)
-    /// or small letter (`small`). Per byte x < 0x80, bit 7 of (x + 0x80 - lo) & ~(x + 0x80 - hi - 1)
-    /// says lo <= x <= hi, and no byte carries into the next; bytes from 0x80 are in no class.
+    /// or small letter (`small`); bytes from 0x80 are in no class.
     @inline(__always)
     static func letterMask(_ word: UInt64, _ capitals: Bool, _ small: Bool) -> UInt64 {
         let w = UInt64(littleEndian: word)
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let x = w & (0x7F &* ones)
+        let x = w & (0x7F &* ByteLanes.ones)
         var mask: UInt64 = 0
-        if capitals { mask |= (x &+ 0x3F &* ones) & ~(x &+ 0x25 &* ones) }
-        if small { mask |= (x &+ 0x1F &* ones) & ~(x &+ 0x05 &* ones) }
-        return mask & ~w & (0x80 &* ones)
+        if capitals { mask |= ByteLanes.inRange(x, 0x41, 0x5A) }
+        if small { mask |= ByteLanes.inRange(x, 0x61, 0x7A) }
+        return mask & ~w & (0x80 &* ByteLanes.ones)
     }
 
     /// The other ASCII pieces: a number `\p{N}{1,maxDigits}`, or punctuation ` ?[^\s\p{L}\p{N}]+`
