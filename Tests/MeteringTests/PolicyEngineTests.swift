@@ -44,12 +44,13 @@ struct PolicyEngineTests {
         // Settle one for half its estimate: 0.00015 comes back, so exactly one more estimate fits... not quite:
         // 0.0006 + 0.00015 + 0.0003 = 0.00105 > 0.001, so still rejected; settling a second frees enough.
         let actual = Usage(prompt: 100, completion: 25)
-        let split = engine.settle(admitted[0], actual: actual, cost: Self.price.cost(of: actual), convert: Self.same)
+        let split = engine.settle(
+            admitted[0], actual: actual, cost: try Self.price.cost(of: actual), convert: Self.same)
         #expect(split.budgetCharge == Money(nanos: 150_000, currency: "USD"))
         if case .admitted = engine.admit(Self.tenant(plan), Self.request(at: now), convert: Self.same) {
             Issue.record("0.00015 + 0.0006 + 0.0003 exceeds the budget")
         }
-        _ = engine.settle(admitted[1], actual: actual, cost: Self.price.cost(of: actual), convert: Self.same)
+        _ = engine.settle(admitted[1], actual: actual, cost: try Self.price.cost(of: actual), convert: Self.same)
         if case .rejected = engine.admit(Self.tenant(plan), Self.request(at: now), convert: Self.same) {
             Issue.record("0.0003 + 0.0003 + 0.0003 fits")
         }
@@ -67,17 +68,17 @@ struct PolicyEngineTests {
         guard case .admitted(let first, _) = engine.admit(Self.tenant(plan), Self.request(at: now), convert: Self.same)
         else { Issue.record("admit"); return }
         let usage = Usage(prompt: 100, completion: 100)  // 0.0003 USD, all free
-        let s1 = engine.settle(first, actual: usage, cost: Self.price.cost(of: usage), convert: Self.same)
+        let s1 = engine.settle(first, actual: usage, cost: try Self.price.cost(of: usage), convert: Self.same)
         #expect(s1.freeUnits == 200 && s1.charged == .zero("USD") && s1.freeCost?.nanos == 300_000)
         guard case .admitted(let second, _) = engine.admit(Self.tenant(plan), Self.request(at: now), convert: Self.same)
         else { Issue.record("admit"); return }
         let usage2 = Usage(prompt: 100, completion: 50)  // 0.0002 USD; 50 of 150 tokens free
-        let s2 = engine.settle(second, actual: usage2, cost: Self.price.cost(of: usage2), convert: Self.same)
+        let s2 = engine.settle(second, actual: usage2, cost: try Self.price.cost(of: usage2), convert: Self.same)
         #expect(s2.freeUnits == 50)
         // free share = floor(200000 × 50 / 150) = 66666; charged = 133334
         #expect(s2.freeCost?.nanos == 66_666 && s2.charged?.nanos == 133_334)
         #expect(s2.budgetCharge?.nanos == 133_334)
-        #expect(s2.freeCost!.nanos + s2.charged!.nanos == Self.price.cost(of: usage2).nanos)
+        #expect(s2.freeCost!.nanos + s2.charged!.nanos == (try Self.price.cost(of: usage2)).nanos)
     }
 
     @Test("the free tier shrinks at the tenant's midnight in Asia/Shanghai, not at UTC midnight")
@@ -109,7 +110,7 @@ struct PolicyEngineTests {
     }
 
     @Test("budget alerts fire once per threshold per period; a soft budget admits past its limit")
-    func alerts() {
+    func alerts() throws {
         let plan = Plan(
             name: "p",
             budget: Budget(
@@ -121,8 +122,9 @@ struct PolicyEngineTests {
             guard case .admitted(let r, _) = engine.admit(Self.tenant(plan), Self.request(at: now), convert: Self.same)
             else { Issue.record("a soft budget admits"); return }
             let usage = Usage(prompt: 100, completion: 100)
-            fired += engine.settle(r, actual: usage, cost: Self.price.cost(of: usage), convert: Self.same).alerts.map(
-                \.percent)
+            fired += engine.settle(r, actual: usage, cost: try Self.price.cost(of: usage), convert: Self.same).alerts
+                .map(
+                    \.percent)
         }
         #expect(fired == [50, 100])
         // The next day is a new period: the 50 % alert fires again.
@@ -134,8 +136,9 @@ struct PolicyEngineTests {
                     Self.tenant(plan), Self.request(at: next.addingTimeInterval(Double(i))), convert: Self.same)
             else { return }
             let usage = Usage(prompt: 100, completion: 100)
-            again += engine.settle(r, actual: usage, cost: Self.price.cost(of: usage), convert: Self.same).alerts.map(
-                \.percent)
+            again += engine.settle(r, actual: usage, cost: try Self.price.cost(of: usage), convert: Self.same).alerts
+                .map(
+                    \.percent)
         }
         #expect(again == [50])
     }

@@ -95,7 +95,7 @@ struct AdminAPI: Sendable {
         }
         route(router, .get, "/admin/v1/tenants/:tenant/quota") { _, context in
             let tenant = try run { try store.tenant(try Self.parameter(context, "tenant")) }
-            return (200, try quota(tenant))
+            return (200, try await quota(tenant))
         }
         route(router, .put, "/admin/v1/tenants/:tenant/quota") { request, context in
             let body = try await Self.body(request)
@@ -116,11 +116,11 @@ struct AdminAPI: Sendable {
                     try Self.parameter(context, "tenant"), amount: amount, credit: body["currency"]?.stringValue,
                     period: period)
             }
-            return (200, try quota(tenant))
+            return (200, try await quota(tenant))
         }
         route(router, .delete, "/admin/v1/tenants/:tenant/quota") { _, context in
             let tenant = try run { try store.setQuota(try Self.parameter(context, "tenant"), amount: nil) }
-            return (200, try quota(tenant))
+            return (200, try await quota(tenant))
         }
         route(router, .get, "/admin/v1/tenants/:tenant/usage") { request, context in
             let tenant = try run { try store.tenant(try Self.parameter(context, "tenant")) }
@@ -128,16 +128,23 @@ struct AdminAPI: Sendable {
         }
         // A tenant's own key reads its own usage and quota, and nothing of any other tenant.
         router.get("/v1/usage") { request, context -> Response in
-            do throws(GatewayError) {
-                let key = try keys.authenticate(request.headers)
+            do {
+                let key = try await keys.authenticate(request.headers)
                 let period = request.uri.queryParameters["period"].map(String.init)
-                guard case .object(var members) = try usage(key.tenant, period: period) else {
-                    return Response(status: .internalServerError)
+                let tenant = key.tenant
+                let report: JSONValue = try await offEventLoop {
+                    let usage = try usage(tenant, period: period)
+                    return usage
                 }
-                members.append(("quota", try quota(key.tenant)))
+                let quota: JSONValue = try await quota(tenant)
+                guard case .object(var members) = report else { return Response(status: .internalServerError) }
+                members.append(("quota", quota))
                 return Self.json(200, .object(members), context: context)
-            } catch {
+            } catch let error as GatewayError {
                 return error.response(dialect: .openai, requestID: context.requestID)
+            } catch {
+                return GatewayError(status: 500, message: "The usage request failed.").response(
+                    dialect: .openai, requestID: context.requestID)
             }
         }
     }
@@ -150,7 +157,8 @@ struct AdminAPI: Sendable {
         router.on(RouterPath(path), method: method) { request, context -> Response in
             do {
                 try auth.authorize(request.headers)
-                let (status, body) = try await handler(request, context)
+                // Handlers read and write the store, which blocks: never on an event loop.
+                let (status, body) = try await offEventLoop { try await handler(request, context) }
                 return Self.json(status, body, context: context)
             } catch let error as GatewayError {
                 return error.response(dialect: .openai, requestID: context.requestID)
@@ -163,8 +171,13 @@ struct AdminAPI: Sendable {
 
     // MARK: Resources
 
-    private func quota(_ tenant: Tenant) throws(GatewayError) -> JSONValue {
-        let standing = try run { try policy.standing(tenant: tenant) }
+    private func quota(_ tenant: Tenant) async throws(GatewayError) -> JSONValue {
+        let standing: [(PolicyEngine.CounterKey, Int64, Int64, Int64)]
+        do {
+            standing = try await policy.standing(tenant: tenant)
+        } catch {
+            throw GatewayError(status: 500, message: "The store failed: \(error)")
+        }
         return QuotaReport.json(tenant: tenant, plan: policy.context(for: tenant, key: nil).plan, standing: standing)
     }
 

@@ -22,6 +22,11 @@ public struct AuthenticatedKey: Sendable, Equatable {
 public final class KeyDirectory: Sendable {
     private let snapshot = Mutex<[Data: AuthenticatedKey]>([:])
     private let loadedVersion = Mutex<Int>(-1)
+    /// Hashes the store recently did not know, so a flood of random keys costs no store read each.
+    /// Cleared on every reload, so a key created since is found at the next poll at the latest.
+    private let unknown = Mutex<(hashes: Set<Data>, since: ContinuousClock.Instant)>(([], .now))
+    static let unknownLimit = 100_000
+    static let unknownTTL: Duration = .seconds(2)
     let store: GatewayStore
 
     public init(store: GatewayStore) throws {
@@ -29,12 +34,24 @@ public final class KeyDirectory: Sendable {
         try reloadIfChanged()
     }
 
-    /// A hit costs one hash and one lookup. A miss asks the store once, so a key created a moment ago
-    /// works at once rather than after the next poll; revocations still come from the poll.
-    public func authenticate(secret: String) -> AuthenticatedKey? {
+    /// A hit costs one hash and one lookup. A miss asks the store once (off the event loop), so a key
+    /// created a moment ago works at once rather than after the next poll; revocations still come from
+    /// the poll. A hash the store did not know is remembered for a moment.
+    public func authenticate(secret: String) async -> AuthenticatedKey? {
         let hash = GatewayStore.hash(secret: secret)
         if let hit = snapshot.withLock({ $0[hash] }) { return hit }
-        guard let entry = try? store.activeCredential(hash: hash) else { return nil }
+        let knownUnknown = unknown.withLock { u in
+            if ContinuousClock.now - u.since > Self.unknownTTL || u.hashes.count >= Self.unknownLimit {
+                u = ([], .now)
+            }
+            return u.hashes.contains(hash)
+        }
+        if knownUnknown { return nil }
+        let store = store
+        guard let entry = try? await offEventLoop({ try store.activeCredential(hash: hash) }) else {
+            unknown.withLock { _ = $0.hashes.insert(hash) }
+            return nil
+        }
         let key = AuthenticatedKey(key: entry.key, tenant: entry.tenant)
         snapshot.withLock { $0[hash] = key }
         return key
@@ -50,6 +67,7 @@ public final class KeyDirectory: Sendable {
             map[entry.key.hash] = AuthenticatedKey(key: entry.key, tenant: entry.tenant)
         }
         snapshot.withLock { $0 = map }
+        unknown.withLock { $0 = ([], .now) }
         loadedVersion.withLock { $0 = version }
     }
 }

@@ -80,13 +80,13 @@ struct QuotaCommand: ParsableCommand {
         }
     }
 
-    struct Show: ParsableCommand {
+    struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Free quota, grant and budget: used and remaining.")
         @OptionGroup var common: CommonOptions
         @Argument(help: "Tenant id or name.") var tenant: String
         @Flag(help: "Print JSON.") var json = false
 
-        func run() throws {
+        func run() async throws {
             let policies = try CLI.loadPolicies(common)
             let store = try CLI.openStore(common)
             let t = try CLI.run { try store.tenant(tenant) }
@@ -95,7 +95,7 @@ struct QuotaCommand: ParsableCommand {
                 notifier: AlertNotifier(
                     webhook: nil, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "quota")),
                 metrics: GatewayMetrics())
-            let standing = try service.standing(tenant: t)
+            let standing = try await service.standing(tenant: t)
             let plan = service.context(for: t, key: nil).plan
             if json {
                 print(JSONWriter.serialize(QuotaReport.json(tenant: t, plan: plan, standing: standing)))

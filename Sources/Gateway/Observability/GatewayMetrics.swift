@@ -25,6 +25,7 @@ public final class GatewayMetrics: Sendable {
     private let commitLatency: DurationHistogram
     private let commitBatch: ValueHistogram
     private let queueDepth: Gauge
+    private let outstanding: Gauge
 
     public init() {
         tokenizer = registry.makeDurationHistogram(
@@ -46,6 +47,11 @@ public final class GatewayMetrics: Sendable {
             descriptor: .init(
                 namespace: "gateway", metricName: "ledger_queue_depth", unitName: "records",
                 helpText: "Records waiting for the next ledger commit."),
+            labels: [])
+        outstanding = registry.makeGauge(
+            descriptor: .init(
+                namespace: "gateway", metricName: "reservations_outstanding", unitName: "requests",
+                helpText: "Requests admitted and not yet settled."),
             labels: [])
     }
 
@@ -174,6 +180,26 @@ public final class GatewayMetrics: Sendable {
         ).increment()
     }
 
+    /// A reservation the sweeper released because its request never settled it.
+    public func reservationExpired() {
+        registry.makeCounter(
+            descriptor: .init(
+                namespace: "gateway", metricName: "reservations_expired", unitName: "total",
+                helpText: "Reservations released by the sweeper after their expiry (should stay 0)."),
+            labels: []
+        ).increment()
+    }
+
+    /// A request's settlement owner dropped unfinished, recorded by its last resort.
+    public func orphanedSettlement() {
+        registry.makeCounter(
+            descriptor: .init(
+                namespace: "gateway", metricName: "settlements_orphaned", unitName: "total",
+                helpText: "Requests settled by their owner's last resort (should stay 0)."),
+            labels: []
+        ).increment()
+    }
+
     public func tokenizerTime(_ duration: Duration) { tokenizer.record(duration) }
 
     public func ledgerCommit(_ stats: SQLiteLedger.CommitStats) {
@@ -182,8 +208,9 @@ public final class GatewayMetrics: Sendable {
     }
 
     /// The exposition text; `queueDepth` is sampled now.
-    public func exposition(ledgerQueueDepth: Int) -> [UInt8] {
+    public func exposition(ledgerQueueDepth: Int, outstandingReservations: Int = 0) -> [UInt8] {
         queueDepth.set(Int64(ledgerQueueDepth))
+        outstanding.set(Int64(outstandingReservations))
         var out: [UInt8] = []
         out.reserveCapacity(16 << 10)
         registry.emit(into: &out)

@@ -7,7 +7,8 @@ import Hummingbird
 struct Authenticator: Sendable {
     let directory: KeyDirectory
 
-    func authenticate(_ headers: HTTPFields) throws(GatewayError) -> AuthenticatedKey {
+    /// The key and its tenant, active or not; throws 401 for a missing, unknown or revoked key.
+    func identify(_ headers: HTTPFields) async throws(GatewayError) -> AuthenticatedKey {
         let secret: Substring
         if let auth = headers[.authorization] {
             let value = auth[...]
@@ -20,13 +21,19 @@ struct Authenticator: Sendable {
         }
         let trimmed = Self.trimmingSpaces(secret)
         guard !trimmed.isEmpty else { throw GatewayError.missingKey }
-        guard let key = directory.authenticate(secret: trimmed) else { throw GatewayError.invalidKey }
-        guard key.tenant.status == "active" else {
-            throw GatewayError(
-                status: 403, message: "This account is suspended; contact your administrator.",
-                openAIType: "permission_error", code: "tenant_suspended")
-        }
+        guard let key = await directory.authenticate(secret: trimmed) else { throw GatewayError.invalidKey }
         return key
+    }
+
+    /// A key whose tenant may make requests now: 401 as ``identify(_:)``, 403 for a suspended tenant.
+    func authenticate(_ headers: HTTPFields) async throws(GatewayError) -> AuthenticatedKey {
+        let key = try await identify(headers)
+        try Self.checkActive(key)
+        return key
+    }
+
+    static func checkActive(_ key: AuthenticatedKey) throws(GatewayError) {
+        guard key.tenant.status == "active" else { throw GatewayError.tenantSuspended }
     }
 
     /// The secret without surrounding spaces and tabs (the only whitespace a header value can hold).

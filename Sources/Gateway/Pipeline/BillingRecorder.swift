@@ -25,6 +25,12 @@ struct BillingRecorder: Sendable {
         metrics.recorded(record)
     }
 
+    /// A request's owner was dropped unfinished; its record is written by the owner's last resort.
+    func orphaned() {
+        metrics.orphanedSettlement()
+        logger.error("a request's settlement owner was dropped unfinished; recorded as client_disconnected")
+    }
+
     /// For paths that answer with an error anyway (rejections, upstream failures): the record is
     /// attempted and a failure is logged, but the client's error response does not depend on it.
     func recordBestEffort(_ record: BillingRecord, reservation: Reservation?) async {

@@ -51,11 +51,40 @@ public struct GatewayError: Error, Sendable {
     static let invalidKey = GatewayError(
         status: 401, message: "Incorrect API key provided, or the key has been revoked.", code: "invalid_api_key")
 
+    static let tenantSuspended = GatewayError(
+        status: 403, message: "This account is suspended; contact your administrator.",
+        openAIType: "permission_error", code: "tenant_suspended")
+
+    /// The body is not read any further, so the connection closes after the answer.
     static func tooLarge(limit: Int) -> GatewayError {
-        GatewayError(
+        var error = GatewayError(
             status: 413, message: "The request body is larger than this gateway accepts (\(limit) bytes).",
-            code: "request_too_large")
+            openAIType: "invalid_request_error", code: "request_too_large")
+        error.extraHeaders.append(("connection", "close"))
+        return error
     }
+
+    static func maxOutputTooLarge(asked: Int, cap: Int, model: String, param: String?) -> GatewayError {
+        GatewayError(
+            status: 400,
+            message:
+                "\(param ?? "max_tokens") is \(asked), but the model '\(model)' allows at most \(cap) output tokens.",
+            openAIType: "invalid_request_error", code: "max_tokens_too_large", param: param ?? "max_tokens")
+    }
+
+    /// The provider refused the operator's key: the tenant's key is fine, the gateway's setup is not.
+    static func providerAuthFailed(provider: String) -> GatewayError {
+        GatewayError(
+            status: 502,
+            message:
+                "The upstream provider '\(provider)' refused the gateway's credentials; the operator has been told.",
+            openAIType: "server_error", code: "provider_auth_failed")
+    }
+
+    /// The client went away; nobody reads this answer, but the handler must return something.
+    static let clientGone = GatewayError(
+        status: SettlementOwner.clientClosedRequest, message: "The client closed the connection.",
+        openAIType: "invalid_request_error", code: "client_disconnected")
 
     static func badRequest(_ e: RequestError) -> GatewayError {
         GatewayError(status: 400, message: e.message, openAIType: "invalid_request_error", param: e.param)
@@ -63,7 +92,8 @@ public struct GatewayError: Error, Sendable {
 
     static func unknownModel(_ model: String) -> GatewayError {
         GatewayError(
-            status: 404, message: "The model '\(model)' does not exist or you do not have access to it.",
+            status: 404,
+            message: "The model '\(JSONError.excerpt(model))' does not exist or you do not have access to it.",
             openAIType: "invalid_request_error", code: "model_not_found", param: "model")
     }
 
@@ -98,7 +128,7 @@ public struct GatewayError: Error, Sendable {
         case .insufficientQuota: type = "insufficient_quota"
         case .rateLimited: type = "requests"
         case .modelNotAllowed: type = "invalid_request_error"
-        case .maxOutputTooLarge, .noExchangeRate: type = "invalid_request_error"
+        case .maxOutputTooLarge, .noExchangeRate, .requestTooLarge: type = "invalid_request_error"
         }
         var error = GatewayError(
             status: r.httpStatus, message: r.message, openAIType: type, code: r.kind.rawValue,

@@ -52,7 +52,7 @@ public struct RequestPipeline: Sendable {
         self.promptCache = TokenCountCache()
         self.policy = policy
         self.recorder = BillingRecorder(ledger: ledger, policy: policy, metrics: metrics, logger: logger)
-        self.relay = ResponseRelay(recorder: recorder, metrics: metrics)
+        self.relay = ResponseRelay(metrics: metrics)
         self.metrics = metrics
         self.logger = logger
     }
@@ -64,7 +64,7 @@ public struct RequestPipeline: Sendable {
         // authenticate
         let key: AuthenticatedKey
         do {
-            key = try authenticator.authenticate(request.headers)
+            key = try await authenticator.identify(request.headers)
         } catch {
             return error.response(dialect: endpoint.dialect, requestID: context.requestID)
         }
@@ -72,9 +72,13 @@ public struct RequestPipeline: Sendable {
             requestID: context.requestID, tenantID: key.tenantID, keyID: key.keyID, startedAt: startedAt,
             endpoint: endpoint.rawValue)
         do {
-            return try await run(endpoint, request: request, key: key, draft: &draft)
+            try Authenticator.checkActive(key)
+            return try await run(endpoint, request: request, key: key, draft: &draft, context: context)
         } catch {
             if !error.isRecorded {
+                // A rejected record keeps a model name only if it is a configured one: junk names from
+                // a hostile client would otherwise each become a row of the tenant's usage.
+                if config.modelsByName[draft.model] == nil { draft.model = "" }
                 await recorder.recordBestEffort(
                     draft.rejected(
                         httpStatus: error.status, error: error.code ?? error.openAIType ?? "invalid_request",
@@ -86,7 +90,8 @@ public struct RequestPipeline: Sendable {
     }
 
     private func run(
-        _ endpoint: APIEndpoint, request: Request, key: AuthenticatedKey, draft: inout BillingDraft
+        _ endpoint: APIEndpoint, request: Request, key: AuthenticatedKey, draft: inout BillingDraft,
+        context: GatewayRequestContext
     ) async throws(GatewayError) -> Response {
         // read body
         let body = try await readBody(request)
@@ -118,6 +123,10 @@ public struct RequestPipeline: Sendable {
                 message: "The model '\(parsed.model)' is served over the Anthropic Messages API; call /v1/messages.",
                 openAIType: "invalid_request_error", code: "wrong_api_for_model", param: "model")
         }
+        if let asked = parsed.maxOutputTokens, asked > route.maxOutputTokens {
+            throw GatewayError.maxOutputTooLarge(
+                asked: asked, cap: route.maxOutputTokens, model: route.name, param: parsed.maxOutputParam)
+        }
         draft.upstreamModel = route.upstreamModel
         draft.provider = provider.name
         draft.price = policy.price(for: route.priceID, at: draft.startedAt)
@@ -130,14 +139,18 @@ public struct RequestPipeline: Sendable {
         metrics.tokenizerTime(clock.now - countStart)
 
         // admit
-        let maxOutput =
-            endpoint == .embeddings
-            ? 0
-            : parsed.maxOutputTokens ?? policy.plans.plan(named: key.tenant.plan).maxOutputTokens
-                ?? PolicyService.defaultMaxOutput
+        // The output each answer may reach: what the request asks (checked against the model's cap
+        // above), else the plan's cap or the default, never above the model's cap. Both factors are
+        // bounded (10^7 tokens, 128 answers), so the product fits.
+        let outputLimit =
+            parsed.maxOutputTokens
+            ?? min(
+                policy.plans.plan(named: key.tenant.plan).maxOutputTokens ?? PolicyService.defaultMaxOutput,
+                route.maxOutputTokens)
+        let maxOutput = endpoint == .embeddings ? 0 : outputLimit * parsed.choices
         let admission: Admission
         do {
-            admission = try policy.admit(
+            admission = try await policy.admit(
                 key,
                 AdmissionRequest(
                     model: parsed.model, estimate: Usage(prompt: draft.prompt.tokens, completion: maxOutput),
@@ -153,38 +166,56 @@ public struct RequestPipeline: Sendable {
             draft.reservation = reservation
             if let status { rateHeaders = GatewayError.rateLimitHeaders(status) }
         }
+        // From here on the owner settles the request, whatever happens to it or its client.
+        let owner = SettlementOwner(draft: draft, recorder: recorder)
+        context.connection?.attach(owner)
 
         // forward
         let injectUsage = parsed.needsInjectedUsage && provider.kind != .anthropic
+        // Without a limit of the client's own, the upstream gets the one the reservation was made for,
+        // so actual output cannot exceed the estimate: a hard budget is overshot by prompt-count error
+        // alone.
+        let outputCap: (member: String, tokens: Int)? =
+            draft.reservation?.limitsApply == true && parsed.maxOutputTokens == nil && endpoint != .embeddings
+            ? provider.outputLimitMember(for: endpoint).map { ($0, outputLimit) } : nil
         let upstream: UpstreamResponse
         if let mock = upstreams.mocks[provider.name] {
             var forwarded = parsed
             if injectUsage { forwarded.includeUsage = true }
-            upstream = await MockForwarder.send(mock: mock, request: forwarded, headers: request.headers)
+            if let outputCap { forwarded.maxOutputTokens = outputCap.tokens }
+            upstream = await MockForwarder.send(mock: mock, request: forwarded, headers: request.headers, owner: owner)
         } else {
             do {
                 upstream = try await upstreams.send(
                     provider: provider, endpoint: endpoint,
-                    body: parsed.upstreamBody(model: route.upstreamModel, requestUsage: injectUsage),
-                    clientHeaders: request.headers, requestID: draft.requestID)
+                    body: parsed.upstreamBody(
+                        model: route.upstreamModel, requestUsage: injectUsage, outputCap: outputCap),
+                    clientHeaders: request.headers, requestID: draft.requestID, owner: owner)
             } catch {
+                if owner.isClientGone {
+                    await owner.finishBestEffort(owner.clientGoneRecord(upstreamStatus: nil, meter: nil))
+                    throw GatewayError.clientGone.recorded()
+                }
                 logger.warning(
                     "upstream failed", metadata: ["provider": "\(provider.name)", "request_id": "\(draft.requestID)"])
                 let failure = GatewayError.upstream(error)
                 let timedOut = failure.code == "upstream_timeout"
                 metrics.upstreamError(provider: provider.name, kind: timedOut ? "timeout" : "unavailable")
-                await recorder.recordBestEffort(
+                await owner.finishBestEffort(
                     draft.settle(
                         status: timedOut ? .upstreamTimeout : .upstreamUnavailable, httpStatus: failure.status,
-                        upstreamStatus: nil, error: failure.code, meter: nil, endedAt: Date(), firstByteAt: nil),
-                    reservation: draft.reservation)
+                        upstreamStatus: nil, error: failure.code, meter: nil, endedAt: Date(), firstByteAt: nil))
                 throw failure.recorded()
             }
+        }
+        if owner.isClientGone {
+            await owner.finishBestEffort(owner.clientGoneRecord(upstreamStatus: nil, meter: nil))
+            throw GatewayError.clientGone.recorded()
         }
 
         // meter → settle → record, as the response streams
         return try await relay.relay(
-            upstream, draft: draft,
+            upstream, owner: owner,
             metering: .init(endpoint: endpoint, encoding: tokenizer.encoding, injectedUsage: injectUsage),
             dialect: endpoint.dialect, extraHeaders: rateHeaders)
     }
@@ -197,21 +228,23 @@ public struct RequestPipeline: Sendable {
         do {
             let buffer = try await request.body.collect(upTo: limit)
             return Array(buffer.readableBytesView)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
+        } catch is NIOTooManyBytesError {
             throw GatewayError.tooLarge(limit: limit)
         } catch {
             throw GatewayError(status: 400, message: "The request body could not be read.")
         }
     }
 
-    /// `GET /v1/models`: the models this key may use.
-    public func listModels(request: Request, context: GatewayRequestContext) -> Response {
+    /// `GET /v1/models`: the models this key may use (its plan's allow-list, when it has one).
+    public func listModels(request: Request, context: GatewayRequestContext) async -> Response {
+        let key: AuthenticatedKey
         do {
-            _ = try authenticator.authenticate(request.headers)
+            key = try await authenticator.authenticate(request.headers)
         } catch {
             return error.response(dialect: .openai, requestID: context.requestID)
         }
-        let data: [JSONValue] = config.models.map { model in
+        let allowed = policy.context(for: key.tenant, key: key.key).plan.allowedModels
+        let data: [JSONValue] = config.models.filter { allowed?.contains($0.name) ?? true }.map { model in
             .object([
                 ("id", .string(model.name)), ("object", "model"), ("created", 0), ("owned_by", .string(model.provider)),
             ])
@@ -226,10 +259,15 @@ public struct RequestPipeline: Sendable {
 
 /// The in-process mock provider seen through the same `UpstreamResponse` shape as a real upstream.
 enum MockForwarder {
-    static func send(mock: MockProvider, request: ParsedRequest, headers: HTTPFields) async -> UpstreamResponse {
+    static func send(
+        mock: MockProvider, request: ParsedRequest, headers: HTTPFields, owner: SettlementOwner
+    ) async -> UpstreamResponse {
         let reply = mock.reply(to: request, directives: MockDirectives(headers: headers))
         if reply.stallBeforeHeadersMilliseconds > 0 {
-            try? await Task.sleep(for: .milliseconds(reply.stallBeforeHeadersMilliseconds))
+            // In a task of its own, so that a client who leaves cuts the stall short.
+            let stall = Task { try? await Task.sleep(for: .milliseconds(reply.stallBeforeHeadersMilliseconds)) }
+            owner.onClientGone { stall.cancel() }
+            await stall.value
         }
         var headers: [(String, String)] = [("content-type", reply.contentType)]
         if reply.isStream { headers.append(("cache-control", "no-cache")) }

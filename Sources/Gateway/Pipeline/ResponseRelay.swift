@@ -16,7 +16,6 @@ import NIOCore
 /// end, so it sees a truncated response rather than a false success. If the client goes away, the
 /// upstream request is cancelled and the record says so.
 struct ResponseRelay: Sendable {
-    let recorder: BillingRecorder
     let metrics: GatewayMetrics
 
     /// What the meter needs that the upstream response does not say.
@@ -30,61 +29,82 @@ struct ResponseRelay: Sendable {
     private struct ClientGone: Error {}
 
     func relay(
-        _ upstream: UpstreamResponse, draft: BillingDraft, metering: Metering, dialect: APIDialect,
+        _ upstream: UpstreamResponse, owner: SettlementOwner, metering: Metering, dialect: APIDialect,
         extraHeaders: HTTPFields = [:]
     ) async throws(GatewayError) -> Response {
-        let reservation = draft.reservation
-        if upstream.status >= 500 {
-            let body = await upstream.body.collect(upTo: 16 << 10)
-            metrics.upstreamError(provider: draft.provider, kind: "status_\(upstream.status)")
-            await recorder.recordBestEffort(
+        let draft = owner.draft
+        let reader = upstream.body.makeReader()
+        owner.onClientGone { reader.abandon() }
+        let status = upstream.status
+        // The operator's key was refused, or the provider failed: the tenant gets a 502 of the gateway's
+        // own, never the provider's words about its credentials.
+        if status >= 500 || status == 401 || status == 403 {
+            let body = await reader.collect(upTo: 16 << 10)
+            let authFailed = status < 500
+            metrics.upstreamError(provider: draft.provider, kind: authFailed ? "auth" : "status_\(status)")
+            await owner.finishBestEffort(
                 draft.settle(
-                    status: .upstreamError, httpStatus: 502, upstreamStatus: upstream.status,
-                    error: "upstream_status_\(upstream.status)", meter: nil, endedAt: Date(), firstByteAt: nil),
-                reservation: reservation)
+                    status: .upstreamError, httpStatus: 502, upstreamStatus: status,
+                    error: authFailed ? "provider_auth_failed" : "upstream_status_\(status)", meter: nil,
+                    endedAt: Date(), firstByteAt: nil))
+            if authFailed { throw GatewayError.providerAuthFailed(provider: draft.provider).recorded() }
             throw GatewayError.upstreamStatus(
-                provider: draft.provider, status: upstream.status, detail: Self.upstreamMessage(body)
+                provider: draft.provider, status: status,
+                detail: Self.upstreamMessage(body).map { CredentialFilter.redact($0, secrets: upstream.secrets) }
             ).recorded()
         }
         var headers = HTTPFields()
         for (name, value) in upstream.headers {
             if let n = HTTPField.Name(name) { headers.append(HTTPField(name: n, value: value)) }
         }
-        let isEventStream = headers[.contentType]?.lowercased().hasPrefix("text/event-stream") ?? false
+        let success = (200..<300).contains(status)
+        let isEventStream =
+            success && (headers[.contentType]?.lowercased().hasPrefix("text/event-stream") ?? false)
         headers[.requestID] = draft.requestID
         headers.append(contentsOf: extraHeaders)
-        let success = (200..<300).contains(upstream.status)
-        let strip = success && isEventStream && metering.injectedUsage
+        let strip = isEventStream && metering.injectedUsage
         var meter = ResponseMeter(
             endpoint: metering.endpoint, streaming: isEventStream, encoding: metering.encoding,
             stripInjectedUsage: strip)
-        let reader = upstream.body.makeReader()
-        let status = upstream.status
-        let recorder = recorder
         let metrics = metrics
 
         // A JSON body that ends within `coalesceLimit` bytes is metered and recorded before anything is
         // sent, then goes out with its head in one write. A client cannot use part of a JSON document,
         // so it loses nothing, and the response costs one socket write instead of two. A longer body, or
-        // one that breaks off, streams as below, starting with the chunks already read.
+        // one that breaks off, streams as below, starting with the chunks already read. An error body
+        // (4xx) is always read whole, up to the limit, so that it can be checked for credentials.
         var ahead: [ByteBuffer] = []
         var broken: (any Error)?
         var firstChunkAt: Date?  // when the upstream's first byte came, not when it was sent on
         if !isEventStream {
             var size = 0
             do {
-                while size <= Self.coalesceLimit {
+                while size <= Self.coalesceLimit || !success {
                     guard let chunk = try await reader.next() else {
                         return try await Self.whole(
-                            ahead, firstByteAt: firstChunkAt, meter: &meter, draft: draft, status: status,
-                            recorder: recorder, headers: headers)
+                            ahead, firstByteAt: firstChunkAt, meter: &meter, owner: owner, status: status,
+                            headers: headers, secrets: upstream.secrets)
                     }
                     if firstChunkAt == nil && chunk.readableBytes > 0 { firstChunkAt = Date() }
                     size += chunk.readableBytes
-                    ahead.append(chunk)
+                    if success || size <= Self.coalesceLimit { ahead.append(chunk) }
                 }
             } catch {
                 broken = error
+            }
+            if owner.isClientGone {
+                // The client left while the answer was being read: nothing reached it.
+                for chunk in ahead { _ = Self.feed(chunk, to: &meter) }
+                _ = meter.finish()
+                await owner.finishBestEffort(
+                    owner.clientGoneRecord(upstreamStatus: status, meter: meter.usage, firstByteAt: firstChunkAt))
+                throw GatewayError.clientGone.recorded()
+            }
+            if !success {
+                // An error body that broke off: what arrived goes out, checked like a whole one.
+                return try await Self.whole(
+                    ahead, firstByteAt: firstChunkAt, meter: &meter, owner: owner, status: status, headers: headers,
+                    secrets: upstream.secrets)
             }
         }
 
@@ -92,7 +112,9 @@ struct ResponseRelay: Sendable {
         let breakAfterReadAhead = broken
         let unfedMeter = meter
         let readAheadStartedAt = firstChunkAt
+        owner.responding(disconnectRecord: owner.clientGoneRecord(upstreamStatus: status, meter: unfedMeter.usage))
         let responseBody = ResponseBody(contentLength: strip ? nil : upstream.contentLength) { writer in
+            guard owner.startRelaying() else { throw CancellationError() }
             var meter = unfedMeter
             var held = ByteBuffer()
             var firstByteAt = readAheadStartedAt
@@ -109,7 +131,7 @@ struct ResponseRelay: Sendable {
                     status: outcome, httpStatus: status, upstreamStatus: status, error: error, meter: meter.usage,
                     endedAt: Date(), firstByteAt: firstByteAt)
             }
-            func relay(_ chunk: ByteBuffer) async throws {
+            func forward(_ chunk: ByteBuffer) async throws {
                 let out = Self.feed(chunk, to: &meter)
                 if firstByteAt == nil && out.readableBytes > 0 { firstByteAt = Date() }
                 if !isEventStream {
@@ -124,32 +146,31 @@ struct ResponseRelay: Sendable {
                 }
             }
             do {
-                for chunk in readAhead { try await relay(chunk) }
+                for chunk in readAhead { try await forward(chunk) }
                 if let breakAfterReadAhead { throw breakAfterReadAhead }
-                while let chunk = try await reader.next() { try await relay(chunk) }
-            } catch is ClientGone {
-                await recorder.recordBestEffort(
-                    settle(.clientDisconnected, error: "client_disconnected"), reservation: reservation)
-                throw CancellationError()
+                while let chunk = try await reader.next() { try await forward(chunk) }
             } catch {
-                if Task.isCancelled {
-                    await recorder.recordBestEffort(
-                        settle(.clientDisconnected, error: "client_disconnected"), reservation: reservation)
-                    throw error
+                if error is ClientGone || owner.isClientGone || Task.isCancelled {
+                    reader.abandon()
+                    await owner.finishBestEffort(settle(.clientDisconnected, error: "client_disconnected"))
+                    throw CancellationError()
                 }
-                metrics.upstreamError(provider: draft.provider, kind: "cut")
-                await recorder.recordBestEffort(settle(.upstreamCut, error: "upstream_cut"), reservation: reservation)
+                let timedOut = UpstreamClients.isTimeout(error)
+                metrics.upstreamError(provider: draft.provider, kind: timedOut ? "idle_timeout" : "cut")
+                await owner.finishBestEffort(
+                    timedOut
+                        ? settle(.upstreamTimeout, error: "upstream_idle_timeout")
+                        : settle(.upstreamCut, error: "upstream_cut"))
                 // Every byte received reaches the client, then the connection closes without a clean end.
                 if held.readableBytes > 0 { try? await writer.write(held) }
                 throw error
             }
-            let (outcome, error) = Self.outcome(status: status)
-            let record = settle(outcome, error: error)
-            try await recorder.record(record, reservation: reservation)
+            let record = settle(.completed, error: nil)
+            try await owner.finish(record)
             if held.readableBytes > 0 { try await writer.write(held) }
             try await writer.finish(nil)
         }
-        return Response(status: .init(code: upstream.status), headers: headers, body: responseBody)
+        return Response(status: .init(code: status), headers: headers, body: responseBody)
     }
 
     /// The largest JSON body sent in one piece after it has been recorded.
@@ -163,16 +184,12 @@ struct ResponseRelay: Sendable {
         }
     }
 
-    /// How a body that ended cleanly is recorded: completed for a 2xx, else the upstream's error.
-    private static func outcome(status: Int) -> (BillingRecord.Status, String?) {
-        (200..<300).contains(status) ? (.completed, nil) : (.upstreamError, "upstream_status_\(status)")
-    }
-
     /// A complete JSON body: meter, settle and record it, then answer with head and body together. If
-    /// the record cannot be stored the client gets an error, never the answer without its record.
+    /// the record cannot be stored the client gets an error, never the answer without its record. An
+    /// error body has any credential the upstream echoed taken out first.
     private static func whole(
-        _ chunks: [ByteBuffer], firstByteAt: Date?, meter: inout ResponseMeter, draft: BillingDraft, status: Int,
-        recorder: BillingRecorder, headers: HTTPFields
+        _ chunks: [ByteBuffer], firstByteAt: Date?, meter: inout ResponseMeter, owner: SettlementOwner, status: Int,
+        headers: HTTPFields, secrets: [String]
     ) async throws(GatewayError) -> Response {
         var body = ByteBuffer()
         for chunk in chunks {
@@ -180,12 +197,16 @@ struct ResponseRelay: Sendable {
             body.writeBuffer(&out)
         }
         body.writeBytes(meter.finish())
-        let (outcome, error) = outcome(status: status)
-        let record = draft.settle(
-            status: outcome, httpStatus: status, upstreamStatus: status, error: error, meter: meter.usage,
-            endedAt: Date(), firstByteAt: firstByteAt)
+        let success = (200..<300).contains(status)
+        if !success, let redacted = CredentialFilter.redacting(Array(body.readableBytesView), secrets: secrets) {
+            body = ByteBuffer(bytes: redacted)
+        }
+        let record = owner.draft.settle(
+            status: success ? .completed : .upstreamError, httpStatus: status, upstreamStatus: status,
+            error: success ? nil : "upstream_status_\(status)", meter: meter.usage, endedAt: Date(),
+            firstByteAt: firstByteAt)
         do {
-            try await recorder.record(record, reservation: draft.reservation)
+            try await owner.finish(record)
         } catch {
             throw GatewayError.recordNotStored.recorded()
         }

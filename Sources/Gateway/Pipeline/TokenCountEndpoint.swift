@@ -33,7 +33,7 @@ struct TokenCountEndpoint: Sendable {
     func handle(_ shape: Shape, request: Request, context: GatewayRequestContext) async -> Response {
         let dialect = shape.endpoint.dialect
         do {
-            _ = try authenticator.authenticate(request.headers)
+            _ = try await authenticator.authenticate(request.headers)
             let limit = config.server.maxRequestBodyBytes
             let body: ByteBuffer
             do {

@@ -15,8 +15,11 @@ public final class PolicyService: Sendable {
     private let notifier: AlertNotifier
     private let metrics: GatewayMetrics
 
-    init(plans: PlanBook, prices: PriceBook, store: GatewayStore, notifier: AlertNotifier, metrics: GatewayMetrics) {
-        self.state = Mutex(PolicyEngine())
+    init(
+        plans: PlanBook, prices: PriceBook, store: GatewayStore, notifier: AlertNotifier, metrics: GatewayMetrics,
+        reservationTTL: TimeInterval = 3600
+    ) {
+        self.state = Mutex(PolicyEngine(reservationTTL: reservationTTL))
         self.policies = Mutex((plans, prices))
         self.store = store
         self.notifier = notifier
@@ -74,21 +77,33 @@ public final class PolicyService: Sendable {
     }
 
     /// Loads the counters this request needs from the ledger if this process has not seen them yet.
-    private func ensureCounters(_ context: TenantContext, model: String, now: Date) throws {
+    private func ensureCounters(_ context: TenantContext, model: String, now: Date) async throws {
         let missing = state.withLock { $0.missingCounters(context, model: model, now: now) }
         guard !missing.isEmpty else { return }
-        let totals = try missing.map { ($0, try store.counterTotal($0)) }
+        let store = store
+        let totals = try await offEventLoop { try missing.map { ($0, try store.counterTotal($0)) } }
         state.withLock { engine in
             for (key, used) in totals { engine.restore(key, used: used) }
         }
     }
 
-    func admit(_ key: AuthenticatedKey, _ request: AdmissionRequest) throws -> Admission {
+    func admit(_ key: AuthenticatedKey, _ request: AdmissionRequest) async throws -> Admission {
         let context = context(for: key.tenant, key: key.key)
-        try ensureCounters(context, model: request.model, now: request.now)
+        try await ensureCounters(context, model: request.model, now: request.now)
         let convert = convert(at: request.now)
         return state.withLock { $0.admit(context, request, convert: convert) }
     }
+
+    /// Releases reservations that outlived their expiry (their requests never settled) and returns them.
+    func sweepExpired(now: Date = Date()) -> [Reservation] {
+        state.withLock { $0.sweep(now: now) }
+    }
+
+    /// Requests admitted and not yet settled.
+    var outstandingReservations: Int { state.withLock { $0.outstandingCount } }
+
+    /// Requests in flight for a key, as its concurrency limit counts them.
+    func inflight(keyID: String) -> Int { state.withLock { $0.inflight(scope: "k|" + keyID) } }
 
     /// Settles the reservation against the record's usage and writes the split into the record.
     func settle(_ record: inout BillingRecord, reservation: Reservation?) {
@@ -109,9 +124,9 @@ public final class PolicyService: Sendable {
     }
 
     /// Used and reserved amounts of each pool for the tenant now (quota show, `/v1/usage`).
-    func standing(tenant: Tenant, now: Date = Date()) throws -> [(PolicyEngine.CounterKey, Int64, Int64, Int64)] {
+    func standing(tenant: Tenant, now: Date = Date()) async throws -> [(PolicyEngine.CounterKey, Int64, Int64, Int64)] {
         let context = context(for: tenant, key: nil)
-        try ensureCounters(context, model: "", now: now)
+        try await ensureCounters(context, model: "", now: now)
         let state = state.withLock { $0.remaining(context, model: nil, now: now) }
         return state.map { key, value in
             let limit: Int64

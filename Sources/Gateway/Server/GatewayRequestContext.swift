@@ -6,10 +6,13 @@ import NIOCore
 public struct GatewayRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public let requestID: String
+    /// The client connection the request came on (absent in router tests without a socket).
+    let connection: ConnectionWatch?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.requestID = RequestIDs.next()
+        self.connection = ConnectionWatch.current
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import Metering
 import NIOCore
@@ -39,7 +40,8 @@ public enum GatewayServer {
         let notifier = AlertNotifier(
             webhook: policies.plans.alertWebhook, eventLoopGroup: eventLoopGroup, logger: logger)
         let policy = PolicyService(
-            plans: policies.plans, prices: policies.prices, store: store, notifier: notifier, metrics: metrics)
+            plans: policies.plans, prices: policies.prices, store: store, notifier: notifier, metrics: metrics,
+            reservationTTL: TimeInterval(config.server.reservationTTLSeconds))
         let pipeline = try RequestPipeline(
             policies: policies, keys: keys, upstreams: upstreams, ledger: ledger, policy: policy, metrics: metrics,
             logger: logger)
@@ -50,7 +52,7 @@ public enum GatewayServer {
         router.get("/healthz") { _, _ in JSONText(#"{"status":"ok"}"#) }
         router.get("/readyz") { _, _ -> Response in
             do {
-                try store.ping()
+                try await offEventLoop { try store.ping() }
                 return JSONText(#"{"status":"ready"}"#).response(status: .ok)
             } catch {
                 return JSONText(#"{"status":"store unavailable"}"#).response(status: .serviceUnavailable)
@@ -63,9 +65,13 @@ public enum GatewayServer {
         router.get("/metrics") { _, _ -> Response in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                body: .init(byteBuffer: ByteBuffer(bytes: metrics.exposition(ledgerQueueDepth: ledger.queueDepth))))
+                body: .init(
+                    byteBuffer: ByteBuffer(
+                        bytes: metrics.exposition(
+                            ledgerQueueDepth: ledger.queueDepth, outstandingReservations: policy.outstandingReservations
+                        ))))
         }
-        router.get("/v1/models") { request, context in pipeline.listModels(request: request, context: context) }
+        router.get("/v1/models") { request, context in await pipeline.listModels(request: request, context: context) }
         for endpoint in APIEndpoint.allCases {
             router.post(RouterPath(endpoint.rawValue)) { request, context in
                 await pipeline.handle(endpoint, request: request, context: context)
@@ -91,13 +97,19 @@ public enum GatewayServer {
 
         var appLogger = logger
         appLogger[metadataKey: "component"] = "server"
+        let limits = ConnectionLimits(
+            headerTimeout: .milliseconds(Int64(config.server.headerTimeoutMilliseconds)),
+            idleTimeout: .milliseconds(Int64(config.server.idleTimeoutMilliseconds)))
         return Application(
             router: router,
+            server: HTTPServerBuilder { responder in GuardedHTTP1Channel(responder: responder, limits: limits) },
             configuration: .init(
                 address: .hostname(config.server.host, port: config.server.port), serverName: nil,
-                backlog: 1024),
+                backlog: 1024,
+                availableConnectionsDelegate: .maximum(config.server.maxConnections, logger: appLogger)),
             services: [
                 KeyDirectoryRefresher(directory: keys, logger: logger),
+                ReservationSweeper(policy: policy, metrics: metrics, logger: logger, interval: .seconds(10)),
                 UpstreamClientsService(clients: upstreams),
                 notifier,
                 PolicyReloader(configPath: configPath, gateway: config, policy: policy, logger: logger),

@@ -91,7 +91,8 @@ public final class UpstreamClients: Sendable {
         endpoint: APIEndpoint,
         body: [UInt8],
         clientHeaders: HTTPFields,
-        requestID: String
+        requestID: String,
+        owner: SettlementOwner
     ) async throws(UpstreamFailure) -> UpstreamResponse {
         guard let client = clients[provider.name] else {
             throw .notConfigured(provider: provider.name, detail: "no HTTP client for this provider")
@@ -125,6 +126,11 @@ public final class UpstreamClients: Sendable {
         let delegate = StreamingResponseDelegate(eventLoop: eventLoop)
         let task = client.execute(request: request, delegate: delegate, eventLoop: .delegate(on: eventLoop))
         delegate.attach(task: task)
+        // A client that leaves while the upstream thinks stops the upstream request at once.
+        owner.onClientGone {
+            delegate.failHead(CancellationError())
+            task.cancel()
+        }
         // `firstByte` bounds the wait for the response head; the body is bounded by the idle read timeout.
         let timer = eventLoop.scheduleTask(in: .milliseconds(Int64(provider.timeouts.firstByteMilliseconds))) {
             delegate.failHead(HTTPClientError.deadlineExceeded)
@@ -150,7 +156,13 @@ public final class UpstreamClients: Sendable {
         }
         return UpstreamResponse(
             status: Int(head.status.code), headers: forwarded, contentLength: contentLength,
-            body: .upstream(UpstreamBodyHandle(delegate.body)))
+            body: .upstream(UpstreamBodyHandle(delegate.body)), secrets: [key])
+    }
+
+    /// Whether a body that broke off did so because the upstream fell silent (the idle read timeout).
+    static func isTimeout(_ error: any Error) -> Bool {
+        guard let e = error as? HTTPClientError else { return false }
+        return e == .readTimeout || e == .deadlineExceeded
     }
 
     static func classify(_ error: any Error, provider: String) -> UpstreamFailure {

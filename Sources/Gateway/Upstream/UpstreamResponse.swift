@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import NIOCore
+import Synchronization
 
 /// An upstream's answer, whichever provider produced it; the relay and (later) the meter read it the
 /// same way.
@@ -8,6 +9,8 @@ struct UpstreamResponse: Sendable {
     var headers: [(String, String)]
     var contentLength: Int?
     var body: UpstreamBody
+    /// Credentials the gateway sent for this request; an error body that echoes one is redacted.
+    var secrets: [String] = []
 }
 
 enum UpstreamBody: Sendable {
@@ -22,17 +25,6 @@ enum UpstreamBody: Sendable {
         }
     }
 
-    /// Reads at most `limit` bytes (used for upstream error bodies, which are small).
-    func collect(upTo limit: Int) async -> ByteBuffer {
-        var all = ByteBuffer()
-        let reader = makeReader()
-        do {
-            while var chunk = try await reader.next() {
-                if all.readableBytes < limit { all.writeBuffer(&chunk) }
-            }
-        } catch {}
-        return all
-    }
 }
 
 /// The consumer's hold on an upstream body. When the last holder lets go, read to the end or not, the
@@ -57,18 +49,66 @@ final class UpstreamBodyReader: @unchecked Sendable {
     }
 
     private var source: Source
+    /// For the mock: set once the consumer is gone, and the chunk wait in progress to stop.
+    private let mockStop = Mutex<(abandoned: Bool, stopWait: (@Sendable () -> Void)?)>((false, nil))
 
     init(_ source: Source) { self.source = source }
 
-    /// The next chunk; nil at a clean end; throws where the body broke off.
+    /// The next chunk; nil at a clean end; throws where the body broke off, or once abandoned.
     func next() async throws -> ByteBuffer? {
         switch source {
         case .upstream(let handle):
             return try await handle.body.next()
-        case .mock(var cursor):
-            defer { source = .mock(cursor) }
-            return try await cursor.next()
+        case .mock(let cursor):
+            // The mock's delays run in a task of their own, so that `abandon` can cut them short.
+            let step = Task { () -> Result<(ByteBuffer?, MockReply.ChunkCursor), any Error> in
+                var cursor = cursor
+                do {
+                    let chunk = try await cursor.next()
+                    return .success((chunk, cursor))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            let abandoned = mockStop.withLock { s in
+                if !s.abandoned { s.stopWait = { step.cancel() } }
+                return s.abandoned
+            }
+            if abandoned { step.cancel() }
+            let (chunk, next) = try await withTaskCancellationHandler {
+                try await step.value.get()
+            } onCancel: {
+                step.cancel()
+            }
+            if mockStop.withLock({ $0.abandoned }) { throw CancellationError() }
+            source = .mock(next)
+            return chunk
         }
+    }
+
+    /// The consumer is gone: stops the upstream request, and makes a pending or later `next` throw.
+    func abandon() {
+        switch source {
+        case .upstream(let handle): handle.body.abandon()
+        case .mock: break
+        }
+        let stopWait = mockStop.withLock { s in
+            s.abandoned = true
+            defer { s.stopWait = nil }
+            return s.stopWait
+        }
+        stopWait?()
+    }
+
+    /// Reads at most `limit` bytes and drops the rest (upstream error bodies, which are small).
+    func collect(upTo limit: Int) async -> ByteBuffer {
+        var all = ByteBuffer()
+        do {
+            while var chunk = try await next() {
+                if all.readableBytes < limit { all.writeBuffer(&chunk) }
+            }
+        } catch {}
+        return all
     }
 }
 

@@ -10,6 +10,16 @@ public struct ServerConfig: Sendable, Equatable {
     /// loss; `normal` writes them to the WAL before the response completes but syncs only at
     /// checkpoints, so they survive a crash or SIGKILL of the gateway but not of the machine.
     public var ledgerSync: LedgerSync = .full
+    /// From a request's first byte to its complete head; a slower client is disconnected.
+    public var headerTimeoutMilliseconds = 10_000
+    /// A connection with no request in progress, or whose request body stops arriving, is closed after
+    /// this long.
+    public var idleTimeoutMilliseconds = 30_000
+    /// Connections beyond this wait in the listen backlog until others close.
+    public var maxConnections = 4096
+    /// An admitted request's reservation is released after this long even if the request never
+    /// settled it (a defence in depth: every path settles).
+    public var reservationTTLSeconds = 3600
 
     public enum LedgerSync: String, Sendable, Equatable {
         case full
@@ -70,10 +80,18 @@ public struct GatewayConfig: Sendable, Equatable {
 
         var server = ServerConfig()
         if let s = root.optional("server") {
-            for (key, field) in try s.mapping(allowed: ["host", "port", "max_request_body_bytes", "ledger_sync"]) {
+            let keys: Set<String> = [
+                "host", "port", "max_request_body_bytes", "ledger_sync", "header_timeout_ms", "idle_timeout_ms",
+                "max_connections", "reservation_ttl_seconds",
+            ]
+            for (key, field) in try s.mapping(allowed: keys) {
                 switch key {
                 case "host": server.host = try field.nonEmptyString()
                 case "port": server.port = try field.int(range: 0...65535)
+                case "header_timeout_ms": server.headerTimeoutMilliseconds = try field.int(range: 100...600_000)
+                case "idle_timeout_ms": server.idleTimeoutMilliseconds = try field.int(range: 100...3_600_000)
+                case "max_connections": server.maxConnections = try field.int(range: 1...1_000_000)
+                case "reservation_ttl_seconds": server.reservationTTLSeconds = try field.int(range: 10...86_400 * 7)
                 case "ledger_sync":
                     guard let sync = ServerConfig.LedgerSync(rawValue: try field.string()) else {
                         throw field.fail("expected full or normal")
@@ -111,7 +129,9 @@ public struct GatewayConfig: Sendable, Equatable {
     }
 
     private static func parseProvider(_ field: YAMLField) throws(ConfigError) -> ProviderConfig {
-        let allowed: Set<String> = ["name", "kind", "base_url", "api_key_env", "api_key_file", "timeouts", "mock"]
+        let allowed: Set<String> = [
+            "name", "kind", "base_url", "api_key_env", "api_key_file", "timeouts", "mock", "chat_max_tokens_field",
+        ]
         _ = try field.mapping(allowed: allowed)
         var provider = ProviderConfig(
             name: try field.required("name").nonEmptyString(),
@@ -131,6 +151,13 @@ public struct GatewayConfig: Sendable, Equatable {
             if provider.apiKeyEnv == nil && provider.apiKeyFile == nil {
                 throw field.fail("provider '\(provider.name)' needs api_key_env or api_key_file")
             }
+        }
+        if let f = field.optional("chat_max_tokens_field") {
+            let member = try f.string()
+            guard ["max_tokens", "max_completion_tokens"].contains(member) else {
+                throw f.fail("expected max_tokens or max_completion_tokens")
+            }
+            provider.chatOutputLimitMember = member
         }
         if let t = field.optional("timeouts") {
             for (key, value) in try t.mapping(allowed: ["connect_ms", "first_byte_ms", "idle_read_ms"]) {
@@ -157,7 +184,7 @@ public struct GatewayConfig: Sendable, Equatable {
 
     private static func parseModel(_ field: YAMLField) throws(ConfigError) -> ModelRoute {
         _ = try field.mapping(allowed: [
-            "name", "provider", "upstream_model", "tokenizer", "calibration", "price_id",
+            "name", "provider", "upstream_model", "tokenizer", "calibration", "price_id", "max_output_tokens",
         ])
         let name = try field.required("name").nonEmptyString()
         let tokenizerField = try field.required("tokenizer")
@@ -182,7 +209,9 @@ public struct GatewayConfig: Sendable, Equatable {
             upstreamModel: try field.optional("upstream_model")?.nonEmptyString() ?? name,
             tokenizer: tokenizer,
             calibrationPerMille: calibration,
-            priceID: try field.optional("price_id")?.nonEmptyString() ?? name
+            priceID: try field.optional("price_id")?.nonEmptyString() ?? name,
+            maxOutputTokens: try field.optional("max_output_tokens")?.int(range: 1...10_000_000)
+                ?? ModelRoute.defaultMaxOutputTokens
         )
     }
 }

@@ -12,6 +12,13 @@ public struct ModelRoute: Sendable, Equatable {
     public var calibrationPerMille: Int
     /// Key into the price book.
     public var priceID: String
+    /// The most output tokens one request may ask for (`max_tokens` and its kin); more is refused with
+    /// 400 before anything is reserved, so no client-supplied count can reach the arithmetic unbounded.
+    public var maxOutputTokens: Int
+
+    /// The cap for a model whose configuration names none: above every current model's real output
+    /// limit, far below anything that strains 64-bit money.
+    public static let defaultMaxOutputTokens = 131_072
 
     public init(
         name: String,
@@ -19,8 +26,10 @@ public struct ModelRoute: Sendable, Equatable {
         upstreamModel: String,
         tokenizer: String,
         calibrationPerMille: Int = 1000,
-        priceID: String
+        priceID: String,
+        maxOutputTokens: Int = ModelRoute.defaultMaxOutputTokens
     ) {
+        self.maxOutputTokens = maxOutputTokens
         self.name = name
         self.provider = provider
         self.upstreamModel = upstreamModel

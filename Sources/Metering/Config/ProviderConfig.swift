@@ -51,6 +51,20 @@ public struct ProviderConfig: Sendable, Equatable {
     public var apiKeyFile: String?
     public var timeouts: ProviderTimeouts
     public var mock: MockSettings
+    /// The member that limits a chat completion's output when the gateway sets one itself:
+    /// `max_tokens` (OpenAI-compatible providers) or `max_completion_tokens` (OpenAI's reasoning models
+    /// accept only this one).
+    public var chatOutputLimitMember = "max_tokens"
+
+    /// The member that caps output on `endpoint`, if it has one.
+    public func outputLimitMember(for endpoint: APIEndpoint) -> String? {
+        switch endpoint {
+        case .chatCompletions: chatOutputLimitMember
+        case .completions, .messages: "max_tokens"
+        case .responses: "max_output_tokens"
+        case .embeddings: nil
+        }
+    }
 
     public init(
         name: String,

@@ -3,6 +3,20 @@ public struct JSONError: Error, Sendable, Equatable, CustomStringConvertible {
     public var offset: Int
     public var reason: String
     public var description: String { "invalid JSON at byte \(offset): \(reason)" }
+
+    /// Client text as it may appear in an error message: at most 64 characters, control characters
+    /// shown as U+FFFD, so an error can neither grow with the input nor carry terminal escapes.
+    public static func excerpt(_ text: String, limit: Int = 64) -> String {
+        var out = String.UnicodeScalarView()
+        for (i, scalar) in text.unicodeScalars.enumerated() {
+            if i == limit {
+                out.append("…")
+                break
+            }
+            out.append(scalar.properties.generalCategory == .control ? "\u{FFFD}" : scalar)
+        }
+        return String(out)
+    }
 }
 
 /// A strict RFC 8259 reader over bytes.
@@ -61,7 +75,18 @@ public struct JSONReader {
             reader.skipWhitespace()
             guard reader.peek() == UInt8(ascii: "{") else { throw reader.error("expected a JSON object") }
             var spans: [String: Range<Int>] = [:]
-            let value = try reader.readObject(depth: 0) { key, range in spans[key] = range }
+            var duplicate: (key: String, offset: Int)?
+            let value = try reader.readObject(depth: 0) { key, range in
+                // A repeated member is refused: readers differ on which one wins (the gateway would
+                // route and bill one model while the upstream serves another).
+                if spans.updateValue(range, forKey: key) != nil, duplicate == nil {
+                    duplicate = (key, range.lowerBound)
+                }
+            }
+            if let duplicate {
+                throw JSONError(
+                    offset: duplicate.offset, reason: "duplicate member '\(JSONError.excerpt(duplicate.key))'")
+            }
             reader.skipWhitespace()
             guard reader.index == bytes.count else { throw reader.error("trailing characters") }
             return (value, spans)

@@ -74,6 +74,15 @@ public struct BillingDraft: Sendable {
         status: BillingRecord.Status, httpStatus: Int, error: String?, usage: Usage,
         source: BillingRecord.UsageSource, localCompletion: Int, endedAt: Date, firstByteAt: Date?
     ) -> BillingRecord {
+        // Usage is bounded (each reported count by `Usage.maxReportedTokens`, local counts by the bytes
+        // that arrived), so only an absurd price book overflows; such a record keeps its tokens, has no
+        // cost and says why, rather than trapping.
+        var cost: Money?
+        var error = error
+        if let price {
+            cost = source == .none ? .zero(price.currency) : try? price.cost(of: usage)
+            if cost == nil { error = "cost_overflow" }
+        }
         var record = BillingRecord(
             id: BillingRecord.newID(), requestID: requestID, tenantID: tenantID, keyID: keyID, startedAt: startedAt,
             endedAt: endedAt,
@@ -82,7 +91,7 @@ public struct BillingDraft: Sendable {
             status: status, httpStatus: httpStatus, error: error, usage: usage, usageSource: source,
             localPromptTokens: prompt.tokens, localCompletionTokens: localCompletion,
             localIsEstimate: prompt.isEstimate, priceEntry: price?.id,
-            cost: price.map { source == .none ? .zero($0.currency) : $0.cost(of: usage) })
+            cost: cost)
         record.estimatedTokens = reservation?.estimatedTokens ?? 0
         record.estimatedCost = reservation?.estimatedCost
         record.freeCost = record.cost.map { .zero($0.currency) }

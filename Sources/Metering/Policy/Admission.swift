@@ -53,6 +53,10 @@ public struct Reservation: Sendable {
         public var allowance: Int64
     }
 
+    /// Unique within the engine that admitted it; settlement and the sweeper find it by this.
+    public var id: UInt64 = 0
+    /// After this instant the sweeper releases the reservation if its request never settled it.
+    public var expiresAt: Date = .distantFuture
     public var tenantID: String
     public var keyID: String
     public var model: String
@@ -65,7 +69,11 @@ public struct Reservation: Sendable {
     public var quotaUnit: FreeQuota.Unit?
     public var budgetPolicy: Budget?
 
-    public var estimatedTokens: Int { estimate.prompt + estimate.completion }
+    public var estimatedTokens: Int { estimate.prompt.saturatingAdding(estimate.completion) }
+
+    /// Whether any quota, budget or rate limit holds this request, so that its output must stay within
+    /// what was reserved.
+    public var limitsApply: Bool { free != nil || grant != nil || budget != nil || !scopes.isEmpty }
 }
 
 public struct RateLimitStatus: Sendable, Equatable {
@@ -84,6 +92,7 @@ public struct Rejection: Error, Sendable, Equatable {
         case modelNotAllowed = "model_not_allowed"
         case maxOutputTooLarge = "max_tokens_exceeds_plan"
         case noExchangeRate = "no_exchange_rate"
+        case requestTooLarge = "request_too_large"
     }
 
     public var kind: Kind
@@ -102,7 +111,7 @@ public struct Rejection: Error, Sendable, Equatable {
         switch kind {
         case .insufficientQuota, .rateLimited: return 429
         case .modelNotAllowed: return 403
-        case .maxOutputTooLarge, .noExchangeRate: return 400
+        case .maxOutputTooLarge, .noExchangeRate, .requestTooLarge: return 400
         }
     }
 }

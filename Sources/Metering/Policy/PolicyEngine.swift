@@ -36,8 +36,19 @@ public struct PolicyEngine: Sendable {
     private var windows: [String: RateWindow] = [:]
     private var inflight: [String: Int] = [:]
     private var firedAlerts: Set<String> = []
+    /// Admitted and not yet settled, by reservation id; what the sweeper releases when one outlives
+    /// its expiry.
+    private var outstanding: [UInt64: Reservation] = [:]
+    private var nextReservationID: UInt64 = 1
+    /// How long a reservation may stay outstanding before the sweeper releases it.
+    public var reservationTTL: TimeInterval
 
-    public init() {}
+    public init(reservationTTL: TimeInterval = 3600) {
+        self.reservationTTL = reservationTTL
+    }
+
+    /// Reservations admitted and not yet settled or swept.
+    public var outstandingCount: Int { outstanding.count }
 
     // MARK: Rebuilding from the ledger
 
@@ -87,7 +98,14 @@ public struct PolicyEngine: Sendable {
                     kind: .maxOutputTooLarge,
                     message: "max_tokens is \(asked), but your plan '\(plan.name)' allows at most \(cap)."))
         }
-        let estimateTokens = request.estimate.prompt + request.estimate.completion
+        let estimateTokens: Int
+        let estimatedCost: Money?
+        do {
+            estimateTokens = try request.estimate.prompt.checkedAdding(request.estimate.completion, "the estimate")
+            estimatedCost = try request.price?.cost(of: request.estimate)
+        } catch {
+            return .rejected(Self.tooLarge(error))
+        }
 
         // Rate limits: tenant, then key.
         let scopes = [("t|" + tenant.tenantID, plan.tenantLimits), ("k|" + tenant.keyID, tenant.keyLimits)]
@@ -96,7 +114,7 @@ public struct PolicyEngine: Sendable {
             var window = windows[scope] ?? RateWindow()
             window.prune(now: now)
             windows[scope] = window
-            if let c = limits.concurrent, (inflight[scope] ?? 0) + 1 > c {
+            if let c = limits.concurrent, (inflight[scope] ?? 0) >= c {
                 return .rejected(
                     Rejection(
                         kind: .rateLimited, message: "Too many concurrent requests (limit \(c)); try again shortly.",
@@ -105,7 +123,7 @@ public struct PolicyEngine: Sendable {
             let wait = window.retryAfter(now: now, limits: limits, needTokens: estimateTokens)
             if wait > 0 {
                 let which =
-                    limits.requestsPerMinute.map { window.requests + 1 > $0 } ?? false
+                    limits.requestsPerMinute.map { window.requests >= $0 } ?? false
                     ? "requests per minute (limit \(limits.requestsPerMinute!))"
                     : "tokens per minute (limit \(limits.tokensPerMinute ?? 0), this request needs \(estimateTokens))"
                 return .rejected(
@@ -118,27 +136,27 @@ public struct PolicyEngine: Sendable {
 
         var reservation = Reservation(
             tenantID: tenant.tenantID, keyID: tenant.keyID, model: request.model, estimate: request.estimate,
-            estimatedCost: request.price?.cost(of: request.estimate), scopes: [])
+            estimatedCost: estimatedCost, scopes: [])
         reservation.scopes = scopes.filter { !$0.1.isEmpty }.map(\.0)
+        let keys = Self.keys(tenant, model: request.model, now: now)
 
-        // Free quota first: the periodic allowance, then the grant.
+        // Free quota first: the periodic allowance, then the grant. Both pools are attached whenever
+        // they apply, even when the estimate does not reach them, so that settlement can draw the
+        // actual usage from them in order.
         var coveredUnits: Int64 = 0
         var neededUnits: Int64 = 0
         if let q = plan.freeQuota, q.applies(toModel: request.model) {
-            neededUnits = Self.units(q.unit, tokens: estimateTokens, cost: reservation.estimatedCost, convert)
-            let keys = Self.keys(tenant, model: request.model, now: now)
+            guard let needed = Self.units(q.unit, tokens: estimateTokens, cost: estimatedCost, convert) else {
+                return .rejected(Self.noRate(from: estimatedCost?.currency, to: q.unit, model: request.model))
+            }
+            neededUnits = needed
             let freeKey = keys.first { $0.pool == .free }!
             let allowance = q.allowance(at: now, timeZone: tenant.timeZone)
-            let free = counters[freeKey] ?? Counter()
-            let take = min(neededUnits, max(0, allowance - free.used - free.reserved))
+            let take = min(neededUnits, Self.room(allowance, counters[freeKey] ?? Counter()))
             reservation.free = .init(key: freeKey, units: take, allowance: allowance)
             coveredUnits = take
-            if neededUnits > take, q.grantAmount > 0,
-                now < tenant.createdAt.addingTimeInterval(Double(q.grantDays) * 86_400)
-            {
-                let grantKey = keys.first { $0.pool == .grant }!
-                let grant = counters[grantKey] ?? Counter()
-                let g = min(neededUnits - take, max(0, q.grantAmount - grant.used - grant.reserved))
+            if Self.grantActive(q, tenant: tenant, now: now), let grantKey = keys.first(where: { $0.pool == .grant }) {
+                let g = min(neededUnits - take, Self.room(q.grantAmount, counters[grantKey] ?? Counter()))
                 reservation.grant = .init(key: grantKey, units: g, allowance: q.grantAmount)
                 coveredUnits += g
             }
@@ -147,24 +165,22 @@ public struct PolicyEngine: Sendable {
 
         // Then the budget, for whatever the free quota does not cover.
         if let b = plan.budget {
-            let key = Self.keys(tenant, model: request.model, now: now).first { $0.pool == .budget }!
+            let key = keys.first { $0.pool == .budget }!
             var need: Int64 = 0
-            if let cost = reservation.estimatedCost {
-                let paid = Self.paidShare(
-                    cost: cost, unit: reservation.quotaUnit, covered: coveredUnits, needed: neededUnits)
+            if let cost = estimatedCost {
+                let paid = Self.paidShare(cost: cost, covered: coveredUnits, needed: neededUnits)
                 guard let converted = convert(paid, b.limit.currency) else {
                     return .rejected(
-                        Rejection(
-                            kind: .noExchangeRate,
-                            message:
-                                "The budget is in \(b.limit.currency) but '\(request.model)' is priced in \(cost.currency), and the price book has no rate between them."
-                        ))
+                        Self.noRate(
+                            from: cost.currency, to: .credit(currency: b.limit.currency),
+                            model: request.model, what: "budget"))
                 }
                 need = converted.nanos
             }
             let counter = counters[key] ?? Counter()
-            if b.hard && counter.used + counter.reserved + need > b.limit.nanos {
-                let remaining = max(0, b.limit.nanos - counter.used - counter.reserved)
+            // In 128 bits: three 64-bit amounts cannot wrap there.
+            if b.hard && Int128(counter.used) + Int128(counter.reserved) + Int128(need) > Int128(b.limit.nanos) {
+                let remaining = Self.room(b.limit.nanos, counter)
                 return .rejected(
                     Rejection(
                         kind: .insufficientQuota,
@@ -179,14 +195,19 @@ public struct PolicyEngine: Sendable {
             reservation.budgetPolicy = b
         }
 
-        // Commit: all checks passed, so take everything at once.
+        // Commit: all checks passed, so take everything at once. Reserved amounts saturate rather than
+        // trap: a soft budget admits any number of requests, and a saturated counter still refuses.
         for part in [reservation.free, reservation.grant, reservation.budget].compactMap({ $0 }) {
-            counters[part.key, default: Counter()].reserved += part.units
+            counters[part.key, default: Counter()].reserved.saturatingAdd(part.units)
         }
         for scope in reservation.scopes {
             windows[scope, default: RateWindow()].add(tokens: estimateTokens, now: now)
             inflight[scope, default: 0] += 1
         }
+        reservation.id = nextReservationID
+        nextReservationID += 1
+        reservation.expiresAt = now.addingTimeInterval(reservationTTL)
+        outstanding[reservation.id] = reservation
         return .admitted(reservation, status)
     }
 
@@ -194,44 +215,50 @@ public struct PolicyEngine: Sendable {
 
     /// Replaces the reservation with the actual usage; returns how its cost splits into free and paid,
     /// and the budget alerts this crossing fires (each threshold once per period).
+    ///
+    /// The actual usage is drawn from the free allowance, then the grant, then the budget, whatever the
+    /// estimate had attached. A reservation the sweeper already released (or one settled before) is
+    /// not released again; its usage still counts.
     public mutating func settle(
         _ reservation: Reservation, actual: Usage, cost: Money?, convert: (Money, String) -> Money?
     ) -> ChargeSplit {
-        for scope in reservation.scopes { inflight[scope, default: 1] -= 1 }
-        var split = ChargeSplit(freeCost: cost.map { .zero($0.currency) }, charged: cost)
-        let tokens = Int64(actual.prompt + actual.completion)
-        var needed: Int64 = 0
-        if let unit = reservation.quotaUnit {
-            needed = Self.units(unit, tokens: Int(tokens), cost: cost, convert)
+        let held = outstanding.removeValue(forKey: reservation.id) != nil
+        if held {
+            for scope in reservation.scopes { inflight[scope, default: 1] -= 1 }
         }
+        var split = ChargeSplit(freeCost: cost.map { .zero($0.currency) }, charged: cost)
+        let tokens = actual.prompt.saturatingAdding(actual.completion)
+        let needed = reservation.quotaUnit.flatMap { Self.units($0, tokens: tokens, cost: cost, convert) } ?? 0
         var covered: Int64 = 0
         for (index, part) in [reservation.free, reservation.grant].enumerated() {
             guard let part else { continue }
             var counter = counters[part.key] ?? Counter()
-            counter.reserved -= part.units
-            let take = min(needed - covered, max(0, part.allowance - counter.used - counter.reserved))
-            counter.used += take
+            if held { counter.reserved.saturatingSubtract(part.units) }
+            let take = min(needed - covered, Self.room(part.allowance, counter))
+            counter.used.saturatingAdd(take)
             counters[part.key] = counter
             covered += take
             if index == 0 { split.freeUnits = take } else { split.grantUnits = take }
         }
         if let cost, covered > 0 {
-            let paid = Self.paidShare(cost: cost, unit: reservation.quotaUnit, covered: covered, needed: needed)
+            let paid = Self.paidShare(cost: cost, covered: covered, needed: needed)
             split.charged = paid
             split.freeCost = Money(nanos: cost.nanos - paid.nanos, currency: cost.currency)
         }
         if let part = reservation.budget, let budget = reservation.budgetPolicy {
             var counter = counters[part.key] ?? Counter()
-            counter.reserved -= part.units
+            if held { counter.reserved.saturatingSubtract(part.units) }
             let charge = split.charged.flatMap { convert($0, budget.limit.currency) } ?? .zero(budget.limit.currency)
             let before = counter.used
-            counter.used += charge.nanos
+            counter.used.saturatingAdd(charge.nanos)
             counters[part.key] = counter
             split.budgetCharge = charge
-            for percent in budget.alertPercents {
+            // A threshold fires when a charge carries the used amount across it; nothing charged
+            // crosses nothing, so a zero budget alerts on its first paid request, not on free ones.
+            for percent in budget.alertPercents where charge.nanos > 0 {
                 let threshold = (Int128(budget.limit.nanos) * Int128(percent)) / 100
-                guard Int128(before) < threshold || budget.limit.nanos == 0, Int128(counter.used) >= threshold,
-                    charge.nanos > 0 || budget.limit.nanos == 0
+                guard Int128(before) < threshold || (threshold == 0 && before == 0),
+                    Int128(counter.used) >= threshold
                 else { continue }
                 let id = "\(reservation.tenantID)|\(part.key.periodStart!.timeIntervalSince1970)|\(percent)"
                 if firedAlerts.insert(id).inserted {
@@ -245,6 +272,25 @@ public struct PolicyEngine: Sendable {
         }
         return split
     }
+
+    // MARK: Expiry
+
+    /// Releases every reservation whose expiry has passed (a request whose owner never settled it) and
+    /// returns them, so the caller can log and count each.
+    public mutating func sweep(now: Date) -> [Reservation] {
+        let expired = outstanding.values.filter { $0.expiresAt <= now }
+        for reservation in expired {
+            outstanding[reservation.id] = nil
+            for scope in reservation.scopes { inflight[scope, default: 1] -= 1 }
+            for part in [reservation.free, reservation.grant, reservation.budget].compactMap({ $0 }) {
+                counters[part.key]?.reserved.saturatingSubtract(part.units)
+            }
+        }
+        return expired
+    }
+
+    /// Requests in flight for a tenant (`t|ID`) or key (`k|ID`) scope, as the concurrency limit sees them.
+    public func inflight(scope: String) -> Int { inflight[scope] ?? 0 }
 
     /// What remains of each pool for this tenant now (for `quota show` and `/v1/usage`).
     public func remaining(_ tenant: TenantContext, model: String?, now: Date) -> [CounterKey: (
@@ -260,27 +306,55 @@ public struct PolicyEngine: Sendable {
 
     // MARK: Arithmetic
 
-    /// A request's size in the quota's unit: tokens, or its cost in the credit's currency.
-    static func units(_ unit: FreeQuota.Unit, tokens: Int, cost: Money?, _ convert: (Money, String) -> Money?) -> Int64
+    /// What remains of a pool: its allowance less what is used and reserved, never negative.
+    static func room(_ allowance: Int64, _ counter: Counter) -> Int64 {
+        max(0, allowance.saturatingSubtracting(counter.used).saturatingSubtracting(counter.reserved))
+    }
+
+    static func grantActive(_ q: FreeQuota, tenant: TenantContext, now: Date) -> Bool {
+        q.grantAmount > 0 && now < tenant.createdAt.addingTimeInterval(Double(q.grantDays) * 86_400)
+    }
+
+    /// A request's size in the quota's unit: tokens, or its cost in the credit's currency (through the
+    /// dated exchange rate when the model is priced in another). Nil when the book has no such rate.
+    static func units(_ unit: FreeQuota.Unit, tokens: Int, cost: Money?, _ convert: (Money, String) -> Money?)
+        -> Int64?
     {
         switch unit {
         case .tokens: return Int64(tokens)
-        case .credit(let currency): return cost.flatMap { convert($0, currency) }?.nanos ?? 0
+        case .credit(let currency):
+            guard let cost else { return 0 }
+            return convert(cost, currency)?.nanos
         }
     }
 
-    /// The part of `cost` the free quota does not cover. Tokens split pro rata, with the free share
-    /// rounded down so the paid share is never understated; credit comes off the cost directly.
-    static func paidShare(cost: Money, unit: FreeQuota.Unit?, covered: Int64, needed: Int64) -> Money {
-        guard covered > 0, needed > 0, let unit else { return cost }
+    /// The part of `cost` the free quota does not cover, when it covers `covered` of the `needed` units.
+    /// The split is pro rata in either unit (tokens, or credit in whatever currency), with the free share
+    /// rounded down so the paid share is never understated; credit in the cost's own currency comes off
+    /// the cost exactly.
+    static func paidShare(cost: Money, covered: Int64, needed: Int64) -> Money {
+        guard covered > 0, needed > 0 else { return cost }
+        let free = Int64((Int128(cost.nanos) * Int128(min(covered, needed))) / Int128(needed))
+        return Money(nanos: cost.nanos - free, currency: cost.currency)
+    }
+
+    static func tooLarge(_ error: ArithmeticOverflow) -> Rejection {
+        Rejection(kind: .requestTooLarge, message: "This request is too large to admit: \(error.description).")
+    }
+
+    static func noRate(from currency: String?, to unit: FreeQuota.Unit, model: String, what: String = "free credit")
+        -> Rejection
+    {
+        let target: String
         switch unit {
-        case .tokens:
-            let free = Int64((Int128(cost.nanos) * Int128(min(covered, needed))) / Int128(needed))
-            return Money(nanos: cost.nanos - free, currency: cost.currency)
-        case .credit(let currency):
-            guard currency == cost.currency else { return cost }
-            return Money(nanos: max(0, cost.nanos - covered), currency: cost.currency)
+        case .credit(let c): target = c
+        case .tokens: target = "tokens"
         }
+        return Rejection(
+            kind: .noExchangeRate,
+            message:
+                "The \(what) is in \(target) but '\(model)' is priced in \(currency ?? "another currency"), "
+                + "and the price book has no rate between them.")
     }
 
     static func status(_ window: RateWindow, _ limits: RateLimits, _ tokens: Int) -> RateLimitStatus {
@@ -288,6 +362,8 @@ public struct PolicyEngine: Sendable {
             limitRequests: limits.requestsPerMinute,
             remainingRequests: limits.requestsPerMinute.map { max(0, $0 - window.requests - 1) },
             limitTokens: limits.tokensPerMinute,
-            remainingTokens: limits.tokensPerMinute.map { max(0, $0 - window.tokens - tokens) })
+            remainingTokens: limits.tokensPerMinute.map {
+                max(0, $0.saturatingSubtracting(window.tokens).saturatingSubtracting(tokens))
+            })
     }
 }

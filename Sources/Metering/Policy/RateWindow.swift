@@ -11,7 +11,7 @@ struct RateWindow: Sendable {
     mutating func prune(now: Date) {
         while head < entries.count, now.timeIntervalSince(entries[head].at) >= Self.length {
             requests -= 1
-            tokens -= entries[head].tokens
+            tokens.saturatingSubtract(entries[head].tokens)
             head += 1
         }
         if head > 1024 && head * 2 > entries.count {
@@ -23,7 +23,7 @@ struct RateWindow: Sendable {
     mutating func add(tokens: Int, now: Date) {
         entries.append((now, tokens))
         requests += 1
-        self.tokens += tokens
+        self.tokens.saturatingAdd(tokens)
     }
 
     /// Seconds until one more request of `needTokens` would fit under `limits` (0 if it fits now; 60 if
@@ -33,12 +33,12 @@ struct RateWindow: Sendable {
         var tokens = self.tokens
         func fits() -> Bool {
             (limits.requestsPerMinute.map { requests + 1 <= $0 } ?? true)
-                && (limits.tokensPerMinute.map { tokens + needTokens <= $0 } ?? true)
+                && (limits.tokensPerMinute.map { tokens.saturatingAdding(needTokens) <= $0 } ?? true)
         }
         if fits() { return 0 }
         for i in head..<entries.count {
             requests -= 1
-            tokens -= entries[i].tokens
+            tokens.saturatingSubtract(entries[i].tokens)
             if fits() { return max(1, Int((Self.length - now.timeIntervalSince(entries[i].at)).rounded(.up))) }
         }
         return Int(Self.length)

@@ -34,11 +34,15 @@ public struct PriceEntry: Sendable, Equatable {
     /// Rounding rule: Σ tokens × rate over the components (uncached input, cached input, cache
     /// writes, output, reasoning) is an exact integer in nano-units × 10⁶; it is divided by 10⁶ once,
     /// rounding half up, to whole nano-units. Records are integers, so any sum of records is exact and
-    /// an invoice total equals the sum of its rows to the last nano-unit.
-    public func cost(of usage: Usage) -> Money {
-        let uncached = max(0, usage.prompt - usage.cachedPrompt - usage.cacheWrite)
+    /// an invoice total equals the sum of its rows to the last nano-unit. Throws when the cost does
+    /// not fit in 64 bits (about 9.2 billion units of the currency), which no real usage reaches.
+    public func cost(of usage: Usage) throws(ArithmeticOverflow) -> Money {
+        let uncached = max(
+            0, usage.prompt.saturatingSubtracting(usage.cachedPrompt).saturatingSubtracting(usage.cacheWrite))
         let reasoningApart = reasoning != nil
-        let plainOutput = reasoningApart ? max(0, usage.completion - usage.reasoning) : usage.completion
+        let plainOutput =
+            reasoningApart ? max(0, usage.completion.saturatingSubtracting(usage.reasoning)) : usage.completion
+        // Each term is below 2^126 (Int64 × Int64) and there are five, so the Int128 sum cannot wrap.
         var total: Int128 = 0
         total += Int128(uncached) * Int128(input)
         total += Int128(usage.cachedPrompt) * Int128(cachedInput ?? input)
@@ -46,6 +50,9 @@ public struct PriceEntry: Sendable, Equatable {
         total += Int128(plainOutput) * Int128(output)
         if let reasoning { total += Int128(usage.reasoning) * Int128(reasoning) }
         let rounded = (total + 500_000) / 1_000_000
-        return Money(nanos: Int64(rounded), currency: currency)
+        guard let nanos = Int64(exactly: rounded), nanos >= 0 else {
+            throw ArithmeticOverflow("the cost of \(usage.prompt) prompt and \(usage.completion) completion tokens")
+        }
+        return Money(nanos: nanos, currency: currency)
     }
 }

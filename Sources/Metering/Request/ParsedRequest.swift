@@ -6,6 +6,10 @@ public struct ParsedRequest: Sendable {
     public var stream: Bool
     /// `max_tokens`, `max_completion_tokens` or `max_output_tokens`, whichever the endpoint uses.
     public var maxOutputTokens: Int?
+    /// The member that set `maxOutputTokens`, for errors that name it.
+    public var maxOutputParam: String?
+    /// How many answers the request asks for (`n`): each may be as long as the output limit.
+    public var choices: Int = 1
     /// `stream_options.include_usage` as the client sent it.
     public var includeUsage: Bool
     public var json: JSONValue
@@ -29,9 +33,17 @@ public struct ParsedRequest: Sendable {
     /// The body to send upstream: `model` replaced by the upstream's name and, when `requestUsage` is set
     /// and the client did not ask for it, `stream_options.include_usage` turned on so that the upstream
     /// reports the usage the gateway bills. Every other byte is left as the client sent it.
-    public func upstreamBody(model upstreamModel: String, requestUsage: Bool) -> [UInt8] {
+    ///
+    /// `outputCap`, when given and the client set no output limit, is added as that member, so the
+    /// upstream cannot produce more than the reservation was made for.
+    public func upstreamBody(
+        model upstreamModel: String, requestUsage: Bool, outputCap: (member: String, tokens: Int)? = nil
+    ) -> [UInt8] {
         var edits: [(range: Range<Int>, text: String)] = []
         if upstreamModel != model { edits.append((modelSpan, JSONWriter.quoted(upstreamModel))) }
+        if let outputCap, maxOutputTokens == nil, let open = body.firstIndex(of: UInt8(ascii: "{")) {
+            edits.append((open + 1..<open + 1, "\(JSONWriter.quoted(outputCap.member)):\(outputCap.tokens),"))
+        }
         if requestUsage && !includeUsage {
             if let span = streamOptionsSpan, case .object(var members) = json["stream_options"] ?? .null {
                 members.removeAll { $0.0 == "include_usage" }
@@ -73,6 +85,9 @@ public struct RequestError: Error, Sendable, Equatable {
 }
 
 public enum RequestParser {
+    /// OpenAI's own limit on `n`.
+    public static let maxChoices = 128
+
     public static func parse(endpoint: APIEndpoint, body: [UInt8]) throws(RequestError) -> ParsedRequest {
         guard !body.isEmpty else { throw RequestError("The request body is empty; expected a JSON object.") }
         let parsed: (value: JSONValue, spans: [String: Range<Int>])
@@ -88,6 +103,12 @@ public enum RequestParser {
         guard let model = modelValue.stringValue, !model.isEmpty else {
             throw RequestError("The model parameter must be a non-empty string.", param: "model")
         }
+        guard model.utf8.count <= 256,
+            !model.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+        else {
+            throw RequestError(
+                "The model parameter must be at most 256 bytes with no control characters.", param: "model")
+        }
         var stream = false
         if let s = json["stream"], !s.isNull {
             guard let b = s.boolValue else { throw RequestError("stream must be a boolean.", param: "stream") }
@@ -97,13 +118,22 @@ public enum RequestParser {
             throw RequestError("This endpoint does not support streaming.", param: "stream")
         }
         var maxOutput: Int?
+        var maxOutputParam: String?
         for key in ["max_completion_tokens", "max_tokens", "max_output_tokens"] {
             guard let v = json[key], !v.isNull else { continue }
             guard let n = v.intValue, n >= 0 else {
                 throw RequestError("\(key) must be a non-negative integer.", param: key)
             }
             maxOutput = n
+            maxOutputParam = key
             break
+        }
+        var choices = 1
+        if endpoint == .chatCompletions || endpoint == .completions, let v = json["n"], !v.isNull {
+            guard let n = v.intValue, (1...Self.maxChoices).contains(n) else {
+                throw RequestError("n must be an integer from 1 to \(Self.maxChoices).", param: "n")
+            }
+            choices = n
         }
         if endpoint == .messages && maxOutput == nil {
             throw RequestError("max_tokens: Field required", param: "max_tokens")
@@ -114,6 +144,8 @@ public enum RequestParser {
             model: model,
             stream: stream,
             maxOutputTokens: maxOutput,
+            maxOutputParam: maxOutputParam,
+            choices: choices,
             includeUsage: includeUsage,
             json: json,
             body: body,

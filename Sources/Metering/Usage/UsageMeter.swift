@@ -129,7 +129,7 @@ public struct UsageMeter: Sendable {
             // Cumulative output (take the last value, never add); some fields may be repeated.
             if let u = json["usage"] {
                 var merged = reported ?? Usage()
-                if let out = u["output_tokens"]?.intValue { merged.completion = out }
+                if let out = Usage.count(u["output_tokens"]) { merged.completion = out }
                 if u["input_tokens"] != nil || u["cache_read_input_tokens"] != nil,
                     let full = Usage.anthropic(u.withDefaults(from: reported))
                 {
