@@ -27,12 +27,13 @@ struct LiveHarness {
     var gatewayURL: String { "http://127.0.0.1:\(gatewayPort)" }
     var emulatorURL: String { "http://127.0.0.1:\(emulatorPort)" }
 
-    static func configYAML(emulatorPort: Int, maxBody: Int) -> String {
+    static func configYAML(emulatorPort: Int, maxBody: Int, server: String = "") -> String {
         """
         server:
           host: 127.0.0.1
           port: 0
           max_request_body_bytes: \(maxBody)
+        \(server)
         providers:
           - {name: mock, kind: mock, mock: {reply_words: 12, stream_chunks: 4}}
           - name: emu
@@ -48,6 +49,11 @@ struct LiveHarness {
             base_url: http://127.0.0.1:\(emulatorPort)/v1
             api_key_env: EMU_KEY
             timeouts: {connect_ms: 1000, first_byte_ms: 300, idle_read_ms: 400}
+          - name: sleepy
+            kind: openai
+            base_url: http://127.0.0.1:\(emulatorPort)/v1
+            api_key_env: EMU_KEY
+            timeouts: {connect_ms: 1000, first_byte_ms: 10000, idle_read_ms: 1500}
           - name: dead
             kind: openai
             base_url: http://127.0.0.1:1/v1
@@ -61,6 +67,7 @@ struct LiveHarness {
           - {name: emu-gpt, provider: emu, upstream_model: upstream-gpt, tokenizer: o200k_base}
           - {name: emu-claude, provider: emu-anthropic, tokenizer: o200k_base}
           - {name: slow-gpt, provider: slow, tokenizer: o200k_base}
+          - {name: sleepy-gpt, provider: sleepy, tokenizer: o200k_base}
           - {name: dead-gpt, provider: dead, tokenizer: o200k_base}
           - {name: keyless-gpt, provider: keyless, tokenizer: o200k_base}
         """
@@ -95,7 +102,8 @@ struct LiveHarness {
 
     /// Runs `body` with a live gateway and emulator; everything is shut down afterwards.
     static func run(
-        maxBody: Int = 64 * 1024, plans: String? = nil, _ body: @Sendable (LiveHarness) async throws -> Void
+        maxBody: Int = 64 * 1024, plans: String? = nil, server: String = "",
+        _ body: @Sendable (LiveHarness) async throws -> Void
     ) async throws {
         let logger = Logger(label: "test")
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gw-test-\(UUID().uuidString)").path
@@ -120,7 +128,7 @@ struct LiveHarness {
             let ePort = await emulatorPort.wait()
 
             let config = try GatewayConfig.parse(
-                yaml: configYAML(emulatorPort: ePort, maxBody: maxBody), file: "test.yaml")
+                yaml: configYAML(emulatorPort: ePort, maxBody: maxBody, server: server), file: "test.yaml")
             let prices = try PriceBook.parse(yaml: pricesYAML, file: "prices.yaml")
             let planBook = try plans.map { try PlanBook.parse(yaml: $0, file: "plans.yaml") } ?? .unlimited
             let gatewayPort = PortBox()

@@ -67,7 +67,9 @@ public struct MockProvider: Sendable {
         let words = Self.words(count: wordCount, seed: seed)
         let pieces = Self.split(words, into: directives.chunks ?? settings.streamChunks)
         let text = pieces.joined()
-        let completionTokens = wordCount == 0 ? 0 : countTokens(text)
+        // A provider stops at the output limit in tokens, so a truncated reply never reports more.
+        let counted = wordCount == 0 ? 0 : countTokens(text)
+        let completionTokens = finishedByLength ? min(counted, request.maxOutputTokens ?? counted) : counted
         let usage = Usage(prompt: promptTokens, completion: completionTokens)
         let context = Context(
             request: request, id: id, created: created, pieces: pieces, text: text, usage: usage,

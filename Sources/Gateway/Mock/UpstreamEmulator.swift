@@ -79,10 +79,22 @@ public final class UpstreamEmulator: Sendable {
                 status: .badRequest, headers: [.contentType: "application/json"],
                 body: .init(byteBuffer: ByteBuffer(string: text)))
         }
-        let reply = mock.reply(to: parsed, directives: MockDirectives(headers: request.headers))
-        if reply.stallBeforeHeadersMilliseconds > 0 {
-            try await Task.sleep(for: .milliseconds(reply.stallBeforeHeadersMilliseconds))
+        var shaped = mock.reply(to: parsed, directives: MockDirectives(headers: request.headers))
+        // Like some providers, echo the credential in an error, so tests can check the gateway hides it.
+        if shaped.status >= 400, HTTPField.Name("x-mock-echo-key").flatMap({ request.headers[$0] }) != nil {
+            let key =
+                request.headers[.authorization] ?? HTTPField.Name("x-api-key").flatMap { request.headers[$0] } ?? ""
+            shaped.chunks = [
+                ByteBuffer(
+                    string: ErrorBody.render(
+                        dialect: endpoint.dialect, status: shaped.status, message: "Incorrect API key provided: \(key)")
+                )
+            ]
         }
+        if shaped.stallBeforeHeadersMilliseconds > 0 {
+            try await Task.sleep(for: .milliseconds(shaped.stallBeforeHeadersMilliseconds))
+        }
+        let reply = shaped
         let hold = HTTPField.Name("x-mock-hold").flatMap { request.headers[$0] }
         var headers: HTTPFields = [
             .contentType: reply.contentType, HTTPField.Name("x-request-id")!: "upstream-\(parsed.model)",

@@ -216,7 +216,9 @@ public struct RequestPipeline: Sendable {
         // meter → settle → record, as the response streams
         return try await relay.relay(
             upstream, owner: owner,
-            metering: .init(endpoint: endpoint, encoding: tokenizer.encoding, injectedUsage: injectUsage),
+            metering: .init(
+                endpoint: endpoint, encoding: tokenizer.encoding, injectedUsage: injectUsage,
+                idleTimeout: .milliseconds(provider.timeouts.idleReadMilliseconds)),
             dialect: endpoint.dialect, extraHeaders: rateHeaders)
     }
 

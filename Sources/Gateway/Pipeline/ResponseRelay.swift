@@ -24,6 +24,9 @@ struct ResponseRelay: Sendable {
         var encoding: TokenEncoding
         /// The gateway added `stream_options.include_usage`; strip what the client did not ask for.
         var injectedUsage: Bool
+        /// The provider's idle read timeout: a body that breaks off this long after its last byte fell
+        /// silent rather than being cut.
+        var idleTimeout: Duration = .seconds(60)
     }
 
     private struct ClientGone: Error {}
@@ -118,6 +121,7 @@ struct ResponseRelay: Sendable {
             var meter = unfedMeter
             var held = ByteBuffer()
             var firstByteAt = readAheadStartedAt
+            var lastChunkAt = ContinuousClock.now
             func send(_ buffer: ByteBuffer) async throws {
                 do {
                     try await writer.write(buffer)
@@ -148,14 +152,18 @@ struct ResponseRelay: Sendable {
             do {
                 for chunk in readAhead { try await forward(chunk) }
                 if let breakAfterReadAhead { throw breakAfterReadAhead }
-                while let chunk = try await reader.next() { try await forward(chunk) }
+                while let chunk = try await reader.next() {
+                    lastChunkAt = ContinuousClock.now
+                    try await forward(chunk)
+                }
             } catch {
                 if error is ClientGone || owner.isClientGone || Task.isCancelled {
                     reader.abandon()
                     await owner.finishBestEffort(settle(.clientDisconnected, error: "client_disconnected"))
                     throw CancellationError()
                 }
-                let timedOut = UpstreamClients.isTimeout(error)
+                let timedOut =
+                    UpstreamClients.isTimeout(error) || ContinuousClock.now - lastChunkAt >= metering.idleTimeout * 0.9
                 metrics.upstreamError(provider: draft.provider, kind: timedOut ? "idle_timeout" : "cut")
                 await owner.finishBestEffort(
                     timedOut

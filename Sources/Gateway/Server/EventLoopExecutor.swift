@@ -11,11 +11,26 @@ public enum EventLoopExecutor {
     /// and installs it as the global executor. Returns whether the takeover happened.
     @discardableResult
     public static func install(arguments: [String]) -> Bool {
-        if let i = arguments.firstIndex(of: "--threads"), i + 1 < arguments.count, let n = Int(arguments[i + 1]),
-            n > 0
-        {
-            NIOSingletons.groupLoopCountSuggestion = n
-        }
+        if let n = threads(in: arguments) { NIOSingletons.groupLoopCountSuggestion = n }
         return NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+    }
+
+    /// The `--threads` value in either spelling ArgumentParser accepts (`--threads 4`, `--threads=4`).
+    /// This runs before ArgumentParser (which validates the option again), because the event loops must
+    /// exist before the first task.
+    public static func threads(in arguments: [String]) -> Int? {
+        for (i, argument) in arguments.enumerated() {
+            if argument == "--" { break }
+            let value: String?
+            if argument == "--threads" {
+                value = i + 1 < arguments.count ? arguments[i + 1] : nil
+            } else if argument.hasPrefix("--threads=") {
+                value = String(argument.dropFirst("--threads=".count))
+            } else {
+                continue
+            }
+            if let value, let n = Int(value), n > 0 { return n }
+        }
+        return nil
     }
 }

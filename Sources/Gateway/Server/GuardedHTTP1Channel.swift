@@ -2,7 +2,9 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import Logging
+import Metering
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 import Synchronization
 
@@ -154,6 +156,7 @@ private final class ConnectionObserver: ChannelDuplexHandler, RemovableChannelHa
     let watch: ConnectionWatch
     let linger: TimeAmount
     private var closeAfterResponse = false
+    private var answeredParseError = false
 
     init(timer: HeaderTimer, watch: ConnectionWatch, linger: TimeAmount) {
         self.timer = timer
@@ -196,10 +199,50 @@ private final class ConnectionObserver: ChannelDuplexHandler, RemovableChannelHa
         }
     }
 
+    /// A request that is not valid HTTP (or whose head is too large) gets an error in the API's format,
+    /// with a request id, and the connection closes: there is no telling where the next request starts.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let parseError = error as? HTTPParserError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        guard !timer.requestInProgress, !answeredParseError else {
+            context.close(promise: nil)
+            return
+        }
+        answeredParseError = true
+        timer.cancel()
+        let tooLarge = parseError == .headerOverflow
+        let status: HTTPResponse.Status = tooLarge ? .requestHeaderFieldsTooLarge : .badRequest
+        let body = ByteBuffer(
+            string: ErrorBody.render(
+                dialect: .openai, status: status.code,
+                message: tooLarge
+                    ? "The request headers are larger than this gateway accepts."
+                    : "The request is not valid HTTP/1.1 (\(parseError)).",
+                openAIType: "invalid_request_error", code: tooLarge ? "headers_too_large" : "malformed_request"))
+        var head = HTTPResponse(status: status)
+        head.headerFields[.contentType] = "application/json"
+        head.headerFields[.contentLength] = String(body.readableBytes)
+        head.headerFields[.requestID] = RequestIDs.next()
+        head.headerFields[.connection] = "close"
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(body)), promise: nil)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         timer.cancel()
         watch.connectionClosed()
         context.fireChannelInactive()
+    }
+
+    /// The client closed its side (FIN). A client that still wants its answer does not do that, so
+    /// the request in progress is treated as abandoned, as a reverse proxy does (nginx's 499).
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed { watch.connectionClosed() }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {

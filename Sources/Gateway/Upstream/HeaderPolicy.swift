@@ -1,6 +1,7 @@
+import Foundation
 import HTTPTypes
 
-/// Which headers cross the gateway, in each direction (GUIDE §2 "Headers").
+/// Which headers cross the gateway, in each direction.
 ///
 /// Client credentials never go upstream and the provider key never comes back; hop-by-hop headers stop
 /// here; the upstream is asked for `identity` encoding so the meter reads plain bytes.
@@ -27,12 +28,27 @@ public enum HeaderPolicy {
     public static func upstreamRequestHeaders(from client: HTTPFields) -> [(String, String)] {
         var out: [(String, String)] = []
         out.reserveCapacity(client.count + 4)
+        // Headers the client names in `Connection` are hop-by-hop for this request too (RFC 9110 §7.6.1).
+        let named = connectionOptions(client[values: .connection])
         for field in client {
             let name = field.name.canonicalName
             if hopByHop.contains(name) || dropFromClient.contains(name) || name.hasPrefix("proxy-") { continue }
+            if !named.isEmpty && named.contains(name) { continue }
             out.append((name, field.value))
         }
         return out
+    }
+
+    /// The lower-cased field names listed in `Connection` values.
+    static func connectionOptions(_ values: [String]) -> Set<String> {
+        var names: Set<String> = []
+        for value in values {
+            for token in value.split(separator: ",") {
+                let name = token.trimmingCharacters(in: .whitespaces).lowercased()
+                if !name.isEmpty { names.insert(name) }
+            }
+        }
+        return names
     }
 
     public static func isForwardableResponseHeader(_ name: String) -> Bool {

@@ -155,12 +155,15 @@ final class StreamingResponseDelegate: HTTPClientResponseDelegate {
     /// Resolves with the response head, or fails with the error that came first.
     var headFuture: EventLoopFuture<HTTPResponseHead> { head.futureResult }
 
-    func failHead(_ error: any Error) {
-        if headSettled.withLock({ s in
-            defer { s = true }; return !s
-        }) {
-            head.fail(error)
+    /// Fails the head if it has not arrived yet; returns whether it did.
+    @discardableResult
+    func failHead(_ error: any Error) -> Bool {
+        let first = headSettled.withLock { s in
+            defer { s = true }
+            return !s
         }
+        if first { head.fail(error) }
+        return first
     }
 
     func didReceiveHead(task: HTTPClient.Task<Void>, _ head: HTTPResponseHead) -> EventLoopFuture<Void> {

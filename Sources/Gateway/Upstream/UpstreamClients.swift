@@ -133,8 +133,8 @@ public final class UpstreamClients: Sendable {
         }
         // `firstByte` bounds the wait for the response head; the body is bounded by the idle read timeout.
         let timer = eventLoop.scheduleTask(in: .milliseconds(Int64(provider.timeouts.firstByteMilliseconds))) {
-            delegate.failHead(HTTPClientError.deadlineExceeded)
-            task.cancel()
+            // Only if the head is still missing: a head that arrived as the timer fired is a live stream.
+            if delegate.failHead(HTTPClientError.deadlineExceeded) { task.cancel() }
         }
         let head: HTTPResponseHead
         do {

@@ -68,8 +68,12 @@ public enum BillingExportFormat: String, Sendable, CaseIterable {
         }
     }
 
-    /// RFC 4180: a field with a comma, quote, CR or LF is quoted, and its quotes doubled.
+    /// RFC 4180: a field with a comma, quote, CR or LF is quoted, and its quotes doubled. A text that a
+    /// spreadsheet would run as a formula (it begins with `=`, `+`, `-`, `@`, a tab or CR: OWASP's CSV
+    /// injection) gets a leading `'`, which spreadsheets show as text. Money and counts never begin so.
     public static func csvField(_ s: String) -> String {
+        var s = s
+        if let first = s.utf8.first, [0x3D, 0x2B, 0x2D, 0x40, 0x09, 0x0D].contains(first) { s = "'" + s }
         guard s.utf8.contains(where: { $0 == 0x2C || $0 == 0x22 || $0 == 0x0A || $0 == 0x0D }) else { return s }
         return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
