@@ -360,6 +360,23 @@
             }
         }
 
+        @Test("an unknown key costs one store read, then none while remembered; a new key works at once")
+        func unknownKeyCache() async throws {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gw-keys-\(UUID().uuidString)").path
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let store = try GatewayStore(dataDirectory: dir)
+            let tenant = try store.createTenant(name: "t")
+            let directory = try KeyDirectory(store: store)
+            for _ in 0..<200 {
+                let found = await directory.authenticate(secret: "sk-random-unknown")
+                #expect(found == nil)
+            }
+            #expect(directory.storeLookups == 1)
+            let (_, secret) = try store.createKey(tenant: tenant.id, name: "fresh")
+            let fresh = await directory.authenticate(secret: secret)
+            #expect(fresh?.tenantID == tenant.id)
+        }
+
         @Test("--threads is read in both spellings")
         func threadsOption() {
             #expect(EventLoopExecutor.threads(in: ["gateway", "serve", "--threads", "3"]) == 3)

@@ -189,6 +189,26 @@ struct HardeningTests {
         #expect(standing.values.map(\.used) == [300_000] && standing.values.map(\.reserved) == [0])
     }
 
+    @Test("a settlement the ledger refused is reverted: counters equal the stored records again")
+    func revert() throws {
+        let quota = FreeQuota(
+            unit: .tokens, period: .month, schedule: [.init(year: 2026, month: 1, day: 1, amount: 150)])
+        let plan = Plan(
+            name: "p", freeQuota: quota,
+            budget: Budget(limit: Money(nanos: 1_000_000_000, currency: "USD"), period: .month))
+        var engine = PolicyEngine()
+        guard case .admitted(let r, _) = engine.admit(P.tenant(plan), P.request(at: Self.now), convert: P.same) else {
+            Issue.record("admit")
+            return
+        }
+        let usage = Usage(prompt: 100, completion: 100)
+        let split = engine.settle(r, actual: usage, cost: try Self.usdPrice.cost(of: usage), convert: P.same)
+        #expect(split.freeUnits == 150 && (split.budgetCharge?.nanos ?? 0) > 0)
+        engine.revert(r, split)
+        let standing = engine.remaining(P.tenant(plan), model: "m", now: Self.now)
+        #expect(standing.values.allSatisfy { $0.used == 0 && $0.reserved == 0 })
+    }
+
     @Test("usage reports with negative or absurd counts are not believed")
     func implausibleUsage() throws {
         #expect(Usage.openAI(try JSONReader.parse(Array(#"{"prompt_tokens":-5,"completion_tokens":3}"#.utf8))) == nil)

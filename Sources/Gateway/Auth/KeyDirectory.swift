@@ -26,6 +26,10 @@ public final class KeyDirectory: Sendable {
     /// Cleared on every reload, so a key created since is found at the next poll at the latest.
     private let unknown = Mutex<(hashes: Set<Data>, since: ContinuousClock.Instant)>(([], .now))
     static let unknownLimit = 100_000
+    private let lookups = Mutex(0)
+
+    /// Store reads made for keys not in memory (a measure of what unknown keys cost).
+    public var storeLookups: Int { lookups.withLock { $0 } }
     static let unknownTTL: Duration = .seconds(2)
     let store: GatewayStore
 
@@ -48,6 +52,7 @@ public final class KeyDirectory: Sendable {
         }
         if knownUnknown { return nil }
         let store = store
+        lookups.withLock { $0 += 1 }
         guard let entry = try? await offEventLoop({ try store.activeCredential(hash: hash) }) else {
             unknown.withLock { _ = $0.hashes.insert(hash) }
             return nil

@@ -105,9 +105,10 @@ public final class PolicyService: Sendable {
     /// Requests in flight for a key, as its concurrency limit counts them.
     func inflight(keyID: String) -> Int { state.withLock { $0.inflight(scope: "k|" + keyID) } }
 
-    /// Settles the reservation against the record's usage and writes the split into the record.
-    func settle(_ record: inout BillingRecord, reservation: Reservation?) {
-        guard let reservation else { return }
+    /// Settles the reservation against the record's usage and writes the split into the record. The
+    /// returned split is what ``revert(_:_:)`` takes back if the record is not stored.
+    func settle(_ record: inout BillingRecord, reservation: Reservation?) -> ChargeSplit? {
+        guard let reservation else { return nil }
         let convert = convert(at: record.startedAt)
         let split = state.withLock {
             $0.settle(reservation, actual: record.usage, cost: record.cost, convert: convert)
@@ -117,10 +118,20 @@ public final class PolicyService: Sendable {
         record.freeCost = split.freeCost
         record.charged = split.charged
         record.budgetCharge = split.budgetCharge
+        return split
+    }
+
+    /// Alerts fire once the record that crossed the threshold is stored.
+    func announce(_ split: ChargeSplit) {
         for alert in split.alerts {
             metrics.budgetAlert(percent: alert.percent)
             notifier.notify(alert)
         }
+    }
+
+    /// A settled record the ledger refused: its usage leaves the counters again.
+    func revert(_ reservation: Reservation, _ split: ChargeSplit) {
+        state.withLock { $0.revert(reservation, split) }
     }
 
     /// Used and reserved amounts of each pool for the tenant now (quota show, `/v1/usage`).

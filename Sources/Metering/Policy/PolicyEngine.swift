@@ -273,6 +273,16 @@ public struct PolicyEngine: Sendable {
         return split
     }
 
+    /// Takes a settlement's usage back out of the counters, for a record the ledger refused: the
+    /// counters then still equal the sum of the stored records. The reservation stays released.
+    public mutating func revert(_ reservation: Reservation, _ split: ChargeSplit) {
+        if let part = reservation.free { counters[part.key]?.used.saturatingSubtract(split.freeUnits) }
+        if let part = reservation.grant { counters[part.key]?.used.saturatingSubtract(split.grantUnits) }
+        if let part = reservation.budget, let charge = split.budgetCharge {
+            counters[part.key]?.used.saturatingSubtract(charge.nanos)
+        }
+    }
+
     // MARK: Expiry
 
     /// Releases every reservation whose expiry has passed (a request whose owner never settled it) and
