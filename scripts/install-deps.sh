@@ -20,7 +20,7 @@ fi
 
 # Python venv for the SDK tests and the tokenizer reference (tiktoken).
 if [ "${1:-}" != "--no-python" ]; then
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, anthropic, pytest, tiktoken, jsonschema, yaml" 2>/dev/null; then
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, anthropic, pytest, tiktoken, jsonschema, yaml, schemathesis" 2>/dev/null; then
     python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check -r Tests/sdk/requirements.txt
   fi
