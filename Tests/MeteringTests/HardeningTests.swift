@@ -236,6 +236,23 @@ struct HardeningTests {
         #expect(try RequestParser.parse(endpoint: .chatCompletions, body: nested).model == "m")
     }
 
+    @Test("a request whose strings are not valid UTF-8 is refused; an upstream's is repaired and still read")
+    func invalidUTF8() throws {
+        let body: [UInt8] =
+            Array(#"{"model":"m","messages":[{"role":"user","content":""#.utf8) + [0xFF, 0xFE]
+            + Array(#""}]}"#.utf8)
+        #expect(throws: RequestError.self) { _ = try RequestParser.parse(endpoint: .chatCompletions, body: body) }
+        let escaped =
+            Array(#"{"model":"m","messages":[{"role":"user","content":"a\u00e9\n"#.utf8) + [0xC3]
+            + Array(#""}]}"#.utf8)
+        #expect(throws: RequestError.self) { _ = try RequestParser.parse(endpoint: .chatCompletions, body: escaped) }
+        let upstream: [UInt8] =
+            Array(#"{"usage":{"prompt_tokens":3,"completion_tokens":1},"x":""#.utf8) + [0xFF]
+            + Array(#""}"#.utf8)
+        #expect(try JSONReader.parse(upstream)["usage"]?["prompt_tokens"]?.intValue == 3)
+        #expect(throws: JSONError.self) { _ = try JSONReader.parse(upstream, strictUTF8: true) }
+    }
+
     @Test("model names with control characters or over 256 bytes, and n out of range, are refused")
     func requestFields() throws {
         for body in [
