@@ -6,13 +6,15 @@ import Metering
 /// Memory stays constant whatever the number of rows: each page of `pageSize` records is written and
 /// dropped before the next is read, and no read transaction is held between pages, so an export of
 /// millions of rows never blocks the ledger's writer.
-struct BillingExporter: Sendable {
+public struct BillingExporter: Sendable {
     let store: GatewayStore
     var pageSize = 1000
 
+    public init(store: GatewayStore) { self.store = store }
+
     /// Writes the export through `write`, one page of text at a time; returns the number of rows.
     @discardableResult
-    func export(
+    public func export(
         _ query: GatewayStore.BillingQuery, format: BillingExportFormat,
         write: (String) async throws -> Void
     ) async throws -> Int {

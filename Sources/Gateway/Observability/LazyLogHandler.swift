@@ -6,28 +6,28 @@ import Logging
 /// the request id on every request's logger, so with that handler each request paid for a string it
 /// almost never printed. This handler holds the metadata and passes it to the stream handler with the
 /// message, so the formatting happens only for messages at or above the level.
-struct LazyLogHandler: LogHandler {
+public struct LazyLogHandler: LogHandler {
     private var stream: StreamLogHandler
-    var metadata: Logger.Metadata = [:]
+    public var metadata: Logger.Metadata = [:]
 
-    init(_ stream: StreamLogHandler) { self.stream = stream }
+    public init(_ stream: StreamLogHandler) { self.stream = stream }
 
-    var logLevel: Logger.Level {
+    public var logLevel: Logger.Level {
         get { stream.logLevel }
         set { stream.logLevel = newValue }
     }
 
-    var metadataProvider: Logger.MetadataProvider? {
+    public var metadataProvider: Logger.MetadataProvider? {
         get { stream.metadataProvider }
         set { stream.metadataProvider = newValue }
     }
 
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    func log(event: LogEvent) {
+    public func log(event: LogEvent) {
         var event = event
         if !metadata.isEmpty {
             event.metadata = metadata.merging(event.metadata ?? [:]) { _, explicit in explicit }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Gateway
 import Metering
 
 /// `gateway export`: billing records as CSV or JSON Lines, streamed to a file or stdout.

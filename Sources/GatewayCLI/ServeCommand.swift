@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Gateway
 import Hummingbird
 import Logging
 import Metering

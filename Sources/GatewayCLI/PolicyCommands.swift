@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Gateway
 import Logging
 import Metering
 import NIOPosix
@@ -90,13 +91,7 @@ struct QuotaCommand: ParsableCommand {
             let policies = try CLI.loadPolicies(common)
             let store = try CLI.openStore(common)
             let t = try CLI.run { try store.tenant(tenant) }
-            let service = PolicyService(
-                plans: policies.plans, prices: policies.prices, store: store,
-                notifier: AlertNotifier(
-                    webhook: nil, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "quota")),
-                metrics: GatewayMetrics())
-            let standing = try await service.standing(tenant: t)
-            let plan = service.context(for: t, key: nil).plan
+            let (plan, standing) = try await QuotaReport.standing(tenant: t, policies: policies, store: store)
             if json {
                 print(JSONWriter.serialize(QuotaReport.json(tenant: t, plan: plan, standing: standing)))
                 return
@@ -105,60 +100,5 @@ struct QuotaCommand: ParsableCommand {
             if standing.isEmpty { print("no free quota and no budget: nothing is limited") }
             for line in QuotaReport.lines(plan: plan, standing: standing) { print(line) }
         }
-    }
-}
-
-/// The same report for the CLI, the admin API and `/v1/usage`.
-enum QuotaReport {
-    static func unit(_ key: PolicyEngine.CounterKey, plan: Plan) -> String {
-        switch key.pool {
-        case .budget: return plan.budget?.limit.currency ?? ""
-        case .free, .grant:
-            if case .credit(let c) = plan.freeQuota?.unit { return c }
-            return "tokens"
-        }
-    }
-
-    static func amount(_ value: Int64, unit: String) -> String {
-        unit == "tokens" ? String(value) : Money(nanos: value, currency: unit).decimalString
-    }
-
-    static func lines(plan: Plan, standing: [(PolicyEngine.CounterKey, Int64, Int64, Int64)]) -> [String] {
-        standing.map { key, used, reserved, limit in
-            let u = unit(key, plan: plan)
-            let period =
-                key.periodStart.map {
-                    "[\(BillingExportFormat.timestamp($0)), \(BillingExportFormat.timestamp(key.periodEnd!)))"
-                } ?? "(one-off)"
-            return
-                "\(key.pool.rawValue) \(period): used \(amount(used, unit: u)), reserved \(amount(reserved, unit: u)), "
-                + "limit \(amount(limit, unit: u)), remaining \(amount(max(0, limit - used - reserved), unit: u)) \(u)"
-        }
-    }
-
-    static func json(tenant: Tenant, plan: Plan, standing: [(PolicyEngine.CounterKey, Int64, Int64, Int64)])
-        -> JSONValue
-    {
-        .object([
-            ("tenant_id", .string(tenant.id)), ("plan", .string(plan.name)), ("timezone", .string(tenant.timezone)),
-            (
-                "pools",
-                .array(
-                    standing.map { key, used, reserved, limit in
-                        let u = unit(key, plan: plan)
-                        return .object([
-                            ("pool", .string(key.pool.rawValue)), ("unit", .string(u)),
-                            (
-                                "period_start",
-                                key.periodStart.map { .string(BillingExportFormat.timestamp($0)) } ?? .null
-                            ),
-                            ("period_end", key.periodEnd.map { .string(BillingExportFormat.timestamp($0)) } ?? .null),
-                            ("used", .string(amount(used, unit: u))), ("reserved", .string(amount(reserved, unit: u))),
-                            ("limit", .string(amount(limit, unit: u))),
-                            ("remaining", .string(amount(max(0, limit - used - reserved), unit: u))),
-                        ])
-                    })
-            ),
-        ])
     }
 }

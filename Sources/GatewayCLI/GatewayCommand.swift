@@ -1,11 +1,12 @@
 import ArgumentParser
 import Foundation
+import Gateway
 import Logging
 import Metering
 
 /// `gateway`: serve, manage tenants and keys, and run the upstream emulator.
-public struct GatewayCommand: AsyncParsableCommand {
-    public static let configuration = CommandConfiguration(
+struct GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
         commandName: "gateway",
         abstract: "A usage-metering reverse proxy for LLM APIs.",
         subcommands: [
@@ -15,10 +16,10 @@ public struct GatewayCommand: AsyncParsableCommand {
         ]
     )
 
-    public init() {}
+    init() {}
 
     /// Entry point for the thin `gateway` executable.
-    public static func runFromCommandLine() async {
+    static func runFromCommandLine() async {
         await main()
     }
 }
