@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "gateway", targets: ["GatewayCLI"]),
         .library(name: "Metering", targets: ["Metering"]),
         .library(name: "Gateway", targets: ["Gateway"]),
+        .library(name: "GatewayMock", targets: ["GatewayMock"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -62,11 +63,25 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The built-in mock provider (in-process transport) and the upstream emulator that serves it over
+        // HTTP: for demos, tests and benchmarks, never in the production targets.
+        .target(
+            name: "GatewayMock",
+            dependencies: [
+                "Gateway",
+                "Metering",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // The `gateway` command: the only target that parses arguments.
         .executableTarget(
             name: "GatewayCLI",
             dependencies: [
                 "Gateway",
+                "GatewayMock",
                 "Metering",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -86,6 +101,7 @@ let package = Package(
             name: "GatewayTests",
             dependencies: [
                 "Gateway",
+                "GatewayMock",
                 "Metering",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Gateway
+import GatewayMock
 import Hummingbird
 import Logging
 import Metering
@@ -42,8 +43,11 @@ struct ServeCommand: AsyncParsableCommand {
         }
         // The singleton group, sized by --threads and installed as the global executor in main.
         let group = MultiThreadedEventLoopGroup.singleton
+        // The mock provider reports usage counted by the real tokenizer, so demos show true counts.
+        let mock = MockTransport(countTokens: MockTransport.o200kCount)
         let app = try GatewayServer.buildApplication(
             policies: policies, store: store, eventLoopGroup: group, logger: logger, configPath: common.config,
+            mockTransport: mock,
             onServerRunning: { channel in
                 let address = channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
                 logger.notice("gateway listening", metadata: ["address": "\(address)", "data": "\(store.path)"])

@@ -2,6 +2,7 @@
     import AsyncHTTPClient
     import Foundation
     import Gateway
+    import GatewayMock
     import HTTPTypes
     import Metering
     import NIOCore
@@ -367,11 +368,14 @@
             let store = try GatewayStore(dataDirectory: dir)
             let tenant = try store.createTenant(name: "t")
             let directory = try KeyDirectory(store: store)
+            let start = ContinuousClock.now
             for _ in 0..<200 {
                 let found = await directory.authenticate(secret: "sk-random-unknown")
                 #expect(found == nil)
             }
-            #expect(directory.storeLookups == 1)
+            // One read per 2 s that the unknown hash is remembered (a loaded machine may take longer).
+            let windows = Int((ContinuousClock.now - start) / .seconds(2)) + 1
+            #expect(directory.storeLookups <= windows && directory.storeLookups < 20)
             let (_, secret) = try store.createKey(tenant: tenant.id, name: "fresh")
             let fresh = await directory.authenticate(secret: secret)
             #expect(fresh?.tenantID == tenant.id)

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Gateway
+import GatewayMock
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -136,6 +137,7 @@ struct LiveHarness {
                 policies: Policies(gateway: config, prices: prices, plans: planBook), store: store,
                 eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger,
                 environment: ["EMU_KEY": upstreamSecret],
+                mockTransport: MockTransport(countTokens: MockTransport.o200kCount),
                 onServerRunning: { gatewayPort.set($0.localAddress?.port ?? 0) })
             let gatewayGroup = ServiceGroup(
                 configuration: .init(services: [gatewayApp], gracefulShutdownSignals: [], logger: logger))

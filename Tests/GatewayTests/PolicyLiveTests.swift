@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Gateway
+import GatewayMock
 import Metering
 import NIOCore
 import NIOHTTP1

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Gateway
+import GatewayMock
 import HTTPTypes
 import Metering
 import NIOCore

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Gateway
+import GatewayMock
 import Metering
 import Testing
 

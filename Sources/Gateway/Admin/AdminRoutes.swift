@@ -9,8 +9,10 @@ struct AdminRoutes: Sendable {
     let store: GatewayStore
     let auth: AdminAuthenticator
 
+    static let exportPath = "/admin/v1/billing/export"
+
     func register(on router: Router<GatewayRequestContext>) {
-        router.get("/admin/v1/billing/export") { request, context in
+        router.get(RouterPath(Self.exportPath)) { request, context in
             await exportBilling(request, context: context)
         }
     }

@@ -27,6 +27,8 @@ public struct RequestPipeline: Sendable {
     let config: GatewayConfig
     let authenticator: Authenticator
     let upstreams: UpstreamClients
+    /// The transport for providers of kind `mock`, if this build has one.
+    let mockTransport: (any UpstreamTransport)?
     let tokenizers: [String: ModelTokenizer]
     let promptCache: TokenCountCache
     let recorder: BillingRecorder
@@ -36,9 +38,10 @@ public struct RequestPipeline: Sendable {
     let logger: Logger
 
     public init(
-        policies: Policies, keys: KeyDirectory, upstreams: UpstreamClients, ledger: any Ledger,
-        policy: PolicyService, metrics: GatewayMetrics, logger: Logger
+        policies: Policies, keys: KeyDirectory, upstreams: UpstreamClients, mockTransport: (any UpstreamTransport)?,
+        ledger: any Ledger, policy: PolicyService, metrics: GatewayMetrics, logger: Logger
     ) throws {
+        self.mockTransport = mockTransport
         self.config = policies.gateway
         self.authenticator = Authenticator(directory: keys)
         self.upstreams = upstreams
@@ -178,35 +181,31 @@ public struct RequestPipeline: Sendable {
         let outputCap: (member: String, tokens: Int)? =
             draft.reservation?.limitsApply == true && parsed.maxOutputTokens == nil && endpoint != .embeddings
             ? provider.outputLimitMember(for: endpoint).map { ($0, outputLimit) } : nil
+        var forwarded = parsed
+        if injectUsage { forwarded.includeUsage = true }
+        if let outputCap { forwarded.maxOutputTokens = outputCap.tokens }
+        let request = UpstreamRequest(
+            provider: provider, endpoint: endpoint, parsed: forwarded,
+            body: parsed.upstreamBody(model: route.upstreamModel, requestUsage: injectUsage, outputCap: outputCap),
+            clientHeaders: request.headers, requestID: draft.requestID)
         let upstream: UpstreamResponse
-        if let mock = upstreams.mocks[provider.name] {
-            var forwarded = parsed
-            if injectUsage { forwarded.includeUsage = true }
-            if let outputCap { forwarded.maxOutputTokens = outputCap.tokens }
-            upstream = await MockForwarder.send(mock: mock, request: forwarded, headers: request.headers, owner: owner)
-        } else {
-            do {
-                upstream = try await upstreams.send(
-                    provider: provider, endpoint: endpoint,
-                    body: parsed.upstreamBody(
-                        model: route.upstreamModel, requestUsage: injectUsage, outputCap: outputCap),
-                    clientHeaders: request.headers, requestID: draft.requestID, owner: owner)
-            } catch {
-                if owner.isClientGone {
-                    await owner.finishBestEffort(owner.clientGoneRecord(upstreamStatus: nil, meter: nil))
-                    throw GatewayError.clientGone.recorded()
-                }
-                logger.warning(
-                    "upstream failed", metadata: ["provider": "\(provider.name)", "request_id": "\(draft.requestID)"])
-                let failure = GatewayError.upstream(error)
-                let timedOut = failure.code == "upstream_timeout"
-                metrics.upstreamError(provider: provider.name, kind: timedOut ? "timeout" : "unavailable")
-                await owner.finishBestEffort(
-                    draft.settle(
-                        status: timedOut ? .upstreamTimeout : .upstreamUnavailable, httpStatus: failure.status,
-                        upstreamStatus: nil, error: failure.code, meter: nil, endedAt: Date(), firstByteAt: nil))
-                throw failure.recorded()
+        do {
+            upstream = try await transport(for: provider).send(request, cancellation: owner.cancellation)
+        } catch {
+            if owner.isClientGone {
+                await owner.finishBestEffort(owner.clientGoneRecord(upstreamStatus: nil, meter: nil))
+                throw GatewayError.clientGone.recorded()
             }
+            logger.warning(
+                "upstream failed", metadata: ["provider": "\(provider.name)", "request_id": "\(draft.requestID)"])
+            let failure = GatewayError.upstream(error)
+            let timedOut = failure.code == "upstream_timeout"
+            metrics.upstreamError(provider: provider.name, kind: timedOut ? "timeout" : "unavailable")
+            await owner.finishBestEffort(
+                draft.settle(
+                    status: timedOut ? .upstreamTimeout : .upstreamUnavailable, httpStatus: failure.status,
+                    upstreamStatus: nil, error: failure.code, meter: nil, endedAt: Date(), firstByteAt: nil))
+            throw failure.recorded()
         }
         if owner.isClientGone {
             await owner.finishBestEffort(owner.clientGoneRecord(upstreamStatus: nil, meter: nil))
@@ -220,6 +219,14 @@ public struct RequestPipeline: Sendable {
                 endpoint: endpoint, encoding: tokenizer.encoding, injectedUsage: injectUsage,
                 idleTimeout: .milliseconds(provider.timeouts.idleReadMilliseconds)),
             dialect: endpoint.dialect, extraHeaders: rateHeaders)
+    }
+
+    private func transport(for provider: ProviderConfig) throws(UpstreamFailure) -> any UpstreamTransport {
+        guard provider.kind == .mock else { return upstreams }
+        guard let mockTransport else {
+            throw .notConfigured(provider: provider.name, detail: "this build has no mock provider")
+        }
+        return mockTransport
     }
 
     private func readBody(_ request: Request) async throws(GatewayError) -> [UInt8] {
@@ -256,25 +263,5 @@ public struct RequestPipeline: Sendable {
         headers[.contentType] = "application/json"
         headers[.requestID] = context.requestID
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
-    }
-}
-
-/// The in-process mock provider seen through the same `UpstreamResponse` shape as a real upstream.
-enum MockForwarder {
-    static func send(
-        mock: MockProvider, request: ParsedRequest, headers: HTTPFields, owner: SettlementOwner
-    ) async -> UpstreamResponse {
-        let reply = mock.reply(to: request, directives: MockDirectives(headers: headers))
-        if reply.stallBeforeHeadersMilliseconds > 0 {
-            // In a task of its own, so that a client who leaves cuts the stall short.
-            let stall = Task { try? await Task.sleep(for: .milliseconds(reply.stallBeforeHeadersMilliseconds)) }
-            owner.onClientGone { stall.cancel() }
-            await stall.value
-        }
-        var headers: [(String, String)] = [("content-type", reply.contentType)]
-        if reply.isStream { headers.append(("cache-control", "no-cache")) }
-        return UpstreamResponse(
-            status: reply.status, headers: headers, contentLength: reply.isStream ? nil : reply.contentLength,
-            body: .mock(reply))
     }
 }

@@ -36,7 +36,7 @@ struct ResponseRelay: Sendable {
         extraHeaders: HTTPFields = [:]
     ) async throws(GatewayError) -> Response {
         let draft = owner.draft
-        let reader = upstream.body.makeReader()
+        let reader = upstream.body
         owner.onClientGone { reader.abandon() }
         let status = upstream.status
         // The operator's key was refused, or the provider failed: the tenant gets a 502 of the gateway's

@@ -57,6 +57,9 @@ final class SettlementOwner: Sendable {
         if goneAlready { stop() }
     }
 
+    /// What a transport registers its stop with.
+    var cancellation: UpstreamCancellation { UpstreamCancellation { [self] stop in onClientGone(stop: stop) } }
+
     /// The handler returns its response now; until the body starts, a client that leaves is recorded
     /// with `record`.
     func responding(disconnectRecord record: BillingRecord) {

@@ -17,6 +17,7 @@ public enum GatewayServer {
         logger: Logger,
         environment: [String: String] = ProcessInfo.processInfo.environment,
         configPath: String? = nil,
+        mockTransport: (any UpstreamTransport)? = nil,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) throws -> some ApplicationProtocol {
         let config = policies.gateway
@@ -27,12 +28,7 @@ public enum GatewayServer {
             logger.warning(
                 "model has no price in force; its requests are recorded unpriced", metadata: ["model": "\(model)"])
         }
-        // The mock provider reports usage counted by the real tokenizer, so demos show true counts.
-        let mockCounter: @Sendable (String) -> Int = { text in
-            (try? TokenEncoding.named("o200k_base"))?.count(text) ?? MockProvider.roughCount(text)
-        }
-        let upstreams = UpstreamClients(
-            config: config, eventLoopGroup: eventLoopGroup, environment: environment, countTokens: mockCounter)
+        let upstreams = UpstreamClients(config: config, eventLoopGroup: eventLoopGroup, environment: environment)
         for (provider, reason) in upstreams.unconfiguredProviders.sorted(by: { $0.key < $1.key }) {
             logger.notice(
                 "provider has no key; its models answer 503", metadata: ["provider": "\(provider)", "fix": "\(reason)"])
@@ -43,8 +39,8 @@ public enum GatewayServer {
             plans: policies.plans, prices: policies.prices, store: store, notifier: notifier, metrics: metrics,
             reservationTTL: TimeInterval(config.server.reservationTTLSeconds))
         let pipeline = try RequestPipeline(
-            policies: policies, keys: keys, upstreams: upstreams, ledger: ledger, policy: policy, metrics: metrics,
-            logger: logger)
+            policies: policies, keys: keys, upstreams: upstreams, mockTransport: mockTransport, ledger: ledger,
+            policy: policy, metrics: metrics, logger: logger)
         let counting = TokenCountEndpoint(
             config: config, authenticator: Authenticator(directory: keys), cache: TokenCountCache())
 

@@ -82,10 +82,26 @@ extension GatewayStore {
         }
     }
 
+    /// The values a key's own limits may take: those `policies/plans.yaml` allows a plan. Zero is refused,
+    /// not taken as "no requests": such a key would answer every request with a 429 that invites retries
+    /// forever; a key that must send nothing is revoked (`keys revoke`) or its tenant suspended.
+    public static let requestsPerMinuteRange = 1...10_000_000
+    public static let tokensPerMinuteRange = 1...Int(Int32.max)
+    public static let concurrentRange = 1...1_000_000
+
     /// Sets a key's own rate limits (nil leaves the plan's in force).
     @discardableResult
     public func setKeyLimits(_ idOrPrefix: String, limits: RateLimits) throws -> VirtualKey {
-        try pool.write { db in
+        for (name, value, range) in [
+            ("requests per minute", limits.requestsPerMinute, Self.requestsPerMinuteRange),
+            ("tokens per minute", limits.tokensPerMinute, Self.tokensPerMinuteRange),
+            ("concurrent requests", limits.concurrent, Self.concurrentRange),
+        ] {
+            if let value, !range.contains(value) {
+                throw StoreError.invalid("\(name) must be from \(range.lowerBound) to \(range.upperBound)")
+            }
+        }
+        return try pool.write { db in
             var key = try Self.uniqueKey(idOrPrefix, db)
             key.requestsPerMinute = limits.requestsPerMinute
             key.tokensPerMinute = limits.tokensPerMinute

@@ -12,31 +12,25 @@ import ServiceLifecycle
 ///
 /// Clients are created here rather than using `HTTPClient.shared`, which follows redirects and
 /// decompresses bodies: a metering proxy needs neither.
-public final class UpstreamClients: Sendable {
+public final class UpstreamClients: UpstreamTransport {
     private let clients: [String: HTTPClient]
     /// Each provider's request for each endpoint, built once: parsing the URL on every request cost
     /// more than the rest of building it. Keyed by provider name, then endpoint.
     private let templates: [String: [APIEndpoint: HTTPClient.Request]]
     private let credentials: [String: String]
     private let missingCredentials: [String: String]
-    public let mocks: [String: MockProvider]
 
     public init(
         config: GatewayConfig,
         eventLoopGroup: any EventLoopGroup,
-        environment: [String: String] = ProcessInfo.processInfo.environment,
-        countTokens: @escaping @Sendable (String) -> Int = MockProvider.roughCount
+        environment: [String: String] = ProcessInfo.processInfo.environment
     ) {
         var clients: [String: HTTPClient] = [:]
         var credentials: [String: String] = [:]
         var missing: [String: String] = [:]
-        var mocks: [String: MockProvider] = [:]
         var templates: [String: [APIEndpoint: HTTPClient.Request]] = [:]
         for provider in config.providers.values {
-            if provider.kind == .mock {
-                mocks[provider.name] = MockProvider(settings: provider.mock, countTokens: countTokens)
-                continue
-            }
+            if provider.kind == .mock { continue }  // answered in-process by another transport
             var configuration = HTTPClient.Configuration(
                 redirectConfiguration: .disallow,
                 timeout: .init(
@@ -62,7 +56,6 @@ public final class UpstreamClients: Sendable {
         self.templates = templates
         self.credentials = credentials
         self.missingCredentials = missing
-        self.mocks = mocks
     }
 
     struct KeyProblem: Error { var detail: String }
@@ -86,14 +79,14 @@ public final class UpstreamClients: Sendable {
     public var unconfiguredProviders: [String: String] { missingCredentials }
 
     /// Sends one request upstream and returns as soon as the response headers arrive.
-    func send(
-        provider: ProviderConfig,
-        endpoint: APIEndpoint,
-        body: [UInt8],
-        clientHeaders: HTTPFields,
-        requestID: String,
-        owner: SettlementOwner
-    ) async throws(UpstreamFailure) -> UpstreamResponse {
+    public func send(_ upstream: UpstreamRequest, cancellation: UpstreamCancellation) async throws(UpstreamFailure)
+        -> UpstreamResponse
+    {
+        let provider = upstream.provider
+        let endpoint = upstream.endpoint
+        let body = upstream.body
+        let clientHeaders = upstream.clientHeaders
+        let requestID = upstream.requestID
         guard let client = clients[provider.name] else {
             throw .notConfigured(provider: provider.name, detail: "no HTTP client for this provider")
         }
@@ -127,7 +120,7 @@ public final class UpstreamClients: Sendable {
         let task = client.execute(request: request, delegate: delegate, eventLoop: .delegate(on: eventLoop))
         delegate.attach(task: task)
         // A client that leaves while the upstream thinks stops the upstream request at once.
-        owner.onClientGone {
+        cancellation.onCancel {
             delegate.failHead(CancellationError())
             task.cancel()
         }
@@ -156,7 +149,7 @@ public final class UpstreamClients: Sendable {
         }
         return UpstreamResponse(
             status: Int(head.status.code), headers: forwarded, contentLength: contentLength,
-            body: .upstream(UpstreamBodyHandle(delegate.body)), secrets: [key])
+            body: UpstreamBodyHandle(delegate.body), secrets: [key])
     }
 
     /// Whether a body that broke off did so because the upstream fell silent (the idle read timeout).

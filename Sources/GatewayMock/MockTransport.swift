@@ -1,0 +1,37 @@
+import Gateway
+import HTTPTypes
+import Metering
+
+/// The built-in mock provider as an upstream transport: answers in-process, with the same faults the
+/// emulator serves over HTTP (``MockDirectives``).
+public struct MockTransport: UpstreamTransport {
+    /// Counts tokens of the reply for the reported usage.
+    let countTokens: @Sendable (String) -> Int
+
+    public init(countTokens: @escaping @Sendable (String) -> Int = MockProvider.roughCount) {
+        self.countTokens = countTokens
+    }
+
+    /// Counts with o200k_base, so that the mock reports what a real provider would.
+    public static let o200kCount: @Sendable (String) -> Int = { text in
+        (try? TokenEncoding.named("o200k_base"))?.count(text) ?? MockProvider.roughCount(text)
+    }
+
+    public func send(_ request: UpstreamRequest, cancellation: UpstreamCancellation) async throws(UpstreamFailure)
+        -> UpstreamResponse
+    {
+        let mock = MockProvider(settings: request.provider.mock, countTokens: countTokens)
+        let reply = mock.reply(to: request.parsed, directives: MockDirectives(headers: request.clientHeaders))
+        if reply.stallBeforeHeadersMilliseconds > 0 {
+            // In a task of its own, so that a client who leaves cuts the stall short.
+            let stall = Task { try? await Task.sleep(for: .milliseconds(reply.stallBeforeHeadersMilliseconds)) }
+            cancellation.onCancel { stall.cancel() }
+            await stall.value
+        }
+        var headers: [(String, String)] = [("content-type", reply.contentType)]
+        if reply.isStream { headers.append(("cache-control", "no-cache")) }
+        return UpstreamResponse(
+            status: reply.status, headers: headers, contentLength: reply.isStream ? nil : reply.contentLength,
+            body: MockBodySource(reply))
+    }
+}
