@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_FILE=${SECONDS_PER_FILE:-1}
 ROUNDS=${ROUNDS:-3}
 source Benchmarks/tokenizer/prepare.sh
-# tiktoken reads cached vocabularies named by the SHA-1 of their download URL (GUIDE §6).
+# tiktoken reads cached vocabularies named by the SHA-1 of their download URL (docs/tokenizer.md).
 mkdir -p "$work/cache"
 cp Sources/Metering/Resources/vocab/o200k_base.tiktoken "$work/cache/fb374d419588a4632f3f557e76b4b70aebbca790"
 cp Sources/Metering/Resources/vocab/cl100k_base.tiktoken "$work/cache/9b5ad71b2ce5302211f9c61530b329a4922fc6a4"

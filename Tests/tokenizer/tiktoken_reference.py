@@ -1,7 +1,7 @@
 """The reference encodings: tiktoken 0.14 with the vocabularies this package ships, offline.
 
 tiktoken finds cached vocabularies in TIKTOKEN_CACHE_DIR under the SHA-1 of their download URL
-(GUIDE §6); qwen is built from its .tiktoken file and pattern, and its input is NFC-normalized first,
+(docs/tokenizer.md); qwen is built from its .tiktoken file and pattern, and its input is NFC-normalized first,
 as Qwen's reference tokenizer does.
 """
 import os

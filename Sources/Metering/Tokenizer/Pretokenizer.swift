@@ -1,5 +1,5 @@
 /// Splits text into the pieces BPE runs on, exactly as each encoding's regular expression does
-/// (GUIDE §6), without a regex engine: each alternative is matched by hand, in order, first match wins.
+/// (docs/tokenizer.md), without a regex engine: each alternative is matched by hand, in order, first match wins.
 ///
 /// Input is valid UTF-8. Positions are byte offsets. Every step is a forward scan, so splitting is
 /// linear in the input whatever it contains.
