@@ -13,21 +13,24 @@ struct ReservationSweeper: Service {
     let interval: Duration
 
     func run() async throws {
-        while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            do {
+        // Shutdown must not wait out a sleep: the loop is cancelled when graceful shutdown begins.
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
                 try await Task.sleep(for: interval)
-            } catch {
-                return
+                sweep()
             }
-            for reservation in policy.sweepExpired() {
-                metrics.reservationExpired()
-                logger.error(
-                    "reservation expired unsettled; released",
-                    metadata: [
-                        "tenant": "\(reservation.tenantID)", "key": "\(reservation.keyID)",
-                        "model": "\(reservation.model)",
-                    ])
-            }
+        }
+    }
+
+    func sweep() {
+        for reservation in policy.sweepExpired() {
+            metrics.reservationExpired()
+            logger.error(
+                "reservation expired unsettled; released",
+                metadata: [
+                    "tenant": "\(reservation.tenantID)", "key": "\(reservation.keyID)",
+                    "model": "\(reservation.model)",
+                ])
         }
     }
 }

@@ -34,7 +34,7 @@ public struct ServerConfig: Sendable, Equatable {
 }
 
 /// The contents of `policies/gateway.yaml`: server settings, providers and the model routing table.
-public struct GatewayConfig: Sendable, Equatable {
+public struct GatewayConfig: Sendable, Equatable, YAMLDocument {
     public var server: ServerConfig
     public var providers: [String: ProviderConfig]
     /// Public models in file order (the order `/v1/models` lists them).
@@ -65,15 +65,7 @@ public struct GatewayConfig: Sendable, Equatable {
     /// Encodings the tokenizer registry knows; checked here so a typo fails at start, not per request.
     public static let knownEncodings: Set<String> = ["o200k_base", "cl100k_base", "qwen"]
 
-    public static func load(path: String) throws(ConfigError) -> GatewayConfig {
-        try parse(YAMLField.load(path: path))
-    }
-
-    public static func parse(yaml: String, file: String) throws(ConfigError) -> GatewayConfig {
-        try parse(YAMLField.load(yaml: yaml, file: file))
-    }
-
-    static func parse(_ root: YAMLField) throws(ConfigError) -> GatewayConfig {
+    public static func parse(_ root: YAMLField) throws(ConfigError) -> GatewayConfig {
         _ = try root.mapping(allowed: ["server", "providers", "models", "price_book", "plans"])
         let priceBookFile = try root.optional("price_book")?.nonEmptyString() ?? "prices.yaml"
         let plansFile = try root.optional("plans")?.nonEmptyString() ?? "plans.yaml"
@@ -220,7 +212,7 @@ public struct GatewayConfig: Sendable, Equatable {
 enum Decimal3 {
     static func parse(_ text: String) -> Int? {
         let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count <= 2, let whole = Int(parts[0]), whole >= 0 else { return nil }
+        guard parts.count <= 2, parts[0].count <= 6, let whole = Int(parts[0]), whole >= 0 else { return nil }
         var frac = 0
         if parts.count == 2 {
             let f = parts[1]

@@ -1,6 +1,21 @@
 import Foundation
 import Yams
 
+/// A policy file: read from a path or from text the same way, parsed from its root node.
+public protocol YAMLDocument {
+    static func parse(_ root: YAMLField) throws(ConfigError) -> Self
+}
+
+extension YAMLDocument {
+    public static func load(path: String) throws(ConfigError) -> Self {
+        try parse(YAMLField.load(path: path))
+    }
+
+    public static func parse(yaml: String, file: String) throws(ConfigError) -> Self {
+        try parse(YAMLField.load(yaml: yaml, file: file))
+    }
+}
+
 /// A YAML node together with where it came from, so every read can fail with file, line and reason.
 ///
 /// Policy files are hand-written by operators; a typo must stop the gateway with a pointer to the line,

@@ -1,7 +1,7 @@
 import Foundation
 
 /// The contents of `policies/plans.yaml`: named plans, the default plan, and where alerts go.
-public struct PlanBook: Sendable, Equatable {
+public struct PlanBook: Sendable, Equatable, YAMLDocument {
     public var plans: [String: Plan]
     public var defaultPlan: String
     /// Budget alerts are POSTed here as JSON, if set.
@@ -20,15 +20,7 @@ public struct PlanBook: Sendable, Equatable {
         name.flatMap { plans[$0] } ?? plans[defaultPlan] ?? Plan(name: defaultPlan)
     }
 
-    public static func load(path: String) throws(ConfigError) -> PlanBook {
-        try parse(YAMLField.load(path: path))
-    }
-
-    public static func parse(yaml: String, file: String) throws(ConfigError) -> PlanBook {
-        try parse(YAMLField.load(yaml: yaml, file: file))
-    }
-
-    static func parse(_ root: YAMLField) throws(ConfigError) -> PlanBook {
+    public static func parse(_ root: YAMLField) throws(ConfigError) -> PlanBook {
         _ = try root.mapping(allowed: ["default_plan", "plans", "alerts"])
         var plans: [String: Plan] = [:]
         for (name, field) in try root.required("plans").mapping() {

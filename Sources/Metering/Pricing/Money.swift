@@ -18,6 +18,11 @@ public struct Money: Sendable, Equatable, Hashable, CustomStringConvertible {
 
     public static func zero(_ currency: String) -> Money { Money(nanos: 0, currency: currency) }
 
+    /// Whether `code` has the shape of an ISO 4217 currency code: three capital ASCII letters.
+    public static func isCurrencyCode(_ code: String) -> Bool {
+        code.utf8.count == 3 && code.utf8.allSatisfy { (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }
+    }
+
     /// Parses a non-negative decimal string ("2.50", "0.0008", "12") exactly; nil if it has more than
     /// nine decimals or is not a plain decimal.
     public static func parseNanos(_ text: String) -> Int64? {

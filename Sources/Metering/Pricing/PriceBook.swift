@@ -5,7 +5,7 @@ import Foundation
 /// A request is priced with the entry in force when it started: the latest entry whose
 /// `effective_from` is not after the start. Dates are RFC 3339 instants, or plain dates taken as
 /// midnight in the zone the file states (`timezone:`, default UTC).
-public struct PriceBook: Sendable {
+public struct PriceBook: Sendable, YAMLDocument {
     public private(set) var entries: [String: [PriceEntry]]
     /// Per currency pair ("CNY/USD"), dated rates in nano-units of the second per unit of the first.
     public private(set) var fx: [String: [(from: Date, rate: Int64)]]
@@ -28,18 +28,12 @@ public struct PriceBook: Sendable {
             return nil
         }
         let converted = (Int128(money.nanos) * Int128(rate) + 500_000_000) / 1_000_000_000
-        return Money(nanos: Int64(converted), currency: currency)
+        // An amount beyond 64 bits in the target currency cannot be converted (nor reached by real use).
+        guard let nanos = Int64(exactly: converted) else { return nil }
+        return Money(nanos: nanos, currency: currency)
     }
 
-    public static func load(path: String) throws(ConfigError) -> PriceBook {
-        try parse(YAMLField.load(path: path))
-    }
-
-    public static func parse(yaml: String, file: String) throws(ConfigError) -> PriceBook {
-        try parse(YAMLField.load(yaml: yaml, file: file))
-    }
-
-    static func parse(_ root: YAMLField) throws(ConfigError) -> PriceBook {
+    public static func parse(_ root: YAMLField) throws(ConfigError) -> PriceBook {
         _ = try root.mapping(allowed: ["timezone", "prices", "fx"])
         var zone = TimeZone(identifier: "UTC")!
         if let z = root.optional("timezone") {
@@ -62,7 +56,7 @@ public struct PriceBook: Sendable {
                 }
                 let currencyField = try field.required("currency")
                 let currency = try currencyField.string()
-                guard currency.count == 3, currency.allSatisfy({ $0.isASCII && $0.isUppercase }) else {
+                guard Money.isCurrencyCode(currency) else {
                     throw currencyField.fail("expected an ISO 4217 code such as USD or CNY")
                 }
                 dated.append(
@@ -83,7 +77,7 @@ public struct PriceBook: Sendable {
                 let from = try date(try field.required("effective_from"), zone: zone)
                 for (pair, value) in try field.required("rates").mapping() {
                     let currencies = pair.split(separator: "/")
-                    guard currencies.count == 2, currencies.allSatisfy({ $0.count == 3 }) else {
+                    guard currencies.count == 2, currencies.allSatisfy({ Money.isCurrencyCode(String($0)) }) else {
                         throw value.fail("expected a pair such as CNY/USD")
                     }
                     fx[pair, default: []].append((from, try rate(value)))

@@ -35,7 +35,7 @@ public struct ResponseMeter: Sendable {
             if let json {
                 usage.observe(json)
             } else {
-                usage.feed(event)
+                usage.observe(rawEvent: event)
             }
             out.append(contentsOf: forward ?? [])
         }
@@ -77,20 +77,11 @@ public struct ResponseMeter: Sendable {
     /// The payload range of the event's only `data:` line (nil when it has none, or several).
     private static func dataLine(in event: [UInt8]) -> (Int, Int)? {
         var found: (Int, Int)?
-        var lineStart = 0
-        var i = 0
-        while i <= event.count {
-            if i == event.count || event[i] == 0x0A || event[i] == 0x0D {
-                let line = event[lineStart..<i]
-                if line.starts(with: "data:".utf8) {
-                    if found != nil { return nil }
-                    var s = lineStart + 5
-                    if s < i && event[s] == 0x20 { s += 1 }
-                    found = (s, i)
-                }
-                lineStart = i + 1
-            }
-            i += 1
+        for line in SSELines(event) where event[line].starts(with: "data:".utf8) {
+            if found != nil { return nil }
+            var s = line.lowerBound + 5
+            if s < line.upperBound && event[s] == 0x20 { s += 1 }
+            found = (s, line.upperBound)
         }
         return found
     }

@@ -1,8 +1,8 @@
 /// An incremental Server-Sent Events parser (WHATWG "event stream" rules).
 ///
-/// HTTP chunk boundaries mean nothing: a line, or a UTF-8 sequence, may be split anywhere, so the parser
-/// keeps the partial line between calls. Lines end in LF, CRLF or CR; `data:` lines of one event join
-/// with LF; a blank line dispatches the event; lines starting with `:` are comments.
+/// HTTP chunk boundaries mean nothing: the ``SSEEventFramer`` keeps partial events between calls, and
+/// each complete event is parsed here. `data:` lines of one event join with LF; lines starting with `:`
+/// are comments; an event without data dispatches nothing.
 public struct SSEParser: Sendable {
     public struct Event: Sendable, Equatable {
         public var event: String?
@@ -14,59 +14,52 @@ public struct SSEParser: Sendable {
         }
     }
 
-    private var line: [UInt8] = []
-    private var lastWasCR = false
-    private var eventName: String?
-    private var data: [UInt8] = []
-    private var hasData = false
+    private var framer = SSEEventFramer()
 
     public init() {}
 
     /// Feeds bytes; returns the events they complete.
     public mutating func feed(_ bytes: some Sequence<UInt8>) -> [Event] {
-        var events: [Event] = []
-        for b in bytes {
-            if lastWasCR {
-                lastWasCR = false
-                if b == 0x0A { continue }  // the LF of a CRLF
-            }
-            if b == 0x0A || b == 0x0D {
-                lastWasCR = b == 0x0D
-                if let event = endLine() { events.append(event) }
-            } else {
-                line.append(b)
-            }
-        }
-        return events
+        framer.feed(bytes).compactMap(Self.parse)
     }
 
-    private mutating func endLine() -> Event? {
-        defer { line.removeAll(keepingCapacity: true) }
-        if line.isEmpty {
-            defer {
-                eventName = nil
-                data.removeAll(keepingCapacity: true)
-                hasData = false
-            }
-            guard hasData else { return nil }
-            return Event(event: eventName, data: String(decoding: data, as: UTF8.self))
+    /// One complete event's fields.
+    public static func parse(_ event: [UInt8]) -> Event? {
+        var name: String?
+        var data: [UInt8] = []
+        var hasData = false
+        for line in SSELines(event) where !line.isEmpty && event[line.lowerBound] != UInt8(ascii: ":") {
+            let colon = event[line].firstIndex(of: UInt8(ascii: ":")) ?? line.upperBound
+            var valueStart = colon < line.upperBound ? colon + 1 : colon
+            if valueStart < line.upperBound && event[valueStart] == 0x20 { valueStart += 1 }
+            let value = event[valueStart..<line.upperBound]
+            let field = event[line.lowerBound..<colon]
+            if field.elementsEqual("data".utf8) {
+                if hasData { data.append(0x0A) }
+                data.append(contentsOf: value)
+                hasData = true
+            } else if field.elementsEqual("event".utf8) {
+                name = String(decoding: value, as: UTF8.self)
+            }  // id, retry and unknown fields do not matter for metering
         }
-        if line[0] == UInt8(ascii: ":") { return nil }
-        let colon = line.firstIndex(of: UInt8(ascii: ":")) ?? line.count
-        let field = String(decoding: line[..<colon], as: UTF8.self)
-        var valueStart = colon < line.count ? colon + 1 : colon
-        if valueStart < line.count && line[valueStart] == 0x20 { valueStart += 1 }
-        let value = line[valueStart...]
-        switch field {
-        case "data":
-            if hasData { data.append(0x0A) }
-            data.append(contentsOf: value)
-            hasData = true
-        case "event":
-            eventName = String(decoding: value, as: UTF8.self)
-        default:
-            break  // id, retry and unknown fields do not matter for metering
-        }
-        return nil
+        guard hasData else { return nil }
+        return Event(event: name, data: String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// The lines of a complete event, as ranges of its bytes without their line ends (LF, CRLF or CR).
+struct SSELines: Sequence, IteratorProtocol {
+    private let bytes: [UInt8]
+    private var position = 0
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    mutating func next() -> Range<Int>? {
+        guard position < bytes.count else { return nil }
+        let start = position
+        var i = start
+        while i < bytes.count && bytes[i] != 0x0A && bytes[i] != 0x0D { i += 1 }
+        position = i + (i + 1 < bytes.count && bytes[i] == 0x0D && bytes[i + 1] == 0x0A ? 2 : 1)
+        return start..<i
     }
 }

@@ -77,6 +77,11 @@ public struct UsageMeter: Sendable {
         observe(json)
     }
 
+    /// One complete raw event, already framed (the meter stage frames events once).
+    mutating func observe(rawEvent: [UInt8]) {
+        if let event = SSEParser.parse(rawEvent) { handle(event) }
+    }
+
     /// One event's JSON payload, already parsed (the meter stage parses each event once).
     mutating func observe(_ json: JSONValue) {
         switch endpoint {
