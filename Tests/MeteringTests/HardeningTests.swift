@@ -297,6 +297,17 @@ struct HardeningTests {
         #expect(BillingExportFormat.csvField("0.000002500") == "0.000002500")
     }
 
+    @Test("a sum of money is checked: another currency or an overflow is nil, not a trap")
+    func moneySum() {
+        #expect(Money(nanos: 1, currency: "USD").adding(Money(nanos: 2, currency: "USD"))?.nanos == 3)
+        #expect(Money(nanos: 1, currency: "USD").adding(Money(nanos: 2, currency: "CNY")) == nil)
+        #expect(Money(nanos: .max, currency: "USD").adding(Money(nanos: 1, currency: "USD")) == nil)
+        let book = PriceBook(
+            entries: [:], fx: ["USD/CNY": [(from: .distantPast, rate: 7_000_000_000)]])
+        #expect(book.convert(Money(nanos: .max, currency: "USD"), to: "CNY", at: Date()) == nil)
+        #expect(book.convert(Money(nanos: 2, currency: "USD"), to: "CNY", at: Date())?.nanos == 14)
+    }
+
     @Test("checked and saturating integer helpers")
     func checkedHelpers() throws {
         #expect(throws: ArithmeticOverflow.self) { _ = try Int.max.checkedAdding(1, "x") }

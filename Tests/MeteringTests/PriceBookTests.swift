@@ -86,7 +86,7 @@ struct PriceBookTests {
         #expect(try entry.cost(of: Usage(prompt: 500_000)).nanos == 1)
         #expect(try entry.cost(of: Usage(prompt: 1_500_000)).nanos == 2)
         let records = try (1...100).map { try entry.cost(of: Usage(prompt: $0 * 10_000)) }
-        let total = records.reduce(Money.zero("USD"), +)
+        let total = try #require(records.reduce(Money.zero("USD") as Money?) { $0?.adding($1) })
         #expect(total.nanos == records.map(\.nanos).reduce(0, +))
     }
 

@@ -53,9 +53,12 @@ public struct Money: Sendable, Equatable, Hashable, CustomStringConvertible {
 
     public var description: String { decimalString + " " + currency }
 
-    public static func + (a: Money, b: Money) -> Money {
-        precondition(a.currency == b.currency, "adding \(a.currency) to \(b.currency)")
-        return Money(nanos: a.nanos + b.nanos, currency: a.currency)
+    /// The sum, or nil when the currencies differ or it does not fit in 64 bits: a sum of money is
+    /// checked, never a trap.
+    public func adding(_ other: Money) -> Money? {
+        guard currency == other.currency else { return nil }
+        let (sum, overflow) = nanos.addingReportingOverflow(other.nanos)
+        return overflow ? nil : Money(nanos: sum, currency: currency)
     }
 }
 
