@@ -198,7 +198,9 @@
         @Test("the store refuses out-of-range key limits too (the CLI writes through it)")
         func storeRefusesKeyLimits() async throws {
             try await Self.run { g in
-                for limits in [RateLimits(concurrent: -3), RateLimits(requestsPerMinute: 0), RateLimits(tokensPerMinute: 0)] {
+                for limits in [
+                    RateLimits(concurrent: -3), RateLimits(requestsPerMinute: 0), RateLimits(tokensPerMinute: 0),
+                ] {
                     #expect(throws: StoreError.self) { try g.store.setKeyLimits(g.key.id, limits: limits) }
                 }
                 let key = try g.store.setKeyLimits(g.key.id, limits: RateLimits(concurrent: 1))
@@ -300,7 +302,9 @@
         @Test("usage periods are strict (admin and tenant-facing), export bounds too")
         func strictPeriods() async throws {
             try await Self.run { g in
-                for bad in ["9223372036854775807-01", "2026-%2B1", "1-1-1", "2026-1", "0001-01", "2026-02-30", "2026-11%20"] {
+                for bad in [
+                    "9223372036854775807-01", "2026-%2B1", "1-1-1", "2026-1", "0001-01", "2026-02-30", "2026-11%20",
+                ] {
                     Self.expectInvalid(
                         try await g.send("GET", "/admin/v1/tenants/acme/usage?period=\(bad)"), param: "period", bad)
                     Self.expectInvalid(
@@ -310,9 +314,11 @@
                 #expect(ok.status == 200 && ok.json?["from"]?.stringValue?.hasPrefix("2026-11-30T00:00:00") == true)
                 for bad in ["2026-11-01T24:00:00Z", "2026-02-30T00:00:00Z", "2026-11-01T00:00:00Zjunk", "0001-01-01"] {
                     let reply = try await g.send("GET", "/admin/v1/billing/export?from=\(bad)&to=2027-01-01")
-                    #expect(reply.status == 400 && reply.error?["param"]?.stringValue == "from", "\(bad): \(reply.body)")
+                    #expect(
+                        reply.status == 400 && reply.error?["param"]?.stringValue == "from", "\(bad): \(reply.body)")
                 }
-                let export = try await g.send("GET", "/admin/v1/billing/export?from=2026-01-01&to=2026-11-01T08:00:00%2B08:00")
+                let export = try await g.send(
+                    "GET", "/admin/v1/billing/export?from=2026-01-01&to=2026-11-01T08:00:00%2B08:00")
                 #expect(export.status == 200, "\(export.body)")
             }
         }
@@ -327,7 +333,8 @@
                     ("PATCH", "/admin/v1/tenants", "GET, POST"), ("OPTIONS", "/admin/v1/tenants", "GET, POST"),
                     ("TRACE", "/admin/v1/tenants", "GET, POST"), ("QUERY", "/admin/v1/tenants", "GET, POST"),
                     ("DELETE", "/admin/v1/tenants/acme", "GET, PATCH"), ("GET", "/admin/v1/keys/x/limits", "PUT"),
-                    ("GET", "/admin/v1/keys/x/revoke", "POST"), ("POST", "/admin/v1/tenants/acme/budget", "PUT, DELETE"),
+                    ("GET", "/admin/v1/keys/x/revoke", "POST"),
+                    ("POST", "/admin/v1/tenants/acme/budget", "PUT, DELETE"),
                     ("POST", "/admin/v1/tenants/acme/quota", "GET, PUT, DELETE"),
                     ("PUT", "/admin/v1/tenants/acme/usage", "GET"), ("POST", "/admin/v1/billing/export", "GET"),
                     ("DELETE", "/v1/usage", "GET"),
@@ -343,6 +350,10 @@
                         #expect(reply.error?["code"]?.stringValue == "method_not_allowed", "\(reply.body)")
                     }
                 }
+                let patch = try await g.send("PATCH", "/admin/v1/tenants/acme/keys")
+                #expect(
+                    patch.error?["message"]?.stringValue
+                        == "PATCH is not allowed on /admin/v1/tenants/{tenant}/keys; allowed: GET, POST.")
                 let head = try await g.send("HEAD", "/admin/v1/tenants")
                 #expect(head.status == 405 && head.header("allow") == "GET, POST" && head.body.isEmpty)
                 // The served methods are unchanged.

@@ -174,7 +174,9 @@ struct AdminAPI: Sendable {
             let segments = path.split(separator: "/")
             for n in 2..<segments.count {
                 let prefix = "/" + segments[..<n].joined(separator: "/")
-                if !unknown.contains(prefix) && !served.contains(where: { $0.path == prefix }) { unknown.append(prefix) }
+                if !unknown.contains(prefix) && !served.contains(where: { $0.path == prefix }) {
+                    unknown.append(prefix)
+                }
             }
         }
         for path in unknown {
@@ -206,9 +208,13 @@ struct AdminAPI: Sendable {
         }
     }
 
+    /// 405 naming the path as docs/openapi.yaml does (`/admin/v1/tenants/{tenant}`) and the methods it serves.
     static func methodNotAllowed(_ request: Request, path: String, allow: String) -> GatewayError {
+        let documented = path.split(separator: "/").map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }
         var error = GatewayError(
-            status: 405, message: "\(request.method.rawValue) is not allowed on \(path); allowed: \(allow).",
+            status: 405,
+            message:
+                "\(request.method.rawValue) is not allowed on /\(documented.joined(separator: "/")); allowed: \(allow).",
             openAIType: "invalid_request_error", code: "method_not_allowed")
         error.extraHeaders.append(("allow", allow))
         return error
