@@ -19,6 +19,8 @@ public struct ParsedRequest: Sendable {
     public var modelSpan: Range<Int>
     /// Where the `stream_options` value sits in `body`, if the client sent one.
     public var streamOptionsSpan: Range<Int>?
+    /// Where each output-limit member's value sits in `body` (a client may send one as `null`).
+    public var outputLimitSpans: [String: Range<Int>] = [:]
 
     /// The body with `model` replaced; every other byte is left as the client sent it.
     public func body(withModel upstreamModel: String) -> [UInt8] {
@@ -41,8 +43,13 @@ public struct ParsedRequest: Sendable {
     ) -> [UInt8] {
         var edits: [(range: Range<Int>, text: String)] = []
         if upstreamModel != model { edits.append((modelSpan, JSONWriter.quoted(upstreamModel))) }
-        if let outputCap, maxOutputTokens == nil, let open = body.firstIndex(of: UInt8(ascii: "{")) {
-            edits.append((open + 1..<open + 1, "\(JSONWriter.quoted(outputCap.member)):\(outputCap.tokens),"))
+        if let outputCap, maxOutputTokens == nil {
+            if let span = outputLimitSpans[outputCap.member] {
+                // The client sent the member as null: its value becomes the cap, so it is not repeated.
+                edits.append((span, String(outputCap.tokens)))
+            } else if let open = body.firstIndex(of: UInt8(ascii: "{")) {
+                edits.append((open + 1..<open + 1, "\(JSONWriter.quoted(outputCap.member)):\(outputCap.tokens),"))
+            }
         }
         if requestUsage && !includeUsage {
             if let span = streamOptionsSpan, case .object(var members) = json["stream_options"] ?? .null {
@@ -85,6 +92,9 @@ public struct RequestError: Error, Sendable, Equatable {
 }
 
 public enum RequestParser {
+    /// The members that limit output, in the order the parser reads them.
+    static let outputLimitMembers = ["max_completion_tokens", "max_tokens", "max_output_tokens"]
+
     /// OpenAI's own limit on `n`.
     public static let maxChoices = 128
 
@@ -119,7 +129,7 @@ public enum RequestParser {
         }
         var maxOutput: Int?
         var maxOutputParam: String?
-        for key in ["max_completion_tokens", "max_tokens", "max_output_tokens"] {
+        for key in Self.outputLimitMembers {
             guard let v = json[key], !v.isNull else { continue }
             guard let n = v.intValue, n >= 0 else {
                 throw RequestError("\(key) must be a non-negative integer.", param: key)
@@ -150,7 +160,8 @@ public enum RequestParser {
             json: json,
             body: body,
             modelSpan: span,
-            streamOptionsSpan: parsed.spans["stream_options"]
+            streamOptionsSpan: parsed.spans["stream_options"],
+            outputLimitSpans: parsed.spans.filter { Self.outputLimitMembers.contains($0.key) }
         )
     }
 }
