@@ -15,8 +15,10 @@ struct FuzzRegressionTests {
         "an output cap replaces a client's null limit instead of repeating the member",
         arguments: [
             (APIEndpoint.completions, #"{"model":"m","max_tokens":null}"#, "max_tokens"),
-            (APIEndpoint.chatCompletions, #"{"model":"m","max_completion_tokens":null,"messages":[]}"#,
-             "max_completion_tokens"),
+            (
+                APIEndpoint.chatCompletions, #"{"model":"m","max_completion_tokens":null,"messages":[]}"#,
+                "max_completion_tokens"
+            ),
             (APIEndpoint.chatCompletions, #"{"model":"m","messages":[],"max_tokens" : null }"#, "max_tokens"),
             (APIEndpoint.responses, #"{"max_output_tokens":null,"model":"m","input":"hi"}"#, "max_output_tokens"),
         ])
