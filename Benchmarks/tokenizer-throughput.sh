@@ -3,6 +3,7 @@
 #   Benchmarks/tokenizer-throughput.sh [o200k_base|cl100k_base|qwen]   (default: all three)
 #   ROUNDS=3 SECONDS_PER_FILE=1 (defaults): the two tokenizers take turns for ROUNDS rounds and each
 #   reports its best pass over all rounds, so a slow spell of this machine hits both alike.
+#   GATEWAY_BIN=path times that binary instead of building .build/release/gateway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_FILE=${SECONDS_PER_FILE:-1}
@@ -17,7 +18,7 @@ for enc in ${1:-o200k_base cl100k_base qwen}; do
   printf '%-16s %10s %12s %12s %9s %12s\n' file bytes ours tiktoken speedup tokens_equal
   # One after the other (never concurrently), each pinned to the same core, taking turns.
   for round in $(seq "$ROUNDS"); do
-    taskset -c 0 .build/release/gateway tokens bench --encoding "$enc" --seconds "$SECONDS_PER_FILE" $files \
+    taskset -c 0 "$GATEWAY_BIN" tokens bench --encoding "$enc" --seconds "$SECONDS_PER_FILE" $files \
       >"$work/ours.$round"
     TIKTOKEN_CACHE_DIR="$work/cache" taskset -c 0 .venv/bin/python Benchmarks/tokenizer/tiktoken_bench.py \
       "$enc" Sources/Metering/Resources/vocab "$SECONDS_PER_FILE" $files >"$work/theirs.$round"

@@ -6,6 +6,7 @@
 #   their shares of English prose's best and median (and of Chinese prose's median). On a shared VM,
 #   the files that read the large tables most (English) vary most from process to process, so the best
 #   alone can mislead in either direction; the median shows the usual case.
+#   GATEWAY_BIN=path times that binary instead of building .build/release/gateway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_FILE=${SECONDS_PER_FILE:-0.5}
@@ -13,7 +14,7 @@ ROUNDS=${ROUNDS:-10}
 source Benchmarks/tokenizer/prepare.sh
 for enc in ${1:-o200k_base cl100k_base qwen}; do
   for round in $(seq "$ROUNDS"); do
-    taskset -c 0 .build/release/gateway tokens bench --encoding "$enc" --seconds "$SECONDS_PER_FILE" $files \
+    taskset -c 0 "$GATEWAY_BIN" tokens bench --encoding "$enc" --seconds "$SECONDS_PER_FILE" $files \
       >>"$work/$enc"
   done
   # Columns: file, bytes, tokens, MB/s, ms per pass.
