@@ -1,53 +1,6 @@
-/// Tests on the eight bytes of a word at once, each in its lane: bit 7 of a lane of the result says
-/// whether that lane's byte x passes. The bytes tested are below 0x80 (callers clear bit 7 first, and
-/// mask out the lanes that held other bytes), so no lane carries into the next.
-enum ByteLanes {
-    static let ones: UInt64 = 0x0101_0101_0101_0101
-
-    /// lo <= x <= hi: x + 0x80 - lo reaches bit 7 from lo on, and x + 0x7F - hi from hi + 1 on.
-    @inline(__always)
-    static func inRange(_ x: UInt64, _ lo: UInt64, _ hi: UInt64) -> UInt64 {
-        (x &+ (0x80 - lo) &* ones) & ~(x &+ (0x7F - hi) &* ones)
-    }
-
-    /// x != c: x ^ c is not zero, and 0x7F more reaches bit 7.
-    @inline(__always)
-    static func notEqual(_ x: UInt64, _ c: UInt64) -> UInt64 {
-        (x ^ c &* ones) &+ 0x7F &* ones
-    }
-}
-
+/// Runs of printable ASCII with no space or apostrophe (base64, hex, keys, URLs, minified code), whose
+/// piece starts come 64 bytes at a time from bit masks of the byte classes (``forEachPiece(_:)``).
 extension Pretokenizer {
-    /// Calls `body` with the start and end of each piece, in order, as ``pieceEnd(from:)`` splits the
-    /// text.
-    ///
-    /// Where the text is a run of printable ASCII other than the space and the apostrophe (base64, hex,
-    /// keys, URLs, minified code), the boundaries come up to 64 at a time from bit masks of the byte
-    /// classes (``asciiRunStarts(from:)``). Such runs are mostly pieces of one to four bytes, and
-    /// finding each one on its own cost as much as encoding it. The last piece of each run, and
-    /// everything else, goes to ``pieceEnd(from:)``, which sees what follows.
-    @inline(__always)
-    func forEachPiece(_ body: (_ start: Int, _ end: Int) -> Void) {
-        var i = 0
-        while i < count {
-            if fastPaths && beginsRun(i) {
-                // Every boundary before the run's end (or the 64th byte) is found here, so the
-                // general piece that follows the last one reaches past it.
-                var starts = asciiRunStarts(from: i)
-                let base = i
-                while starts != 0 {
-                    let end = base + starts.trailingZeroBitCount
-                    body(i, end)
-                    i = end
-                    starts &= starts &- 1
-                }
-            }
-            let end = pieceEnd(from: i)
-            body(i, end)
-            i = end
-        }
-    }
-
     /// From a piece start `i`, in the run of printable ASCII other than the space and the apostrophe
     /// that begins there (up to 64 bytes, read eight at a time, so the last bytes of the text are left
     /// out): bit k (k > 0) is set when a piece starts at `i + k`.
@@ -105,8 +58,8 @@ extension Pretokenizer {
     }
 
     /// Whether the 16 bytes at `i` are in the run class. Prose, whose pieces mostly begin with a space,
-    /// seldom looks for runs at all, and code only where a run holds several pieces: with 8 bytes, code
-    /// looked 2.4 times as often for 1.6 times the pieces, and was 6% slower for it.
+    /// seldom looks for runs at all, and code only where a run holds several pieces: with 8 bytes,
+    /// code looked for runs much more often than it found pieces in them, and was slower for it.
     @inline(__always)
     func beginsRun(_ i: Int) -> Bool {
         // The first two bytes alone rule out most pieces of prose and of one-byte pieces between spaces.
