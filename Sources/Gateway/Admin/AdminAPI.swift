@@ -8,9 +8,7 @@ import NIOCore
 /// `docs/openapi.yaml`), plus `GET /v1/usage` for a tenant's own key.
 struct AdminAPI: Sendable {
     let store: GatewayStore
-    let auth: AdminAuthenticator
     let policy: PolicyService
-    let keys: Authenticator
 
     typealias Handler = @Sendable (Request, GatewayRequestContext) async throws -> (Int, JSONValue)
 
@@ -21,7 +19,12 @@ struct AdminAPI: Sendable {
         .get, .head, .post, .put, .patch, .delete, .options, .trace, HTTPRequest.Method("QUERY")!,
     ]
 
-    func register(on router: Router<GatewayRequestContext>) {
+    /// Admin routes go on `admin` (behind ``AdminAuthentication``), `GET /v1/usage` on `tenant` (behind
+    /// ``TenantAuthentication``); the 405 and 404 answers go on `router`, before either.
+    func register(
+        on router: Router<GatewayRequestContext>, admin: RouterGroup<GatewayRequestContext>,
+        tenant: RouterGroup<TenantRequestContext>
+    ) {
         // Every documented path with the methods it serves, for the 405s below.
         var served: [(path: String, methods: [HTTPRequest.Method])] = [(AdminRoutes.exportPath, [.get])]
         func route(_ method: HTTPRequest.Method, _ path: String, _ handler: @escaping Handler) {
@@ -30,7 +33,7 @@ struct AdminAPI: Sendable {
             } else {
                 served.append((path, [method]))
             }
-            self.route(router, method, path, handler)
+            self.route(admin, method, String(path.dropFirst(Self.prefix.count)), handler)
         }
 
         route(.get, "/admin/v1/tenants") { _, _ in
@@ -135,25 +138,13 @@ struct AdminAPI: Sendable {
             return (200, try usage(tenant, period: request.uri.queryParameters["period"].map(String.init)))
         }
         // A tenant's own key reads its own usage and quota, and nothing of any other tenant.
-        router.get("/v1/usage") { request, context -> Response in
-            do {
-                let key = try await keys.authenticate(request.headers)
-                let period = request.uri.queryParameters["period"].map(String.init)
-                let tenant = key.tenant
-                let report: JSONValue = try await offEventLoop {
-                    let usage = try usage(tenant, period: period)
-                    return usage
-                }
-                let quota: JSONValue = try await quota(tenant)
-                guard case .object(var members) = report else { return Response(status: .internalServerError) }
-                members.append(("quota", quota))
-                return Self.json(200, .object(members), context: context)
-            } catch let error as GatewayError {
-                return error.response(dialect: .openai, requestID: context.requestID)
-            } catch {
-                return GatewayError(status: 500, message: "The usage request failed.").response(
-                    dialect: .openai, requestID: context.requestID)
-            }
+        tenant.get("usage") { request, context -> Response in
+            let period = request.uri.queryParameters["period"].map(String.init)
+            let tenant = context.key.tenant
+            let report: JSONValue = try await offEventLoop { try usage(tenant, period: period) }
+            guard case .object(var members) = report else { throw GatewayError(status: 500, message: "usage") }
+            members.append(("quota", try await quota(tenant)))
+            return JSONResponse.make(200, .object(members), requestID: context.requestID)
         }
         served.append(("/v1/usage", [.get]))
 
@@ -188,23 +179,24 @@ struct AdminAPI: Sendable {
         }
     }
 
+    /// Where every admin path begins; routes are registered relative to it.
+    static let prefix = "/admin/v1/"
+
     private func route(
-        _ router: Router<GatewayRequestContext>, _ method: HTTPRequest.Method, _ path: String,
+        _ admin: RouterGroup<GatewayRequestContext>, _ method: HTTPRequest.Method, _ path: String,
         _ handler: @escaping Handler
     ) {
-        let auth = auth
-        router.on(RouterPath(path), method: method) { request, context -> Response in
+        admin.on(RouterPath(path), method: method) { request, context -> Response in
+            // Handlers read and write the store, which blocks: never on an event loop.
+            let (status, body): (Int, JSONValue)
             do {
-                try auth.authorize(request.headers)
-                // Handlers read and write the store, which blocks: never on an event loop.
-                let (status, body) = try await offEventLoop { try await handler(request, context) }
-                return Self.json(status, body, context: context)
+                (status, body) = try await offEventLoop { try await handler(request, context) }
             } catch let error as GatewayError {
-                return error.response(dialect: .openai, requestID: context.requestID)
+                throw error
             } catch {
-                return GatewayError(status: 500, message: "The admin request failed.").response(
-                    dialect: .openai, requestID: context.requestID)
+                throw GatewayError(status: 500, message: "The admin request failed.")
             }
+            return JSONResponse.make(status, body, requestID: context.requestID)
         }
     }
 
@@ -434,15 +426,6 @@ struct AdminAPI: Sendable {
             throw invalid("the body must be a JSON object")
         }
         return AdminBody(json: json)
-    }
-
-    static func json(_ status: Int, _ body: JSONValue, context: GatewayRequestContext) -> Response {
-        var headers = HTTPFields()
-        headers[.contentType] = "application/json"
-        headers[.requestID] = context.requestID
-        return Response(
-            status: .init(code: status), headers: headers,
-            body: .init(byteBuffer: ByteBuffer(string: JSONWriter.serialize(body))))
     }
 }
 

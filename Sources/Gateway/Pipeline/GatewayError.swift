@@ -4,7 +4,7 @@ import Metering
 
 /// An error the gateway answers itself, rendered in whichever API format the client speaks.
 public struct GatewayError: Error, Sendable {
-    public var status: Int
+    public var statusCode: Int
     public var message: String
     public var openAIType: String?
     public var code: String?
@@ -15,7 +15,7 @@ public struct GatewayError: Error, Sendable {
     public var isRecorded = false
 
     public init(status: Int, message: String, openAIType: String? = nil, code: String? = nil, param: String? = nil) {
-        self.status = status
+        self.statusCode = status
         self.message = message
         self.openAIType = openAIType
         self.code = code
@@ -31,15 +31,12 @@ public struct GatewayError: Error, Sendable {
 
     public func response(dialect: APIDialect, requestID: String) -> Response {
         let body = ErrorBody.render(
-            dialect: dialect, status: status, message: message, openAIType: openAIType, code: code, param: param)
+            dialect: dialect, status: statusCode, message: message, openAIType: openAIType, code: code, param: param)
         var headers = HTTPFields()
-        headers[.contentType] = "application/json"
-        headers[.requestID] = requestID
         for (name, value) in extraHeaders {
             if let n = HTTPField.Name(name) { headers[n] = value }
         }
-        return Response(
-            status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+        return JSONResponse.text(statusCode, body, requestID: requestID, extraHeaders: headers)
     }
 
     // MARK: The errors the pipeline raises
@@ -167,4 +164,16 @@ public struct GatewayError: Error, Sendable {
 extension HTTPField.Name {
     static let requestID = HTTPField.Name("x-request-id")!
     static let xAPIKey = HTTPField.Name("x-api-key")!
+}
+
+/// Thrown from a middleware or a handler, the error renders itself: in the format of the API the path
+/// belongs to, with the request's id, and without a body for HEAD.
+extension GatewayError: HTTPResponseError {
+    public var status: HTTPResponse.Status { .init(code: statusCode) }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let requestID = (context as? any RequestIdentified)?.requestID ?? RequestIDs.next()
+        let response = response(dialect: APIDialect.of(path: request.uri.path), requestID: requestID)
+        return request.method == .head ? response.createHeadResponse() : response
+    }
 }

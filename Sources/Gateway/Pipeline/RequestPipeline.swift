@@ -9,7 +9,7 @@ import NIOCore
 ///
 /// | stage        | what it does                                                     | where                       |
 /// |--------------|------------------------------------------------------------------|-----------------------------|
-/// | authenticate | virtual key → tenant, or 401                                     | ``Authenticator``           |
+/// | authenticate | virtual key → tenant, or 401/403 (a middleware, before this type)| ``TenantAuthentication``    |
 /// | read body    | bounded read, 413 above the configured limit                     | here                        |
 /// | parse        | model, stream flag, max output                                   | `RequestParser`             |
 /// | route        | public model → provider, upstream model, tokenizer, price        | `GatewayConfig`, `PriceBook`|
@@ -25,7 +25,6 @@ import NIOCore
 /// leaves exactly one record, whatever happened to it.
 public struct RequestPipeline: Sendable {
     let config: GatewayConfig
-    let authenticator: Authenticator
     let upstreams: UpstreamClients
     /// The transport for providers of kind `mock`, if this build has one.
     let mockTransport: (any UpstreamTransport)?
@@ -43,7 +42,6 @@ public struct RequestPipeline: Sendable {
     ) throws {
         self.mockTransport = mockTransport
         self.config = policies.gateway
-        self.authenticator = Authenticator(directory: keys)
         self.upstreams = upstreams
         var tokenizers: [String: ModelTokenizer] = [:]
         for route in config.models {
@@ -60,41 +58,41 @@ public struct RequestPipeline: Sendable {
         self.logger = logger
     }
 
-    public func handle(
-        _ endpoint: APIEndpoint, request: Request, context: GatewayRequestContext
-    ) async -> Response {
-        let startedAt = Date()
-        // authenticate
-        let key: AuthenticatedKey
-        do {
-            key = try await authenticator.identify(request.headers)
-        } catch {
-            return error.response(dialect: endpoint.dialect, requestID: context.requestID)
-        }
+    /// A proxied request of a tenant whose key ``TenantAuthentication`` accepted.
+    func handle(_ endpoint: APIEndpoint, request: Request, context: TenantRequestContext) async -> Response {
+        let key = context.key
         var draft = BillingDraft(
-            requestID: context.requestID, tenantID: key.tenantID, keyID: key.keyID, startedAt: startedAt,
+            requestID: context.requestID, tenantID: key.tenantID, keyID: key.keyID, startedAt: Date(),
             endpoint: endpoint.rawValue)
         do {
-            try Authenticator.checkActive(key)
             return try await run(endpoint, request: request, key: key, draft: &draft, context: context)
         } catch {
-            if !error.isRecorded {
-                // A rejected record keeps a model name only if it is a configured one: junk names from
-                // a hostile client would otherwise each become a row of the tenant's usage.
-                if config.modelsByName[draft.model] == nil { draft.model = "" }
-                await recorder.recordBestEffort(
-                    draft.rejected(
-                        httpStatus: error.status, error: error.code ?? error.openAIType ?? "invalid_request",
-                        at: Date()),
-                    reservation: nil)
-            }
+            if !error.isRecorded { await recordRejected(draft, error) }
             return error.response(dialect: endpoint.dialect, requestID: context.requestID)
         }
     }
 
+    /// A known key refused before its request was parsed (a suspended tenant), on any tenant route.
+    func recordRefusal(_ key: AuthenticatedKey, path: String, requestID: String, error: GatewayError) async {
+        let draft = BillingDraft(
+            requestID: requestID, tenantID: key.tenantID, keyID: key.keyID, startedAt: Date(), endpoint: path)
+        await recordRejected(draft, error)
+    }
+
+    private func recordRejected(_ draft: BillingDraft, _ error: GatewayError) async {
+        var draft = draft
+        // A rejected record keeps a model name only if it is a configured one: junk names from a hostile
+        // client would otherwise each become a row of the tenant's usage.
+        if config.modelsByName[draft.model] == nil { draft.model = "" }
+        await recorder.recordBestEffort(
+            draft.rejected(
+                httpStatus: error.statusCode, error: error.code ?? error.openAIType ?? "invalid_request", at: Date()),
+            reservation: nil)
+    }
+
     private func run(
         _ endpoint: APIEndpoint, request: Request, key: AuthenticatedKey, draft: inout BillingDraft,
-        context: GatewayRequestContext
+        context: TenantRequestContext
     ) async throws(GatewayError) -> Response {
         // read body
         let body = try await readBody(request)
@@ -203,7 +201,7 @@ public struct RequestPipeline: Sendable {
             metrics.upstreamError(provider: provider.name, kind: timedOut ? "timeout" : "unavailable")
             await owner.finishBestEffort(
                 draft.settle(
-                    status: timedOut ? .upstreamTimeout : .upstreamUnavailable, httpStatus: failure.status,
+                    status: timedOut ? .upstreamTimeout : .upstreamUnavailable, httpStatus: failure.statusCode,
                     upstreamStatus: nil, error: failure.code, meter: nil, endedAt: Date(), firstByteAt: nil))
             throw failure.recorded()
         }
@@ -245,23 +243,15 @@ public struct RequestPipeline: Sendable {
     }
 
     /// `GET /v1/models`: the models this key may use (its plan's allow-list, when it has one).
-    public func listModels(request: Request, context: GatewayRequestContext) async -> Response {
-        let key: AuthenticatedKey
-        do {
-            key = try await authenticator.authenticate(request.headers)
-        } catch {
-            return error.response(dialect: .openai, requestID: context.requestID)
-        }
+    func listModels(request: Request, context: TenantRequestContext) -> Response {
+        let key = context.key
         let allowed = policy.context(for: key.tenant, key: key.key).plan.allowedModels
         let data: [JSONValue] = config.models.filter { allowed?.contains($0.name) ?? true }.map { model in
             .object([
                 ("id", .string(model.name)), ("object", "model"), ("created", 0), ("owned_by", .string(model.provider)),
             ])
         }
-        let body = JSONWriter.serialize(.object([("object", "list"), ("data", .array(data))]))
-        var headers = HTTPFields()
-        headers[.contentType] = "application/json"
-        headers[.requestID] = context.requestID
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+        return JSONResponse.make(
+            200, .object([("object", "list"), ("data", .array(data))]), requestID: context.requestID)
     }
 }

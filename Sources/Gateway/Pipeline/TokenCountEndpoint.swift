@@ -27,13 +27,11 @@ struct TokenCountEndpoint: Sendable {
     }
 
     let config: GatewayConfig
-    let authenticator: Authenticator
     let cache: TokenCountCache
 
-    func handle(_ shape: Shape, request: Request, context: GatewayRequestContext) async -> Response {
+    func handle(_ shape: Shape, request: Request, context: TenantRequestContext) async -> Response {
         let dialect = shape.endpoint.dialect
         do {
-            _ = try await authenticator.authenticate(request.headers)
             let limit = config.server.maxRequestBodyBytes
             let body: ByteBuffer
             do {

@@ -41,23 +41,18 @@ public enum GatewayServer {
         let pipeline = try RequestPipeline(
             policies: policies, keys: keys, upstreams: upstreams, mockTransport: mockTransport, ledger: ledger,
             policy: policy, metrics: metrics, logger: logger)
-        let counting = TokenCountEndpoint(
-            config: config, authenticator: Authenticator(directory: keys), cache: TokenCountCache())
+        let counting = TokenCountEndpoint(config: config, cache: TokenCountCache())
 
         let router = Router(context: GatewayRequestContext.self)
-        router.get("/healthz") { _, _ in JSONText(#"{"status":"ok"}"#) }
+        router.get("/healthz") { _, _ in JSONResponse.text(200, #"{"status":"ok"}"#, requestID: nil) }
         router.get("/readyz") { _, _ -> Response in
             do {
                 try await offEventLoop { try store.ping() }
-                return JSONText(#"{"status":"ready"}"#).response(status: .ok)
+                return JSONResponse.text(200, #"{"status":"ready"}"#, requestID: nil)
             } catch {
-                return JSONText(#"{"status":"store unavailable"}"#).response(status: .serviceUnavailable)
+                return JSONResponse.text(503, #"{"status":"store unavailable"}"#, requestID: nil)
             }
         }
-        let adminAuth = AdminAuthenticator(environment: environment)
-        AdminRoutes(store: store, auth: adminAuth).register(on: router)
-        AdminAPI(store: store, auth: adminAuth, policy: policy, keys: Authenticator(directory: keys)).register(
-            on: router)
         router.get("/metrics") { _, _ -> Response in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
@@ -67,25 +62,43 @@ public enum GatewayServer {
                             ledgerQueueDepth: ledger.queueDepth, outstandingReservations: policy.outstandingReservations
                         ))))
         }
-        router.get("/v1/models") { request, context in await pipeline.listModels(request: request, context: context) }
+
+        // The tenant API: every route behind the one middleware that checks a tenant's key.
+        let tenantAPI = router.group("v1")
+            .add(
+                middleware: TenantAuthentication(
+                    authenticator: Authenticator(directory: keys),
+                    recordRefusal: { key, request, context, error in
+                        await pipeline.recordRefusal(
+                            key, path: request.uri.path, requestID: context.requestID, error: error)
+                    })
+            )
+            .group(context: TenantRequestContext.self)
+        tenantAPI.get("models") { request, context in pipeline.listModels(request: request, context: context) }
         for endpoint in APIEndpoint.allCases {
-            router.post(RouterPath(endpoint.rawValue)) { request, context in
+            tenantAPI.post(RouterPath(String(endpoint.rawValue.dropFirst("/v1/".count)))) { request, context in
                 await pipeline.handle(endpoint, request: request, context: context)
             }
         }
-        router.post("/v1/messages/count_tokens") { request, context in
+        tenantAPI.post("messages/count_tokens") { request, context in
             await counting.handle(.anthropic, request: request, context: context)
         }
-        router.post("/v1/responses/input_tokens") { request, context in
+        tenantAPI.post("responses/input_tokens") { request, context in
             await counting.handle(.responses, request: request, context: context)
         }
-        router.post("/v1/chat/completions/count_tokens") { request, context in
+        tenantAPI.post("chat/completions/count_tokens") { request, context in
             await counting.handle(.chat, request: request, context: context)
         }
+
+        // The admin API: every route behind the one middleware that checks the operator's token.
+        let adminAPI = router.group("admin/v1").add(
+            middleware: AdminAuthentication(authenticator: AdminAuthenticator(environment: environment)))
+        AdminRoutes(store: store).register(on: adminAPI)
+        AdminAPI(store: store, policy: policy).register(on: router, admin: adminAPI, tenant: tenantAPI)
+
         // Anything else under /v1 answers 404 in the client's own error format.
-        let notFound: @Sendable (Request, GatewayRequestContext) async throws -> Response = { request, context in
-            GatewayError.notFound(path: request.uri.path).response(
-                dialect: APIDialect.of(path: request.uri.path), requestID: context.requestID)
+        let notFound: @Sendable (Request, GatewayRequestContext) async throws -> Response = { request, _ in
+            throw GatewayError.notFound(path: request.uri.path)
         }
         for method in [HTTPRequest.Method.get, .post, .put, .delete, .patch] {
             router.on("/v1/**", method: method, use: notFound)
@@ -114,21 +127,5 @@ public enum GatewayServer {
             eventLoopGroupProvider: .shared(eventLoopGroup),
             logger: appLogger
         )
-    }
-}
-
-/// A small JSON body written by the gateway itself.
-struct JSONText: ResponseGenerator {
-    let text: String
-    init(_ text: String) { self.text = text }
-
-    func response(from request: Request, context: some RequestContext) throws -> Response {
-        response(status: .ok)
-    }
-
-    func response(status: HTTPResponse.Status) -> Response {
-        Response(
-            status: status, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 }
