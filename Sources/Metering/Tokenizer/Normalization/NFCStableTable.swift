@@ -1,9 +1,29 @@
-extension TokenEncoding {
-    /// Which scalars from U+0300 to U+2FFF are NFC-stable (``isNFCStable(_:)``), one bit each from
+extension NFC {
+    /// Scalars with canonical combining class 0 and NFC_Quick_Check = Yes, a conservative subset:
+    /// NFC leaves them alone whatever surrounds them, and nothing before them interacts with anything
+    /// after them. Everything below the combining marks (U+0300); from there to U+2FFF, the letters
+    /// and signs of Greek, Cyrillic, Hebrew, Arabic, the Indic scripts, Thai and the rest that are
+    /// neither marks nor the second part of a composition, by ``stableBits``; CJK symbols, kana and
+    /// ideographs except the ideographic tone marks (U+302A–U+302F) and the combining kana voicing
+    /// marks (U+3099, U+309A); Hangul syllables; variation selectors; full-width forms; and the emoji
+    /// blocks.
+    @inline(__always)
+    static func isStable(_ v: UInt32) -> Bool {
+        if v < 0x300 { return true }
+        if v < 0x3000 {
+            let i = Int(v &- 0x300)
+            return stableBits[i >> 6] >> UInt64(i & 63) & 1 != 0
+        }
+        if v <= 0x9FFF { return !(0x302A...0x302F).contains(v) && v != 0x3099 && v != 0x309A }
+        return (0xAC00...0xD7A3).contains(v) || (0xFE00...0xFE0F).contains(v) || (0xFF01...0xFFEF).contains(v)
+            || (0x1F300...0x1FAFF).contains(v)
+    }
+
+    /// Which scalars from U+0300 to U+2FFF are NFC-stable (``isStable(_:)``), one bit each from
     /// U+0300 (bit 0 of word 0). Generated from the Swift standard library's and Foundation's Unicode
     /// data (Swift 6.3, Unicode 16.0) by the test "the NFC stability table from U+0300 to U+2FFF is
     /// what this Swift's Unicode data gives", which prints the table again when the data changes.
-    static let nfcStableBits: [UInt64] = [
+    static let stableBits: [UInt64] = [
         0x0, 0xbcef000000008000, 0xfffffffbffffd770, 0xffffffffffffffff, 0xffffffffffffffff,
         0xffffffffffffffff, 0xffffffffffffff07, 0xffffffffffffffff, 0xfffeffffffffffff, 0xfffffffffe7fffff,
         0x400000000000e7ff, 0x1f87ffffff0049, 0xfffffffff800ffff, 0xfffeffff000007ff, 0xffffffffffffffff,
