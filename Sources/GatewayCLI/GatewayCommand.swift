@@ -74,6 +74,11 @@ enum CLI {
         }
     }
 
+    static func describe(_ budget: Tenant.BudgetOverride) -> String {
+        "\(budget.limit.shortDecimalString) \(budget.limit.currency) per \(budget.period.rawValue), "
+            + (budget.soft ? "soft" : "hard")
+    }
+
     static func iso(_ date: Date) -> String {
         ISO8601DateFormatter().string(from: date)
     }

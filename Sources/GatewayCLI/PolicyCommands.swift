@@ -27,9 +27,7 @@ struct BudgetsCommand: ParsableCommand {
             let t = try CLI.run {
                 try store.setBudget(tenant, limit: limit, currency: currency, period: kind, soft: soft)
             }
-            print(
-                "\(t.name): budget \(t.budgetLimit ?? "") \(t.budgetCurrency ?? "") per \(t.budgetPeriod ?? ""), "
-                    + (soft ? "soft" : "hard"))
+            print("\(t.name): budget \(t.budget.map(CLI.describe) ?? "none")")
         }
     }
 

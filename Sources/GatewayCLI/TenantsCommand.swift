@@ -33,7 +33,7 @@ struct TenantsCommand: ParsableCommand {
             let store = try GatewayStore(dataDirectory: common.data)
             print("ID\tNAME\tSTATUS\tTIMEZONE\tCREATED")
             for t in try store.tenants() {
-                print("\(t.id)\t\(t.name)\t\(t.status)\t\(t.timezone)\t\(CLI.iso(t.createdAt))")
+                print("\(t.id)\t\(t.name)\t\(t.status.rawValue)\t\(t.timezone)\t\(CLI.iso(t.createdAt))")
             }
         }
     }
@@ -49,15 +49,11 @@ struct TenantsCommand: ParsableCommand {
                 let t = try store.tenant(tenant)
                 print("id:        \(t.id)")
                 print("name:      \(t.name)")
-                print("status:    \(t.status)")
+                print("status:    \(t.status.rawValue)")
                 print("timezone:  \(t.timezone)")
                 print("plan:      \(t.plan ?? "(default)")")
                 print("currency:  \(t.currency ?? "-")")
-                if let limit = t.budgetLimit {
-                    print(
-                        "budget:    \(limit) \(t.budgetCurrency ?? "") per \(t.budgetPeriod ?? "month"), "
-                            + ((t.budgetSoft ?? false) ? "soft" : "hard"))
-                }
+                if let budget = t.budget { print("budget:    \(CLI.describe(budget))") }
                 print("created:   \(CLI.iso(t.createdAt))")
                 let keys = try store.keys(tenant: t.id)
                 print(
@@ -93,7 +89,9 @@ struct TenantsCommand: ParsableCommand {
                 try store.updateTenant(
                     tenant, .init(plan: plan, timezone: timezone, currency: currency, status: status))
             }
-            print("\(t.id)\t\(t.name)\tplan=\(t.plan ?? "(default)")\ttimezone=\(t.timezone)\tstatus=\(t.status)")
+            print(
+                "\(t.id)\t\(t.name)\tplan=\(t.plan ?? "(default)")\ttimezone=\(t.timezone)\tstatus=\(t.status.rawValue)"
+            )
         }
     }
 }

@@ -305,28 +305,26 @@ struct AdminAPI: Sendable {
 
     static func tenantJSON(_ t: Tenant) -> JSONValue {
         let budget: JSONValue =
-            t.budgetLimit.map {
+            t.budget.map {
                 .object([
-                    ("limit", .string($0)), ("currency", .string(t.budgetCurrency ?? "")),
-                    ("period", .string(t.budgetPeriod ?? "month")),
-                    ("mode", .string((t.budgetSoft ?? false) ? "soft" : "hard")),
+                    ("limit", .string($0.limit.shortDecimalString)), ("currency", .string($0.limit.currency)),
+                    ("period", .string($0.period.rawValue)), ("mode", .string($0.soft ? "soft" : "hard")),
+                ])
+            } ?? .null
+        let quota: JSONValue =
+            t.quota.map { q in
+                var currency: JSONValue = .null
+                if case .credit(let c) = q.unit { currency = .string(c) }
+                return .object([
+                    ("amount", .string(q.amountText)), ("unit", .string(currency == .null ? "tokens" : "credit")),
+                    ("currency", currency), ("period", .string(q.period.rawValue)),
                 ])
             } ?? .null
         return .object([
-            ("id", .string(t.id)), ("name", .string(t.name)), ("status", .string(t.status)),
+            ("id", .string(t.id)), ("name", .string(t.name)), ("status", .string(t.status.rawValue)),
             ("timezone", .string(t.timezone)), ("plan", t.plan.map(JSONValue.string) ?? .null),
             ("currency", t.currency.map(JSONValue.string) ?? .null),
-            ("created_at", .string(BillingExportFormat.timestamp(t.createdAt))), ("budget", budget),
-            (
-                "quota",
-                t.quotaAmount.map {
-                    .object([
-                        ("amount", .string($0)), ("unit", .string(t.quotaUnit ?? "tokens")),
-                        ("currency", t.quotaCurrency.map(JSONValue.string) ?? .null),
-                        ("period", .string(t.quotaPeriod ?? "month")),
-                    ])
-                } ?? .null
-            ),
+            ("created_at", .string(BillingExportFormat.timestamp(t.createdAt))), ("budget", budget), ("quota", quota),
         ])
     }
 

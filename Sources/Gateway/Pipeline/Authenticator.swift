@@ -33,7 +33,7 @@ struct Authenticator: Sendable {
     }
 
     static func checkActive(_ key: AuthenticatedKey) throws(GatewayError) {
-        guard key.tenant.status == "active" else { throw GatewayError.tenantSuspended }
+        guard key.tenant.isActive else { throw GatewayError.tenantSuspended }
     }
 
     /// The secret without surrounding spaces and tabs (the only whitespace a header value can hold).

@@ -41,25 +41,16 @@ public final class PolicyService: Sendable {
     /// The plan in force for this tenant and key: the named plan, with the store's overrides.
     func context(for tenant: Tenant, key: VirtualKey?) -> TenantContext {
         var plan = plans.plan(named: tenant.plan)
-        if let limit = tenant.budgetLimit.flatMap(Money.parseNanos) {
+        if let budget = tenant.budget {
             plan.budget = Budget(
-                limit: Money(nanos: limit, currency: tenant.budgetCurrency ?? tenant.currency ?? "USD"),
-                period: tenant.budgetPeriod.flatMap(CalendarPeriod.Kind.init(rawValue:)) ?? .month,
-                hard: !(tenant.budgetSoft ?? false), alertPercents: plan.budget?.alertPercents ?? [50, 80, 100])
+                limit: budget.limit, period: budget.period, hard: !budget.soft,
+                alertPercents: plan.budget?.alertPercents ?? Budget.defaultAlertPercents)
         }
-        if let amountText = tenant.quotaAmount {
-            let unit: FreeQuota.Unit =
-                tenant.quotaUnit == "credit" ? .credit(currency: tenant.quotaCurrency ?? "USD") : .tokens
-            let amount: Int64
-            if case .credit = unit {
-                amount = Money.parseNanos(amountText) ?? 0
-            } else {
-                amount = Int64(amountText) ?? 0
-            }
-            var quota = plan.freeQuota ?? FreeQuota(unit: unit, period: .month, schedule: [])
-            quota.unit = unit
-            quota.period = tenant.quotaPeriod.flatMap(CalendarPeriod.Kind.init(rawValue:)) ?? .month
-            quota.schedule = [.init(year: 1970, month: 1, day: 1, amount: amount)]
+        if let own = tenant.quota {
+            var quota = plan.freeQuota ?? FreeQuota(unit: own.unit, period: own.period, schedule: [])
+            quota.unit = own.unit
+            quota.period = own.period
+            quota.schedule = [.init(year: 1970, month: 1, day: 1, amount: own.amount)]
             plan.freeQuota = quota
         }
         let keyLimits = key.map {

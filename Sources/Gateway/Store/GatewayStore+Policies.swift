@@ -26,14 +26,17 @@ extension GatewayStore {
             throw StoreError.invalid("unknown time zone '\(tz)'")
         }
         if let c = update.currency { try Self.checkCurrency(c) }
-        if let s = update.status, !["active", "suspended"].contains(s) {
-            throw StoreError.invalid("status must be active or suspended")
+        let status = try update.status.map { text in
+            guard let status = Tenant.Status(rawValue: text) else {
+                throw StoreError.invalid("status must be active or suspended")
+            }
+            return status
         }
         return try modifyTenant(idOrName) { tenant in
             if let plan = update.plan { tenant.plan = plan }
             if let tz = update.timezone { tenant.timezone = tz }
             if let c = update.currency { tenant.currency = c }
-            if let s = update.status { tenant.status = s }
+            if let status { tenant.status = status }
         }
     }
 
@@ -43,15 +46,18 @@ extension GatewayStore {
         _ idOrName: String, limit: String?, currency: String? = nil, period: CalendarPeriod.Kind = .month,
         soft: Bool = false
     ) throws -> Tenant {
-        if let limit, Money.parseNanos(limit) == nil {
-            throw StoreError.invalid("the limit must be a decimal amount such as 25.00")
+        let nanos = try limit.map { text in
+            guard let nanos = Money.parseNanos(text) else {
+                throw StoreError.invalid("the limit must be a decimal amount such as 25.00")
+            }
+            return nanos
         }
         if let currency { try Self.checkCurrency(currency) }
         return try modifyTenant(idOrName) { tenant in
-            tenant.budgetLimit = limit
-            tenant.budgetCurrency = limit == nil ? nil : currency ?? tenant.currency ?? "USD"
-            tenant.budgetPeriod = limit == nil ? nil : period.rawValue
-            tenant.budgetSoft = limit == nil ? nil : soft
+            tenant.budget = nanos.map {
+                Tenant.BudgetOverride(
+                    limit: Money(nanos: $0, currency: currency ?? tenant.currency ?? "USD"), period: period, soft: soft)
+            }
         }
     }
 
@@ -61,24 +67,27 @@ extension GatewayStore {
     public func setQuota(
         _ idOrName: String, amount: String?, credit currency: String? = nil, period: CalendarPeriod.Kind = .month
     ) throws -> Tenant {
+        var parsed: Int64?
         if let amount {
             guard period == .day || period == .month else { throw StoreError.invalid("a quota period is day or month") }
             if let currency {
                 try Self.checkCurrency(currency)
-                guard Money.parseNanos(amount) != nil else {
+                guard let nanos = Money.parseNanos(amount) else {
                     throw StoreError.invalid("a credit amount is a decimal such as 5.00")
                 }
+                parsed = nanos
             } else {
                 guard let n = Int64(amount), n >= 0 else {
                     throw StoreError.invalid("a token amount is a whole number")
                 }
+                parsed = n
             }
         }
         return try modifyTenant(idOrName) { tenant in
-            tenant.quotaAmount = amount
-            tenant.quotaUnit = amount == nil ? nil : currency == nil ? "tokens" : "credit"
-            tenant.quotaCurrency = amount == nil ? nil : currency
-            tenant.quotaPeriod = amount == nil ? nil : period.rawValue
+            tenant.quota = parsed.map {
+                Tenant.QuotaOverride(
+                    amount: $0, unit: currency.map { .credit(currency: $0) } ?? .tokens, period: period)
+            }
         }
     }
 
@@ -123,7 +132,7 @@ extension GatewayStore {
     }
 
     static func checkCurrency(_ code: String) throws {
-        guard code.count == 3, code.allSatisfy({ $0.isASCII && $0.isUppercase }) else {
+        guard Money.isCurrencyCode(code) else {
             throw StoreError.invalid("currency must be an ISO 4217 code such as USD or CNY")
         }
     }

@@ -161,9 +161,7 @@ public final class GatewayStore: Sendable {
             throw StoreError.invalid("unknown time zone '\(timezone)'")
         }
         let tenant = Tenant(
-            id: "ten_" + Self.randomToken(length: 16), name: name, status: "active", timezone: timezone,
-            createdAt: Date(), plan: nil, currency: nil, budgetLimit: nil, budgetCurrency: nil, budgetPeriod: nil,
-            budgetSoft: nil, quotaAmount: nil, quotaUnit: nil, quotaCurrency: nil, quotaPeriod: nil)
+            id: "ten_" + Self.randomToken(length: 16), name: name, timezone: timezone, createdAt: Date())
         do {
             try pool.write { db in try tenant.insert(db) }
         } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {

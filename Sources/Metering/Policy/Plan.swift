@@ -98,7 +98,12 @@ public struct Budget: Sendable, Equatable {
     /// Percentages of the limit that fire an alert, once per period each.
     public var alertPercents: [Int]
 
-    public init(limit: Money, period: CalendarPeriod.Kind, hard: Bool = true, alertPercents: [Int] = [50, 80, 100]) {
+    /// The thresholds a budget alerts at when its plan names none.
+    public static let defaultAlertPercents = [50, 80, 100]
+
+    public init(
+        limit: Money, period: CalendarPeriod.Kind, hard: Bool = true, alertPercents: [Int] = Budget.defaultAlertPercents
+    ) {
         self.limit = limit
         self.period = period
         self.hard = hard

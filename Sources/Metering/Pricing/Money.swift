@@ -53,6 +53,15 @@ public struct Money: Sendable, Equatable, Hashable, CustomStringConvertible {
 
     public var description: String { decimalString + " " + currency }
 
+    /// The amount with trailing zeros dropped, keeping at least two decimals ("3.50", "0.0008").
+    public var shortDecimalString: String {
+        var text = decimalString
+        while text.hasSuffix("0"), let dot = text.firstIndex(of: "."), text.distance(from: dot, to: text.endIndex) > 3 {
+            text.removeLast()
+        }
+        return text
+    }
+
     /// The sum, or nil when the currencies differ or it does not fit in 64 bits: a sum of money is
     /// checked, never a trap.
     public func adding(_ other: Money) -> Money? {
