@@ -186,7 +186,9 @@ extension TokenEncoding {
     /// switched off (the reference).
     func encodesAsReference(_ text: String, encodedPaths: Bool = true, charCuts: Bool = true) -> Bool {
         var reference: [Int] = []
-        forEachToken(text, encodedPaths: encodedPaths, charCuts: charCuts) { reference.append(Int($0)) }
+        forEachToken(text, options: EncodingOptions(encodedPaths: encodedPaths, charCuts: charCuts)) {
+            reference.append(Int($0))
+        }
         return encode(text) == reference && count(text) == reference.count
     }
 }

@@ -68,45 +68,36 @@ public final class TokenEncoding: Sendable {
 
     // MARK: Encoding
 
-    /// Calls `body` with each token id of `text`, in order. `backtrackFrom: .max` merges every piece
-    /// with tiktoken's own algorithm, `periodicFrom: .max` backtracks through long runs of one unit
-    /// too, `fastPaths: false` pre-tokenizes without the ASCII and CJK shortcuts,
-    /// `encodedPaths: false` encodes text that looks like encoded data as any other text, and
-    /// `charCuts: false` merges CJK pieces without cutting them between characters: the references
-    /// the tests compare the fast paths with.
+    /// Calls `body` with each token id of `text`, in order: normalize (qwen), pre-tokenize, and encode
+    /// each piece (``BytePairEncoder/encode(_:_:emit:)``), or, for text that looks like encoded data,
+    /// window by window (``BytePairEncoder/encodeText(encoded:emit:tokenCount:)``). `options` switch
+    /// shortcuts off for tests.
     ///
     /// With `tokenCount`, the caller only counts: some tokens may then be passed to it as a number
-    /// rather than to `body` one by one, out of order (the parts of one and two bytes of text that
-    /// looks like encoded data: ``BytePairEncoder/encodeText(encoded:emit:tokenCount:)``).
+    /// rather than to `body` one by one, out of order.
     @inline(__always)
     func forEachToken(
-        _ text: String, backtrackFrom: Int = BytePairEncoder.defaultBacktrackFrom,
-        periodicFrom: Int = BytePairEncoder.defaultPeriodicFrom, fastPaths: Bool = true, encodedPaths: Bool = true,
-        charCuts: Bool = true, tokenCount: ((Int) -> Void)? = nil, _ body: (UInt32) -> Void
+        _ text: String, options: EncodingOptions = EncodingOptions(), tokenCount: ((Int) -> Void)? = nil,
+        _ body: (UInt32) -> Void
     ) {
         var text = normalizesNFC ? Self.nfc(text) : text
         text.withUTF8 { utf8 in
             guard !utf8.isEmpty else { return }
             vocabulary.bytes.withUnsafeBufferPointer { bytes in
                 func encodeAll(pairMemo: UnsafeMutablePointer<UInt64>?) {
-                    let encoder = self.encoder(
-                        bytes: bytes, pairMemo: pairMemo, backtrackFrom: backtrackFrom, periodicFrom: periodicFrom,
-                        charCuts: charCuts)
+                    let encoder = self.encoder(bytes: bytes, pairMemo: pairMemo, options: options)
                     let splitter = Pretokenizer(
-                        text: utf8, pattern: pattern, classes: .shared, fastPaths: fastPaths)
+                        text: utf8, pattern: pattern, classes: .shared, fastPaths: options.fastPaths)
                     let base = utf8.baseAddress!
-                    // Text that looks like encoded data goes window by window, searched for cuts
-                    // (cl100k, qwen) or its lookups screened (o200k), its short parts counted in bulk
-                    // when counting; other text does not pay for the tests
-                    // (`BytePairEncoder.encodeText(encoded:emit:tokenCount:)`).
-                    if encodedPaths && BytePairEncoder.looksEncoded(utf8) {
+                    // Other text does not pay for the tests that encoded data takes.
+                    if options.encodedPaths && BytePairEncoder.looksEncoded(utf8) {
                         encoder.encodeText(encoded: splitter, emit: body, tokenCount: tokenCount)
                     } else {
                         splitter.forEachPiece { start, end in encoder.encode(base + start, end - start, emit: body) }
                     }
                 }
-                // A short text cannot make the encoder churn for long; it skips the memo's allocation,
-                // which costs a tiny text (a streamed delta) a fifth of its time.
+                // A short text cannot make the encoder churn for long, and skips the memo's allocation,
+                // which would be a large part of a tiny text's (a streamed delta's) time.
                 guard utf8.count >= BytePairEncoder.pairMemoFromBytes else { return encodeAll(pairMemo: nil) }
                 withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 1 + BytePairEncoder.pairMemoSlots) { memo in
                     memo[0] = 0  // the rest is set up when a piece first needs it
@@ -116,31 +107,29 @@ public final class TokenEncoding: Sendable {
         }
     }
 
-    /// An encoder over this encoding's tables; `bytes` is `vocabulary.bytes`.
+    /// An encoder over this encoding's tables, with `options` resolved into its settings once;
+    /// `bytes` is `vocabulary.bytes`.
     @inline(__always)
     func encoder(
         bytes: UnsafeBufferPointer<UInt8>, pairMemo: UnsafeMutablePointer<UInt64>?,
-        backtrackFrom: Int = BytePairEncoder.defaultBacktrackFrom,
-        periodicFrom: Int = BytePairEncoder.defaultPeriodicFrom, charCuts: Bool = true
+        options: EncodingOptions = EncodingOptions()
     ) -> BytePairEncoder {
         var encoder = BytePairEncoder(
             vocabulary: vocabulary, table: vocabulary.table.buffer, bytes: bytes, merges: merges,
-            backtrackFrom: backtrackFrom)
+            backtrackFrom: options.backtrackFrom)
         encoder.pairMemo = pairMemo
-        encoder.periodicFrom = periodicFrom
+        encoder.periodicFrom = options.periodicFrom
         encoder.searchesCuts = pattern != .o200k
-        encoder.charCutSearch = charCuts ? charCutSearch : .none
+        encoder.charCutSearch = options.charCuts ? charCutSearch : .none
         return encoder
     }
 
     /// Which pieces are searched for cuts between three-byte characters
-    /// (``BytePairEncoder/encodeAtCharCuts(_:_:emit:)``). cl100k has few CJK words among its tokens,
-    /// so a boundary between two such characters is a cut even in Chinese prose about 40% of the
-    /// time (98% in a run of rare ideographs), and every piece of two characters or more is searched.
-    /// In o200k and qwen, whose tokens hold many Chinese words, prose has cuts at 14% and 6% of those
-    /// boundaries, and searching its clauses cost o200k 5% on Chinese prose; a run of rare ideographs
-    /// still has them at 79% and 49%. So there only pieces of 64 bytes (22 characters) or more are
-    /// searched, which prose seldom makes.
+    /// (``BytePairEncoder/encodeAtCharCuts(_:_:emit:)``). cl100k has few CJK words among its tokens, so
+    /// even Chinese prose has cuts often enough to search every piece of two characters or more. In
+    /// o200k and qwen, whose tokens hold many Chinese words, prose has few, and searching its clauses
+    /// cost more than it saved; there only pieces of 64 bytes (22 characters) or more are searched,
+    /// which prose seldom makes and runs of rare ideographs do.
     var charCutSearch: BytePairEncoder.CharCutSearch { pattern == .cl100k ? .everyPiece : .longPieces }
 
     /// `text` as the encoding counts it: NFC for qwen, unchanged otherwise.
