@@ -3,7 +3,7 @@
 /// Source of truth: the general category and the White_Space property as the Swift standard library
 /// reports them (Swift 6.3: Unicode 16.0), read once per process into a two-stage table. tiktoken 0.14
 /// matches with fancy-regex 0.19 / regex-syntax 0.8.11, whose tables are also Unicode 16.0; the
-/// exhaustive code-point conformance test (`TokenizerDifferentialTests`) checks the two agree.
+/// code-point sweep of `Tests/tokenizer/test_tiktoken_differential.py` checks the two agree.
 struct CharacterClass: OptionSet, Sendable {
     let rawValue: UInt8
 
