@@ -7,7 +7,7 @@ import NIOCore
 /// The admin API's JSON resources: tenants, keys, budgets, quotas and usage (described in
 /// `docs/openapi.yaml`), plus `GET /v1/usage` for a tenant's own key.
 struct AdminAPI: Sendable {
-    let store: GatewayStore
+    let store: any Store
     let policy: PolicyService
 
     typealias Handler = @Sendable (Request, GatewayRequestContext) async throws -> (Int, JSONValue)
@@ -111,7 +111,7 @@ struct AdminAPI: Sendable {
             return (200, Self.tenantJSON(tenant))
         }
         route(.delete, "/admin/v1/tenants/:tenant/budget") { _, context in
-            (200, Self.tenantJSON(try run { try store.setBudget(try Self.parameter(context, "tenant"), limit: nil) }))
+            (200, Self.tenantJSON(try run { try store.clearBudget(try Self.parameter(context, "tenant")) }))
         }
         route(.get, "/admin/v1/tenants/:tenant/quota") { _, context in
             let tenant = try run { try store.tenant(try Self.parameter(context, "tenant")) }
@@ -130,7 +130,7 @@ struct AdminAPI: Sendable {
             return (200, try await quota(tenant))
         }
         route(.delete, "/admin/v1/tenants/:tenant/quota") { _, context in
-            let tenant = try run { try store.setQuota(try Self.parameter(context, "tenant"), amount: nil) }
+            let tenant = try run { try store.clearQuota(try Self.parameter(context, "tenant")) }
             return (200, try await quota(tenant))
         }
         route(.get, "/admin/v1/tenants/:tenant/usage") { request, context in

@@ -6,7 +6,7 @@ import NIOCore
 
 /// The streamed billing export of the admin API (behind ``AdminAuthentication`` like the rest).
 struct AdminRoutes: Sendable {
-    let store: GatewayStore
+    let store: any Store
 
     static let exportPath = "/admin/v1/billing/export"
 

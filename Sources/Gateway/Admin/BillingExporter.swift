@@ -7,10 +7,10 @@ import Metering
 /// dropped before the next is read, and no read transaction is held between pages, so an export of
 /// millions of rows never blocks the ledger's writer.
 public struct BillingExporter: Sendable {
-    let store: GatewayStore
+    let store: any BillingStore
     var pageSize = 1000
 
-    public init(store: GatewayStore) { self.store = store }
+    public init(store: any BillingStore) { self.store = store }
 
     /// Writes the export through `write`, one page of text at a time; returns the number of rows.
     @discardableResult

@@ -62,7 +62,7 @@ extension QuotaReport {
     /// A tenant's plan and the standing of each of its pools, rebuilt from the ledger (for the CLI, which
     /// runs apart from the gateway and so sees no reservations in flight).
     public static func standing(
-        tenant: Tenant, policies: Policies, store: GatewayStore
+        tenant: Tenant, policies: Policies, store: any BillingStore
     ) async throws -> (plan: Plan, standing: [(PolicyEngine.CounterKey, Int64, Int64, Int64)]) {
         let service = PolicyService(
             plans: policies.plans, prices: policies.prices, store: store,

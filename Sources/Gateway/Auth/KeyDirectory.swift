@@ -31,9 +31,9 @@ public final class KeyDirectory: Sendable {
     /// Store reads made for keys not in memory (a measure of what unknown keys cost).
     public var storeLookups: Int { lookups.withLock { $0 } }
     static let unknownTTL: Duration = .seconds(2)
-    let store: GatewayStore
+    let store: any KeyStore
 
-    public init(store: GatewayStore) throws {
+    public init(store: any KeyStore) throws {
         self.store = store
         try reloadIfChanged()
     }

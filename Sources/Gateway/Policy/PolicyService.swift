@@ -11,12 +11,12 @@ public final class PolicyService: Sendable {
 
     private let state: Mutex<PolicyEngine>
     private let policies: Mutex<(plans: PlanBook, prices: PriceBook)>
-    private let store: GatewayStore
+    private let store: any BillingStore
     private let notifier: AlertNotifier
     private let metrics: GatewayMetrics
 
     init(
-        plans: PlanBook, prices: PriceBook, store: GatewayStore, notifier: AlertNotifier, metrics: GatewayMetrics,
+        plans: PlanBook, prices: PriceBook, store: any BillingStore, notifier: AlertNotifier, metrics: GatewayMetrics,
         reservationTTL: TimeInterval = 3600
     ) {
         self.state = Mutex(PolicyEngine(reservationTTL: reservationTTL))

@@ -25,6 +25,16 @@ public struct PolicyEngine: Sendable {
         public var periodEnd: Date?
         /// The budget's currency (its counter is in nano-units of it).
         public var currency: String?
+
+        public init(
+            pool: Pool, tenantID: String, periodStart: Date? = nil, periodEnd: Date? = nil, currency: String? = nil
+        ) {
+            self.pool = pool
+            self.tenantID = tenantID
+            self.periodStart = periodStart
+            self.periodEnd = periodEnd
+            self.currency = currency
+        }
     }
 
     struct Counter {
