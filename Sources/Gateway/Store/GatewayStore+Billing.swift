@@ -95,39 +95,7 @@ extension GatewayStore {
         ).map { ($0["seq"], record($0)) }
     }
 
-    static func record(_ row: Row) -> BillingRecord {
-        func date(_ column: String) -> Date {
-            Date(timeIntervalSince1970: Double(row[column] as Int64) / 1_000_000)
-        }
-        let currency: String? = row["currency"]
-        let nanos: Int64? = row["cost_nanos"]
-        func money(_ column: String, _ currency: String?) -> Money? {
-            guard let currency, let n = row[column] as Int64? else { return nil }
-            return Money(nanos: n, currency: currency)
-        }
-        var record = BillingRecord(
-            id: row["id"], requestID: row["request_id"], tenantID: row["tenant_id"], keyID: row["key_id"],
-            startedAt: date("started_at"), endedAt: date("ended_at"), timeToFirstTokenMs: row["ttft_ms"],
-            endpoint: row["endpoint"], model: row["model"], upstreamModel: row["upstream_model"],
-            provider: row["provider"], stream: row["stream"],
-            status: BillingRecord.Status(rawValue: row["status"]) ?? .rejected, httpStatus: row["http_status"],
-            error: row["error"],
-            usage: Usage(
-                prompt: row["prompt_tokens"], completion: row["completion_tokens"], cachedPrompt: row["cached_tokens"],
-                cacheWrite: row["cache_write_tokens"], reasoning: row["reasoning_tokens"]),
-            usageSource: BillingRecord.UsageSource(rawValue: row["usage_source"]) ?? .none,
-            localPromptTokens: row["local_prompt_tokens"], localCompletionTokens: row["local_completion_tokens"],
-            localIsEstimate: row["local_estimate"], priceEntry: row["price_entry"],
-            cost: currency.flatMap { c in nanos.map { Money(nanos: $0, currency: c) } })
-        record.estimatedTokens = row["estimated_tokens"]
-        record.estimatedCost = money("estimated_cost_nanos", currency)
-        record.freeUnits = row["free_units"]
-        record.grantUnits = row["grant_units"]
-        record.freeCost = money("free_cost_nanos", currency)
-        record.charged = money("charged_nanos", currency)
-        record.budgetCharge = money("budget_charge_nanos", row["budget_currency"])
-        return record
-    }
+    static func record(_ row: Row) -> BillingRecord { BillingRecordRow.record(row) }
 
     /// A policy counter's settled total, summed from the ledger (how counters are rebuilt at start).
     public func counterTotal(_ key: PolicyEngine.CounterKey) throws -> Int64 {

@@ -81,28 +81,13 @@ public final class SQLiteLedger: Ledger {
         }
     }
 
-    static let insertSQL = """
-        INSERT INTO billing_records (
-            id, request_id, tenant_id, key_id, started_at, ended_at, ttft_ms, endpoint, model, upstream_model,
-            provider, stream, status, http_status, error, prompt_tokens, cached_tokens, cache_write_tokens,
-            completion_tokens, reasoning_tokens, usage_source, local_prompt_tokens, local_completion_tokens,
-            local_estimate, price_entry, currency, cost_nanos, estimated_tokens, estimated_cost_nanos, free_units,
-            grant_units, free_cost_nanos, charged_nanos, budget_currency, budget_charge_nanos
-        ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-        """
+    static let insertSQL =
+        "INSERT INTO billing_records (\(BillingRecordRow.columns.joined(separator: ", "))) VALUES ("
+        + Array(repeating: "?", count: BillingRecordRow.columns.count).joined(separator: ", ") + ")"
 
     static func insert(_ r: BillingRecord, _ db: Database) throws {
         let statement = try db.cachedStatement(sql: insertSQL)
-        let values: [(any DatabaseValueConvertible)?] = [
-            r.id, r.requestID, r.tenantID, r.keyID, microseconds(r.startedAt), microseconds(r.endedAt),
-            r.timeToFirstTokenMs, r.endpoint, r.model, r.upstreamModel, r.provider, r.stream, r.status.rawValue,
-            r.httpStatus, r.error, r.usage.prompt, r.usage.cachedPrompt, r.usage.cacheWrite, r.usage.completion,
-            r.usage.reasoning, r.usageSource.rawValue, r.localPromptTokens, r.localCompletionTokens,
-            r.localIsEstimate, r.priceEntry, r.cost?.currency, r.cost?.nanos, r.estimatedTokens, r.estimatedCost?.nanos,
-            r.freeUnits, r.grantUnits, r.freeCost?.nanos, r.charged?.nanos, r.budgetCharge?.currency,
-            r.budgetCharge?.nanos,
-        ]
-        try statement.execute(arguments: StatementArguments(values))
+        try statement.execute(arguments: StatementArguments(BillingRecordRow.values(r)))
     }
 
     static func microseconds(_ date: Date) -> Int64 {
