@@ -114,7 +114,7 @@ struct SettlementTests {
 
     @Test("upstream report wins when final; local counts are kept beside it")
     func upstream() {
-        let (usage, source) = Settlement.billedUsage(
+        let (usage, source) = BilledUsage.choose(
             reported: Usage(prompt: 1010, completion: 50, cachedPrompt: 512), completed: true, localPrompt: 1000,
             localCompletion: 49)
         #expect(source == .upstream)
@@ -123,7 +123,7 @@ struct SettlementTests {
 
     @Test("no report: the tokenizer bills prompt estimate and counted completion")
     func tokenizer() {
-        let (usage, source) = Settlement.billedUsage(
+        let (usage, source) = BilledUsage.choose(
             reported: nil, completed: false, localPrompt: 1000, localCompletion: 7)
         #expect(source == .tokenizer)
         #expect(usage == Usage(prompt: 1000, completion: 7))
@@ -131,7 +131,7 @@ struct SettlementTests {
 
     @Test("cut after Anthropic's message_start: prompt from upstream, completion counted locally")
     func mixed() {
-        let (usage, source) = Settlement.billedUsage(
+        let (usage, source) = BilledUsage.choose(
             reported: Usage(prompt: 900, completion: 1, cachedPrompt: 100), completed: false, localPrompt: 1000,
             localCompletion: 40)
         #expect(source == .mixed)
@@ -146,7 +146,7 @@ struct SettlementTests {
                 #"{"choices":[{"index":0,"message":{"content":"ok"}}],"usage":{"prompt_tokens":1000,"completion_tokens":50,"prompt_tokens_details":{"cached_tokens":512}}}"#
                     .utf8))
         meter.finish()
-        let record = Self.draft().settle(
+        let record = Self.draft().finalRecord(
             status: .completed, httpStatus: 200, upstreamStatus: 200, meter: meter,
             endedAt: Self.start.addingTimeInterval(1.5), firstByteAt: Self.start.addingTimeInterval(0.25))
         // 488×2 = 976, 512×0.5 = 256, 50×8 = 400 → 1632 per million = 0.001632 CNY
@@ -163,7 +163,7 @@ struct SettlementTests {
         var meter = UsageMeter(endpoint: .chatCompletions, streaming: false, encoding: ResponseMeterTests.o200k)
         meter.feed(Array(#"{"error":{"message":"bad"}}"#.utf8))
         meter.finish()
-        let failed = Self.draft().settle(
+        let failed = Self.draft().finalRecord(
             status: .upstreamError, httpStatus: 400, upstreamStatus: 400, meter: meter, endedAt: Self.start,
             firstByteAt: nil)
         #expect(failed.cost == .zero("CNY"))

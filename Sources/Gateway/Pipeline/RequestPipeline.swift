@@ -17,7 +17,7 @@ import NIOCore
 /// | admit        | plan, rate limits, free quota then budget: reserve or 429        | ``PolicyService``           |
 /// | forward      | send upstream; usage requested; headers by ``HeaderPolicy``      | ``UpstreamClients``         |
 /// | meter        | every relayed byte: upstream usage and local completion counts   | `ResponseMeter`             |
-/// | settle       | billed usage and exact cost, from the entry in force at the start| `BillingDraft.settle`       |
+/// | settle       | billed usage and exact cost; free, then grant, then budget       | `BillingDraft.finalRecord`, `PolicyEngine.settle` |
 /// | record       | durable record before the response's last byte                   | ``BillingRecorder``         |
 ///
 /// Meter, settle and record run inside ``ResponseRelay`` as the body streams. A request refused after
@@ -200,7 +200,7 @@ public struct RequestPipeline: Sendable {
             let timedOut = failure.code == "upstream_timeout"
             metrics.upstreamError(provider: provider.name, kind: timedOut ? "timeout" : "unavailable")
             await owner.finishBestEffort(
-                draft.settle(
+                draft.finalRecord(
                     status: timedOut ? .upstreamTimeout : .upstreamUnavailable, httpStatus: failure.statusCode,
                     upstreamStatus: nil, error: failure.code, meter: nil, endedAt: Date(), firstByteAt: nil))
             throw failure.recorded()

@@ -19,7 +19,7 @@ struct ResponseRelay: Sendable {
     let metrics: GatewayMetrics
 
     /// What the meter needs that the upstream response does not say.
-    struct Metering: Sendable {
+    struct MeterSettings: Sendable {
         var endpoint: APIEndpoint
         var encoding: TokenEncoding
         /// The gateway added `stream_options.include_usage`; strip what the client did not ask for.
@@ -32,7 +32,7 @@ struct ResponseRelay: Sendable {
     private struct ClientGone: Error {}
 
     func relay(
-        _ upstream: UpstreamResponse, owner: SettlementOwner, metering: Metering, dialect: APIDialect,
+        _ upstream: UpstreamResponse, owner: SettlementOwner, metering: MeterSettings, dialect: APIDialect,
         extraHeaders: HTTPFields = [:]
     ) async throws(GatewayError) -> Response {
         let draft = owner.draft
@@ -46,7 +46,7 @@ struct ResponseRelay: Sendable {
             let authFailed = status < 500
             metrics.upstreamError(provider: draft.provider, kind: authFailed ? "auth" : "status_\(status)")
             await owner.finishBestEffort(
-                draft.settle(
+                draft.finalRecord(
                     status: .upstreamError, httpStatus: 502, upstreamStatus: status,
                     error: authFailed ? "provider_auth_failed" : "upstream_status_\(status)", meter: nil,
                     endedAt: Date(), firstByteAt: nil))
@@ -129,9 +129,9 @@ struct ResponseRelay: Sendable {
                     throw ClientGone()
                 }
             }
-            func settle(_ outcome: BillingRecord.Status, error: String?) -> BillingRecord {
+            func finalRecord(_ outcome: BillingRecord.Status, error: String?) -> BillingRecord {
                 held.writeBytes(meter.finish())
-                return draft.settle(
+                return draft.finalRecord(
                     status: outcome, httpStatus: status, upstreamStatus: status, error: error, meter: meter.usage,
                     endedAt: Date(), firstByteAt: firstByteAt)
             }
@@ -159,7 +159,7 @@ struct ResponseRelay: Sendable {
             } catch {
                 if error is ClientGone || owner.isClientGone || Task.isCancelled {
                     reader.abandon()
-                    await owner.finishBestEffort(settle(.clientDisconnected, error: "client_disconnected"))
+                    await owner.finishBestEffort(finalRecord(.clientDisconnected, error: "client_disconnected"))
                     throw CancellationError()
                 }
                 let timedOut =
@@ -167,13 +167,13 @@ struct ResponseRelay: Sendable {
                 metrics.upstreamError(provider: draft.provider, kind: timedOut ? "idle_timeout" : "cut")
                 await owner.finishBestEffort(
                     timedOut
-                        ? settle(.upstreamTimeout, error: "upstream_idle_timeout")
-                        : settle(.upstreamCut, error: "upstream_cut"))
+                        ? finalRecord(.upstreamTimeout, error: "upstream_idle_timeout")
+                        : finalRecord(.upstreamCut, error: "upstream_cut"))
                 // Every byte received reaches the client, then the connection closes without a clean end.
                 if held.readableBytes > 0 { try? await writer.write(held) }
                 throw error
             }
-            let record = settle(.completed, error: nil)
+            let record = finalRecord(.completed, error: nil)
             try await owner.finish(record)
             if held.readableBytes > 0 { try await writer.write(held) }
             try await writer.finish(nil)
@@ -209,7 +209,7 @@ struct ResponseRelay: Sendable {
         if !success, let redacted = CredentialFilter.redacting(Array(body.readableBytesView), secrets: secrets) {
             body = ByteBuffer(bytes: redacted)
         }
-        let record = owner.draft.settle(
+        let record = owner.draft.finalRecord(
             status: success ? .completed : .upstreamError, httpStatus: status, upstreamStatus: status,
             error: success ? nil : "upstream_status_\(status)", meter: meter.usage, endedAt: Date(),
             firstByteAt: firstByteAt)

@@ -128,7 +128,7 @@ final class SettlementOwner: Sendable {
     /// The record of a request whose client left before anything was relayed: the upstream's status if
     /// it answered, and only what the upstream reported or the gateway counted.
     func clientGoneRecord(upstreamStatus: Int?, meter: UsageMeter?, firstByteAt: Date? = nil) -> BillingRecord {
-        draft.settle(
+        draft.finalRecord(
             status: .clientDisconnected, httpStatus: Self.clientClosedRequest, upstreamStatus: upstreamStatus,
             error: "client_disconnected", meter: meter, endedAt: Date(), firstByteAt: firstByteAt)
     }

@@ -42,8 +42,8 @@ public struct BillingDraft: Sendable {
     /// `meter` is nil when no response body was read (timeout, unreachable). Only a 2xx answer is
     /// billed: an upstream error costs nothing. Otherwise the upstream's report is billed when the
     /// response completed; when it was cut or the client left, whatever the upstream had reported is
-    /// kept and the rest comes from the local counts (see ``Settlement``).
-    public func settle(
+    /// kept and the rest comes from the local counts (see ``BilledUsage``).
+    public func finalRecord(
         status: BillingRecord.Status, httpStatus: Int, upstreamStatus: Int?, error: String? = nil,
         meter: UsageMeter?, endedAt: Date, firstByteAt: Date?
     ) -> BillingRecord {
@@ -51,7 +51,7 @@ public struct BillingDraft: Sendable {
         let billable = upstreamStatus.map { (200..<300).contains($0) } ?? false
         let (usage, source): (Usage, BillingRecord.UsageSource)
         if billable, let meter {
-            (usage, source) = Settlement.billedUsage(
+            (usage, source) = BilledUsage.choose(
                 reported: meter.reported, completed: meter.completed, localPrompt: prompt.tokens,
                 localCompletion: localCompletion)
         } else {

@@ -5,8 +5,8 @@
 /// response that did not complete keeps any prompt-side report (Anthropic's `message_start`) and takes
 /// the larger of the reported and locally counted completion, so a cut stream is never billed for less
 /// than the client received.
-public enum Settlement {
-    public static func billedUsage(
+public enum BilledUsage {
+    public static func choose(
         reported: Usage?, completed: Bool, localPrompt: Int, localCompletion: Int
     ) -> (Usage, BillingRecord.UsageSource) {
         guard let reported else {
