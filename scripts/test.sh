@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test: the Swift suites (unit and live loopback tests) and the official OpenAI and Anthropic
-# Python SDKs against a live gateway. Installs what it needs first.
+# Runs every test: the Swift suites (unit and live loopback tests), a short fuzzing smoke, and the
+# official OpenAI and Anthropic Python SDKs (plus the chaos test and schemathesis) against a live gateway.
+# Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 swift build --build-tests
 swift test --skip-build
+# Coverage-guided fuzzing smoke: every libFuzzer target for about 12 s (scripts/fuzz.sh runs them longer).
+scripts/fuzz.sh --smoke
 GATEWAY_BIN="$PWD/.build/debug/gateway" .venv/bin/python -m pytest -q Tests/sdk Tests/tokenizer

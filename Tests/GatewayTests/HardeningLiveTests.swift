@@ -153,6 +153,23 @@
             }
         }
 
+        @Test("connections beyond max_connections wait in the backlog until one closes")
+        func maxConnections() async throws {
+            try await LiveHarness.run(server: "  max_connections: 2") { h in
+                let first = try RawClient(port: h.gatewayPort)
+                let second = try RawClient(port: h.gatewayPort)
+                try await Task.sleep(for: .milliseconds(200))
+                let third = try RawClient(port: h.gatewayPort)  // the kernel accepts it into the backlog
+                try third.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                let waiting = await third.read(until: "\"ok\"", timeout: .milliseconds(800))
+                #expect(waiting.isEmpty, "\(waiting)")
+                first.close()
+                let served = await third.read(until: "\"ok\"", timeout: .seconds(5))
+                #expect(served.hasPrefix("HTTP/1.1 200"), "\(served)")
+                second.close()
+            }
+        }
+
         @Test("no output limit of its own: the upstream gets the reserved cap, and a hard budget holds")
         func outputCapForwarded() async throws {
             let plans = """
