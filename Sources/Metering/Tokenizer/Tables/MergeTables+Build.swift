@@ -12,13 +12,14 @@ extension MergeTables {
         var unreachableCount: Int
     }
 
-    /// The candidate lengths by three- and six-byte prefixes, and the filters in front of them.
+    /// The candidate lengths by three- and six-byte prefixes, and what stands in front of them: the
+    /// hashes of the prefixes, for their filters, and the characters that begin longer tokens.
     struct PrefixTables {
         var index3: [UInt16]
         var index6: [UInt16]
         var masks: [UInt64]
-        var filter3: BloomFilter
-        var filter6: BloomFilter
+        var hashes3: [UInt64]
+        var hashes6: [UInt64]
         var bmpBeginsLonger: [UInt64]
     }
 
@@ -126,15 +127,13 @@ extension MergeTables {
         }
     }
 
-    /// The filter of the pair table's keys.
-    static func pairFilter(_ pairs: [UInt64]) -> BloomFilter {
-        BloomFilter(
-            wordCount: Self.pairFilterWords,
-            hashes: pairs.filter { $0 != Self.empty }.map { ($0 >> 21) &* 0x9E37_79B9_7F4A_7C15 })
+    /// The hashes of the pair table's keys, for ``pairFilter``.
+    static func pairHashes(_ pairs: [UInt64]) -> [UInt64] {
+        pairs.filter { $0 != Self.empty }.map { ($0 >> 21) &* 0x9E37_79B9_7F4A_7C15 }
     }
 
     /// Step 2: the candidate lengths of the reachable tokens of three bytes or more, by three-byte and
-    /// by six-byte prefix slots (their masks deduplicated into one list), and the filters and
+    /// by six-byte prefix slots (their masks deduplicated into one list), and the prefix hashes and
     /// per-character bits that stand in front of them.
     static func prefixTables(_ v: BPEVocabulary, length: [UInt8]) -> PrefixTables {
         let n = v.tokenCount
@@ -181,9 +180,8 @@ extension MergeTables {
         let index3 = index(slotMasks3)
         let index6 = index(slotMasks6)
         return PrefixTables(
-            index3: index3, index6: index6, masks: prefixMasks,
-            filter3: BloomFilter(wordCount: 1 << 13, hashes: prefix3Hashes),
-            filter6: BloomFilter(wordCount: 1 << 15, hashes: prefix6Hashes), bmpBeginsLonger: bmpBeginsLonger)
+            index3: index3, index6: index6, masks: prefixMasks, hashes3: prefix3Hashes, hashes6: prefix6Hashes,
+            bmpBeginsLonger: bmpBeginsLonger)
     }
 
     /// Step 3: ``cutBits``, by the base64 codes of the bytes.

@@ -117,6 +117,7 @@ struct MergeTables: Sendable {
 
     /// Derives the tables from the vocabulary (`MergeTables+Build.swift`, one step each): the merge
     /// tree, the prefix tables of the longest-match search, and the bit tables of the cut searches.
+    /// The steps compute arrays; only this freezes them.
     init(vocabulary v: BPEVocabulary) {
         let tree = Self.mergeTree(v)
         let prefixes = Self.prefixTables(v, length: tree.length)
@@ -126,12 +127,12 @@ struct MergeTables: Sendable {
         self.prefixIndex = FrozenBuffer(prefixes.index3)
         self.prefix6Index = FrozenBuffer(prefixes.index6)
         self.bmpBeginsLonger = FrozenBuffer(prefixes.bmpBeginsLonger)
-        self.prefix6Filter = prefixes.filter6
-        self.prefix3Filter = prefixes.filter3
+        self.prefix6Filter = BloomFilter(wordCount: 1 << 15, hashes: prefixes.hashes6)
+        self.prefix3Filter = BloomFilter(wordCount: 1 << 13, hashes: prefixes.hashes3)
         self.prefixMasks = FrozenBuffer(prefixes.masks)
         self.pairs = FrozenBuffer(tree.pairs)
         self.pairShift = tree.pairShift
-        self.pairFilter = Self.pairFilter(tree.pairs)
+        self.pairFilter = BloomFilter(wordCount: Self.pairFilterWords, hashes: Self.pairHashes(tree.pairs))
         self.unreachableCount = tree.unreachableCount
         self.cutCodes = FrozenBuffer(BPEVocabulary.base64Values)
         self.cutBits = FrozenBuffer(Self.cutBits(v, codes: BPEVocabulary.base64Values))
