@@ -144,15 +144,15 @@ for t in "${targets[@]}"; do
   status=$?
   set -e
   wall=$(( $(date +%s) - start ))
-  execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
-  [ -z "$execs" ] && execs=$(grep -o '^Done [0-9]* runs' "$log" | tail -1 | grep -o '[0-9]\+' || true)
-  [ -z "$execs" ] && execs=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#' || true)
-  speed=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
-  artifact=$(grep -o 'Test unit written to [^ ]*' "$log" | tail -1 | sed 's/Test unit written to //' || true)
+  execs=$(grep -ao 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
+  [ -z "$execs" ] && execs=$(grep -ao '^Done [0-9]* runs' "$log" | tail -1 | grep -o '[0-9]\+' || true)
+  [ -z "$execs" ] && execs=$(grep -ao '^#[0-9]*' "$log" | tail -1 | tr -d '#' || true)
+  speed=$(grep -ao 'stat::average_exec_per_sec: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$' || true)
+  artifact=$(grep -ao 'Test unit written to [^ ]*' "$log" | tail -1 | sed 's/Test unit written to //' || true)
   if [ $status -ne 0 ] || [ -n "$artifact" ]; then
     failed=1
     line="$t: FAILED (exit $status) after ${execs:-?} runs, ${wall}s; input: ${artifact:-none}; log: $log"
-    grep -m1 -E 'FUZZ CHECK FAILED|Fatal error|ERROR: (AddressSanitizer|libFuzzer)' "$log" || true
+    grep -a -m1 -E 'FUZZ CHECK FAILED|Fatal error|ERROR: (AddressSanitizer|libFuzzer)' "$log" || true
   else
     line="$t: ok, ${execs:-?} runs in ${wall}s (${speed:-?} exec/s), corpus $(ls "$corpus" | wc -l) inputs"
   fi
