@@ -1,6 +1,8 @@
 // Shared by the fuzz targets (compiled into each target's module, which imports Metering @testable).
 import Foundation
 
+@testable import Metering
+
 /// Fails the run with a message libFuzzer shows above the stack (a Swift `precondition` message is
 /// dropped in -O builds).
 @inline(never)
@@ -46,3 +48,18 @@ func chunks(of bytes: [UInt8], cuts: [Int]) -> [ArraySlice<UInt8>] {
 }
 
 func hex(_ bytes: some Sequence<UInt8>) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+
+/// The three encodings, loaded once (the first load reads and checks a vocabulary).
+nonisolated(unsafe) var encodings: [TokenEncoding?] = [nil, nil, nil]
+
+func encoding(_ i: Int) -> TokenEncoding {
+    if let e = encodings[i] { return e }
+    let e = try! TokenEncoding.named(TokenEncoding.names[i])
+    encodings[i] = e
+    return e
+}
+
+/// Loads every vocabulary before fuzzing starts, so the first inputs are not timed with the load.
+func preloadEncodings() {
+    for i in 0..<3 { _ = encoding(i) }
+}

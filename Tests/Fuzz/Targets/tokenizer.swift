@@ -8,21 +8,12 @@ import Foundation
 
 @testable import Metering
 
-nonisolated(unsafe) var encodings: [TokenEncoding?] = [nil, nil, nil]
-
-func encoding(_ i: Int) -> TokenEncoding {
-    if let e = encodings[i] { return e }
-    let e = try! TokenEncoding.named(TokenEncoding.names[i])
-    encodings[i] = e
-    return e
-}
-
 @_cdecl("LLVMFuzzerInitialize")
 public func fuzzTokenizerInitialize(
     _ argc: UnsafeMutablePointer<CInt>?,
     _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?
 ) -> CInt {
-    for i in 0..<3 { _ = encoding(i) }  // load the vocabularies before fuzzing starts
+    preloadEncodings()
     return 0
 }
 
