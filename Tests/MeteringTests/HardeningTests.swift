@@ -234,6 +234,18 @@ struct HardeningTests {
         #expect(throws: RequestError.self) { _ = try RequestParser.parse(endpoint: .chatCompletions, body: body) }
         let nested = Array(#"{"model":"m","metadata":{"a":1,"a":2},"messages":[]}"#.utf8)
         #expect(try RequestParser.parse(endpoint: .chatCompletions, body: nested).model == "m")
+        // Past a few members the parser tracks keys in a set: a repeat is still refused, early or late.
+        let many = (0..<40).map { #""k\#($0)":\#($0)"# }
+        let wide = Array(("{" + many.joined(separator: ",") + "}").utf8)
+        let (_, spans) = try JSONReader.parseTopLevelObject(wide)
+        #expect(spans.count == 40)
+        #expect(spans["k37"].map { String(decoding: wide[$0], as: UTF8.self) } == "37")
+        for repeated in ["k3", "k20", "k39"] {
+            let again = Array(("{" + many.joined(separator: ",") + #","\#(repeated)":0}"#).utf8)
+            #expect(throws: JSONError.self) { _ = try JSONReader.parseTopLevelObject(again) }
+        }
+        let early = Array(#"{"a":1,"b":2,"a":3}"#.utf8)
+        #expect(throws: JSONError.self) { _ = try JSONReader.parseTopLevelObject(early) }
     }
 
     @Test("a request whose strings are not valid UTF-8 is refused; an upstream's is repaired and still read")

@@ -185,7 +185,8 @@ public struct RequestPipeline: Sendable {
         let request = UpstreamRequest(
             provider: provider, endpoint: endpoint, parsed: forwarded,
             body: parsed.upstreamBody(model: route.upstreamModel, requestUsage: injectUsage, outputCap: outputCap),
-            clientHeaders: request.headers, requestID: draft.requestID)
+            clientHeaders: request.headers, requestID: draft.requestID, eventLoop: context.connection?.channel.eventLoop
+        )
         let upstream: UpstreamResponse
         do {
             upstream = try await transport(for: provider).send(request, cancellation: owner.cancellation)
@@ -216,7 +217,7 @@ public struct RequestPipeline: Sendable {
             metering: .init(
                 endpoint: endpoint, encoding: tokenizer.encoding, injectedUsage: injectUsage,
                 idleTimeout: .milliseconds(provider.timeouts.idleReadMilliseconds)),
-            dialect: endpoint.dialect, extraHeaders: rateHeaders)
+            dialect: endpoint.dialect, client: context.connection?.channel, extraHeaders: rateHeaders)
     }
 
     private func transport(for provider: ProviderConfig) throws(UpstreamFailure) -> any UpstreamTransport {

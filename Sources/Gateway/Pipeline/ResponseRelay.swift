@@ -3,6 +3,8 @@ import HTTPTypes
 import Hummingbird
 import Metering
 import NIOCore
+import NIOHTTPTypes
+import Synchronization
 
 /// The forward → meter → settle → record tail of the pipeline: sends the upstream's answer to the client
 /// as it arrives, meters every byte, and makes the request's billing record durable before the last
@@ -29,11 +31,11 @@ struct ResponseRelay: Sendable {
         var idleTimeout: Duration = .seconds(60)
     }
 
-    private struct ClientGone: Error {}
+    fileprivate struct ClientGone: Error {}
 
     func relay(
         _ upstream: UpstreamResponse, owner: SettlementOwner, metering: MeterSettings, dialect: APIDialect,
-        extraHeaders: HTTPFields = [:]
+        client: (any Channel)?, extraHeaders: HTTPFields = [:]
     ) async throws(GatewayError) -> Response {
         let draft = owner.draft
         let reader = upstream.body
@@ -115,67 +117,55 @@ struct ResponseRelay: Sendable {
         let breakAfterReadAhead = broken
         let unfedMeter = meter
         let readAheadStartedAt = firstChunkAt
-        owner.responding(disconnectRecord: owner.clientGoneRecord(upstreamStatus: status, meter: unfedMeter.usage))
+        owner.responding(upstreamStatus: status, meter: unfedMeter.usage)
         let responseBody = ResponseBody(contentLength: strip ? nil : upstream.contentLength) { writer in
             guard owner.startRelaying() else { throw CancellationError() }
-            var meter = unfedMeter
-            var held = ByteBuffer()
-            var firstByteAt = readAheadStartedAt
-            var lastChunkAt = ContinuousClock.now
-            func send(_ buffer: ByteBuffer) async throws {
-                do {
-                    try await writer.write(buffer)
-                } catch {
-                    throw ClientGone()
+            var relay = RelayState(meter: unfedMeter, isEventStream: isEventStream, firstByteAt: readAheadStartedAt)
+            var ending: Result<Void, any Error>
+            if breakAfterReadAhead == nil, let client,
+                case let sink = ChannelRelaySink(client: client, readAhead: readAhead, state: relay),
+                reader.push(to: sink)
+            {
+                // Each chunk goes from the upstream's read to the client's socket on the event loop,
+                // metered on the way; this task only waits for the end.
+                ending = await withTaskCancellationHandler {
+                    await sink.ended()
+                } onCancel: {
+                    reader.abandon()
+                }
+                relay = sink.state
+            } else {
+                ending = await Self.pull(reader, readAhead: readAhead, breakAfter: breakAfterReadAhead, relay: &relay) {
+                    try await writer.write($0)
                 }
             }
             func finalRecord(_ outcome: BillingRecord.Status, error: String?) -> BillingRecord {
-                held.writeBytes(meter.finish())
+                relay.held.writeBytes(relay.meter.finish())
                 return draft.finalRecord(
-                    status: outcome, httpStatus: status, upstreamStatus: status, error: error, meter: meter.usage,
-                    endedAt: Date(), firstByteAt: firstByteAt)
+                    status: outcome, httpStatus: status, upstreamStatus: status, error: error,
+                    meter: relay.meter.usage, endedAt: Date(), firstByteAt: relay.firstByteAt)
             }
-            func forward(_ chunk: ByteBuffer) async throws {
-                let out = Self.feed(chunk, to: &meter)
-                if firstByteAt == nil && out.readableBytes > 0 { firstByteAt = Date() }
-                if !isEventStream {
-                    // JSON: hold the latest chunk; what came before it can go.
-                    if held.readableBytes > 0 { try await send(held) }
-                    held = out
-                } else if meter.endReached || held.readableBytes > 0 {
-                    var out = out
-                    held.writeBuffer(&out)
-                } else if out.readableBytes > 0 {
-                    try await send(out)
-                }
-            }
-            do {
-                for chunk in readAhead { try await forward(chunk) }
-                if let breakAfterReadAhead { throw breakAfterReadAhead }
-                while let chunk = try await reader.next() {
-                    lastChunkAt = ContinuousClock.now
-                    try await forward(chunk)
-                }
-            } catch {
+            if case .failure(let error) = ending {
                 if error is ClientGone || owner.isClientGone || Task.isCancelled {
                     reader.abandon()
                     await owner.finishBestEffort(finalRecord(.clientDisconnected, error: "client_disconnected"))
                     throw CancellationError()
                 }
                 let timedOut =
-                    UpstreamClients.isTimeout(error) || ContinuousClock.now - lastChunkAt >= metering.idleTimeout * 0.9
+                    UpstreamClients.isTimeout(error)
+                    || ContinuousClock.now - relay.lastChunkAt >= metering.idleTimeout * 0.9
                 metrics.upstreamError(provider: draft.provider, kind: timedOut ? "idle_timeout" : "cut")
                 await owner.finishBestEffort(
                     timedOut
                         ? finalRecord(.upstreamTimeout, error: "upstream_idle_timeout")
                         : finalRecord(.upstreamCut, error: "upstream_cut"))
                 // Every byte received reaches the client, then the connection closes without a clean end.
-                if held.readableBytes > 0 { try? await writer.write(held) }
+                if relay.held.readableBytes > 0 { try? await writer.write(relay.held) }
                 throw error
             }
             let record = finalRecord(.completed, error: nil)
             try await owner.finish(record)
-            if held.readableBytes > 0 { try await writer.write(held) }
+            if relay.held.readableBytes > 0 { try await writer.write(relay.held) }
             try await writer.finish(nil)
         }
         return Response(status: .init(code: status), headers: headers, body: responseBody)
@@ -184,8 +174,32 @@ struct ResponseRelay: Sendable {
     /// The largest JSON body sent in one piece after it has been recorded.
     static let coalesceLimit = 64 << 10
 
+    /// The relay through `next()`, for a source that cannot push (the in-process mock provider) or a
+    /// client without a channel: returns how the body ended.
+    private static func pull(
+        _ reader: any UpstreamBodySource, readAhead: [ByteBuffer], breakAfter: (any Error)?, relay: inout RelayState,
+        send: (ByteBuffer) async throws -> Void
+    ) async -> Result<Void, any Error> {
+        func forward(_ chunk: ByteBuffer) async throws {
+            guard let out = relay.take(chunk) else { return }
+            do {
+                try await send(out)
+            } catch {
+                throw ClientGone()
+            }
+        }
+        do {
+            for chunk in readAhead { try await forward(chunk) }
+            if let breakAfter { throw breakAfter }
+            while let chunk = try await reader.next() { try await forward(chunk) }
+            return .success(())
+        } catch {
+            return .failure(error)
+        }
+    }
+
     /// A chunk through the meter: what goes to the client in its place.
-    private static func feed(_ chunk: ByteBuffer, to meter: inout ResponseMeter) -> ByteBuffer {
+    fileprivate static func feed(_ chunk: ByteBuffer, to meter: inout ResponseMeter) -> ByteBuffer {
         switch meter.feed(chunk.readableBytesView) {
         case .unchanged: chunk
         case .replaced(let bytes): ByteBuffer(bytes: bytes)
@@ -227,5 +241,97 @@ struct ResponseRelay: Sendable {
     static func upstreamMessage(_ body: ByteBuffer) -> String? {
         guard let json = try? JSONReader.parse(Array(body.readableBytesView)) else { return nil }
         return json["error"]?["message"]?.stringValue
+    }
+}
+
+/// A response body on its way through the meter: what has been held back, and when bytes came.
+struct RelayState: Sendable {
+    var meter: ResponseMeter
+    let isEventStream: Bool
+    /// Bytes that wait for the record: an event stream's end marker and what follows it, or a JSON
+    /// body's latest chunk (a client cannot use half a JSON document anyway).
+    var held = ByteBuffer()
+    var firstByteAt: Date?
+    var lastChunkAt = ContinuousClock.now
+
+    init(meter: ResponseMeter, isEventStream: Bool, firstByteAt: Date?) {
+        self.meter = meter
+        self.isEventStream = isEventStream
+        self.firstByteAt = firstByteAt
+    }
+
+    /// An upstream chunk: meters it and returns what may go to the client now.
+    mutating func take(_ chunk: ByteBuffer) -> ByteBuffer? {
+        lastChunkAt = .now
+        var out = ResponseRelay.feed(chunk, to: &meter)
+        if firstByteAt == nil && out.readableBytes > 0 { firstByteAt = Date() }
+        if !isEventStream {
+            defer { held = out }
+            return held.readableBytes > 0 ? held : nil
+        }
+        if meter.endReached || held.readableBytes > 0 {
+            held.writeBuffer(&out)
+            return nil
+        }
+        return out.readableBytes > 0 ? out : nil
+    }
+}
+
+/// Relays an upstream body to the client's channel from the event loop both live on.
+///
+/// `state` belongs to the event loop until `ended()` returns; the task reads it only after that.
+final class ChannelRelaySink: UpstreamBodySink, @unchecked Sendable {
+    let client: any Channel
+    var eventLoop: any EventLoop { client.eventLoop }
+    private(set) var state: RelayState
+    private var readAhead: [ByteBuffer]
+    private let done: EventLoopPromise<Void>
+    private let isDone = Atomic(false)
+
+    init(client: any Channel, readAhead: [ByteBuffer], state: RelayState) {
+        self.client = client
+        self.readAhead = readAhead
+        self.state = state
+        self.done = client.eventLoop.makePromise()
+    }
+
+    func start() {
+        // Chunks read before the response head went out go first, in order.
+        for early in readAhead { send(state.take(early)) }
+        readAhead = []
+    }
+
+    func receive(_ chunk: ByteBuffer) -> EventLoopFuture<Void>? {
+        guard let out = state.take(chunk) else { return nil }
+        // While the client's socket keeps up, nothing waits; once it does not, the next upstream read
+        // waits for this write. A failed write means the client is gone, which its connection reports.
+        guard client.isWritable else { return client.writeAndFlush(HTTPResponsePart.body(out)) }
+        send(out)
+        return nil
+    }
+
+    private func send(_ out: ByteBuffer?) {
+        if let out { client.writeAndFlush(HTTPResponsePart.body(out), promise: nil) }
+    }
+
+    func end(_ result: Result<Void, any Error>) {
+        guard isDone.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        else { return }
+        done.completeWith(result)
+    }
+
+    deinit {
+        // A source that could not push never attached this sink.
+        end(.failure(CancellationError()))
+    }
+
+    /// How the body ended, once it has.
+    func ended() async -> Result<Void, any Error> {
+        do {
+            try await done.futureResult.get()
+            return .success(())
+        } catch {
+            return .failure(error)
+        }
     }
 }

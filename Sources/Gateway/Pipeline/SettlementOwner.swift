@@ -29,8 +29,8 @@ final class SettlementOwner: Sendable {
         var clientGone = false
         /// What stops the upstream work in progress (the request, or the body being read).
         var stopUpstream: (@Sendable () -> Void)?
-        /// The record to write if the client leaves while `responding`.
-        var disconnectRecord: BillingRecord?
+        /// What the record says if the client leaves while `responding` (built only then).
+        var disconnect: (upstreamStatus: Int, meter: UsageMeter?)?
     }
 
     let draft: BillingDraft
@@ -61,12 +61,12 @@ final class SettlementOwner: Sendable {
     var cancellation: UpstreamCancellation { UpstreamCancellation { [self] stop in onClientGone(stop: stop) } }
 
     /// The handler returns its response now; until the body starts, a client that leaves is recorded
-    /// with `record`.
-    func responding(disconnectRecord record: BillingRecord) {
+    /// as gone, with the upstream's status and what `meter` holds.
+    func responding(upstreamStatus: Int, meter: UsageMeter?) {
         state.withLock { s in
             guard s.phase == .forwarding else { return }
             s.phase = .responding
-            s.disconnectRecord = record
+            s.disconnect = (upstreamStatus, meter)
         }
     }
 
@@ -76,25 +76,27 @@ final class SettlementOwner: Sendable {
         state.withLock { s in
             guard s.phase == .responding || s.phase == .forwarding else { return false }
             s.phase = .relaying
-            s.disconnectRecord = nil
+            s.disconnect = nil
             return true
         }
     }
 
     /// The client's connection closed.
     func clientClosed() {
-        let (stop, orphan) = state.withLock { s -> ((@Sendable () -> Void)?, BillingRecord?) in
+        typealias Disconnect = (upstreamStatus: Int, meter: UsageMeter?)
+        let (stop, disconnect) = state.withLock { s -> ((@Sendable () -> Void)?, Disconnect?) in
             guard !s.clientGone else { return (nil, nil) }
             s.clientGone = true
             let stop = s.stopUpstream
             s.stopUpstream = nil
-            guard s.phase == .responding, let record = s.disconnectRecord else { return (stop, nil) }
+            guard s.phase == .responding, let disconnect = s.disconnect else { return (stop, nil) }
             s.phase = .finished
-            s.disconnectRecord = nil
-            return (stop, record)
+            s.disconnect = nil
+            return (stop, disconnect)
         }
         stop?()
-        if let orphan {
+        if let disconnect {
+            let orphan = clientGoneRecord(upstreamStatus: disconnect.upstreamStatus, meter: disconnect.meter)
             let recorder = recorder
             let reservation = reservation
             Task { await recorder.recordBestEffort(orphan, reservation: reservation) }
@@ -107,7 +109,7 @@ final class SettlementOwner: Sendable {
             guard s.phase != .finished else { return false }
             s.phase = .finished
             s.stopUpstream = nil
-            s.disconnectRecord = nil
+            s.disconnect = nil
             return true
         }
     }

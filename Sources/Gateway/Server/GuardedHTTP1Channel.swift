@@ -21,6 +21,10 @@ final class ConnectionWatch: Sendable {
     }
 
     private let state = Mutex(State())
+    /// The client connection itself: a relay writes an upstream's chunks to it directly.
+    let channel: any Channel
+
+    init(channel: any Channel) { self.channel = channel }
 
     /// The connection whose request is being handled by the current task.
     @TaskLocal static var current: ConnectionWatch?
@@ -89,7 +93,7 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         let limits = limits
         return inner.setup(channel: channel, logger: logger).flatMapThrowing { asyncChannel in
-            let watch = ConnectionWatch()
+            let watch = ConnectionWatch(channel: channel)
             let timer = HeaderTimer(timeout: limits.headerTimeout)
             let operations = channel.pipeline.syncOperations
             try operations.addHandler(HeaderTimeoutHandler(timer: timer), position: .first)

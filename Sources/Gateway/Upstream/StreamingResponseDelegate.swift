@@ -31,12 +31,18 @@ final class StreamingResponseDelegate: HTTPClientResponseDelegate {
             var paused: EventLoopPromise<Void>?
             var task: HTTPClient.Task<Void>?
             var abandoned = false
+            /// Once set, chunks and the end go straight to it instead of the buffer.
+            var sink: (any UpstreamBodySink)?
         }
 
         /// Above this many buffered bytes the upstream is not read until the consumer catches up.
         static let highWatermark = 64 << 10
 
         private let state = Mutex(State())
+        /// Where AsyncHTTPClient calls the delegate.
+        let eventLoop: any EventLoop
+
+        init(eventLoop: any EventLoop) { self.eventLoop = eventLoop }
 
         fileprivate func attach(task: HTTPClient.Task<Void>) {
             let abandoned = state.withLock { s in
@@ -47,9 +53,13 @@ final class StreamingResponseDelegate: HTTPClientResponseDelegate {
         }
 
         fileprivate func append(_ chunk: ByteBuffer, on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
-            typealias Wakeups = (consumer: CheckedContinuation<Void, Never>?, paused: EventLoopPromise<Void>?)
-            let (consumer, paused) = state.withLock { s -> Wakeups in
-                if s.abandoned { return (nil, nil) }
+            enum Next {
+                case push(any UpstreamBodySink)
+                case buffered(consumer: CheckedContinuation<Void, Never>?, paused: EventLoopPromise<Void>?)
+            }
+            let next = state.withLock { s -> Next in
+                if let sink = s.sink { return .push(sink) }
+                if s.abandoned { return .buffered(consumer: nil, paused: nil) }
                 if var buffered = s.buffered {
                     s.buffered = nil  // keep the storage unique while appending
                     var chunk = chunk
@@ -60,39 +70,79 @@ final class StreamingResponseDelegate: HTTPClientResponseDelegate {
                 }
                 let consumer = s.consumer
                 s.consumer = nil
-                guard s.buffered?.readableBytes ?? 0 >= Self.highWatermark else { return (consumer, nil) }
+                guard s.buffered?.readableBytes ?? 0 >= Self.highWatermark else {
+                    return .buffered(consumer: consumer, paused: nil)
+                }
                 let paused = eventLoop.makePromise(of: Void.self)
                 s.paused = paused
-                return (consumer, paused)
+                return .buffered(consumer: consumer, paused: paused)
             }
-            consumer?.resume()
-            return paused?.futureResult ?? eventLoop.makeSucceededVoidFuture()
+            switch next {
+            case .push(let sink):
+                return sink.receive(chunk) ?? eventLoop.makeSucceededVoidFuture()
+            case .buffered(let consumer, let paused):
+                consumer?.resume()
+                return paused?.futureResult ?? eventLoop.makeSucceededVoidFuture()
+            }
         }
 
         fileprivate func finish(_ end: Result<Void, any Error>) {
-            let consumer = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            let (consumer, sink) = state.withLock { s -> (CheckedContinuation<Void, Never>?, (any UpstreamBodySink)?) in
                 if s.end == nil { s.end = end }
                 defer { s.consumer = nil }
-                return s.consumer
+                return (s.consumer, s.sink)
             }
             consumer?.resume()
+            sink?.end(end)
+        }
+
+        /// From now on chunks go to `sink` as AsyncHTTPClient delivers them, on this body's event loop,
+        /// which must be the sink's. What is buffered goes first.
+        func push(to sink: any UpstreamBodySink) -> Bool {
+            guard sink.eventLoop === eventLoop else { return false }
+            if eventLoop.inEventLoop {
+                attach(sink)
+            } else {
+                eventLoop.execute { self.attach(sink) }
+            }
+            return true
+        }
+
+        private func attach(_ sink: any UpstreamBodySink) {
+            typealias Pending = (buffered: ByteBuffer?, end: Result<Void, any Error>?, paused: EventLoopPromise<Void>?)
+            let (buffered, end, paused) = state.withLock { s -> Pending in
+                if s.abandoned { return (nil, .failure(CancellationError()), nil) }
+                s.sink = sink
+                defer {
+                    s.buffered = nil
+                    s.paused = nil
+                }
+                return (s.buffered, s.end, s.paused)
+            }
+            sink.start()
+            let written = buffered.flatMap { sink.receive($0) }
+            if let paused {
+                if let written { written.cascade(to: paused) } else { paused.succeed() }
+            }
+            if let end { sink.end(end) }
         }
 
         /// The consumer is gone: stop the upstream request (unless it already ended) and release anyone
         /// waiting.
         func abandon() {
-            let (consumer, paused, task) = state.withLock { s in
+            let (consumer, paused, task, sink) = state.withLock { s in
                 s.abandoned = true
                 s.buffered = nil
                 defer {
                     s.consumer = nil
                     s.paused = nil
                 }
-                return (s.consumer, s.paused, s.end == nil ? s.task : nil)
+                return (s.consumer, s.paused, s.end == nil ? s.task : nil, s.sink)
             }
             consumer?.resume()
             paused?.succeed()
             task?.cancel()
+            sink?.end(.failure(CancellationError()))
         }
 
         private enum Step {
@@ -140,12 +190,13 @@ final class StreamingResponseDelegate: HTTPClientResponseDelegate {
         }
     }
 
-    let body = Body()
+    let body: Body
     private let head: EventLoopPromise<HTTPResponseHead>
     private let headSettled = Mutex(false)
 
     init(eventLoop: any EventLoop) {
         self.head = eventLoop.makePromise(of: HTTPResponseHead.self)
+        self.body = Body(eventLoop: eventLoop)
     }
 
     func attach(task: HTTPClient.Task<Void>) {

@@ -115,9 +115,13 @@ public final class UpstreamClients: UpstreamTransport {
         request.headers = headers
         request.body = .bytes(body)
 
-        let eventLoop = client.eventLoopGroup.any()
+        // On the client connection's loop, the upstream connection and the delegate share it with the
+        // client: the relay then writes each chunk to the client as it is read, with no thread switch.
+        let eventLoop = upstream.eventLoop ?? client.eventLoopGroup.any()
         let delegate = StreamingResponseDelegate(eventLoop: eventLoop)
-        let task = client.execute(request: request, delegate: delegate, eventLoop: .delegate(on: eventLoop))
+        let task = client.execute(
+            request: request, delegate: delegate,
+            eventLoop: upstream.eventLoop == nil ? .delegate(on: eventLoop) : .delegateAndChannel(on: eventLoop))
         delegate.attach(task: task)
         // A client that leaves while the upstream thinks stops the upstream request at once.
         cancellation.onCancel {

@@ -12,6 +12,8 @@ final class UpstreamBodyHandle: UpstreamBodySource {
 
     func abandon() { body.abandon() }
 
+    func push(to sink: any UpstreamBodySink) -> Bool { body.push(to: sink) }
+
     deinit { body.abandon() }
 }
 

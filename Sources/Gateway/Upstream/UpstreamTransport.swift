@@ -21,6 +21,9 @@ public struct UpstreamRequest: Sendable {
     public var body: [UInt8]
     public var clientHeaders: HTTPFields
     public var requestID: String
+    /// The client connection's event loop. An HTTP transport reads the upstream on it, so that the
+    /// relay can pass each chunk to the client without leaving the loop.
+    public var eventLoop: (any EventLoop)?
 }
 
 /// Where a transport registers what stops its work when the client goes away.
@@ -60,6 +63,24 @@ public protocol UpstreamBodySource: Sendable {
     func next() async throws -> ByteBuffer?
     /// The consumer is gone: stop the upstream work and make a pending or later `next` throw.
     func abandon()
+    /// Hands the rest of the body to `sink` on `sink.eventLoop`, chunk by chunk as it arrives, instead
+    /// of through `next`. Returns false if this source cannot (the caller then reads with `next`).
+    func push(to sink: any UpstreamBodySink) -> Bool
+}
+
+extension UpstreamBodySource {
+    public func push(to sink: any UpstreamBodySink) -> Bool { false }
+}
+
+/// Takes an upstream body where it arrives, on `eventLoop`, with no task switch per chunk.
+public protocol UpstreamBodySink: AnyObject, Sendable {
+    var eventLoop: any EventLoop { get }
+    /// Attached, on `eventLoop`, before the first chunk.
+    func start()
+    /// One chunk, on `eventLoop`. A returned future holds the next chunk back until it completes.
+    func receive(_ chunk: ByteBuffer) -> EventLoopFuture<Void>?
+    /// The body ended (cleanly, broken off, or abandoned). Called once; later calls are ignored.
+    func end(_ result: Result<Void, any Error>)
 }
 
 extension UpstreamBodySource {

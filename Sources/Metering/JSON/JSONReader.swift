@@ -73,18 +73,18 @@ public struct JSONReader {
     /// of each member's value.
     public static func parseTopLevelObject(
         _ bytes: [UInt8]
-    ) throws(JSONError) -> (value: JSONValue, spans: [String: Range<Int>]) {
+    ) throws(JSONError) -> (value: JSONValue, spans: MemberSpans) {
         // A client's request: its strings must be valid UTF-8.
         try reading(bytes, strictUTF8: true) {
-            (reader: inout JSONReader) throws(JSONError) -> (value: JSONValue, spans: [String: Range<Int>]) in
+            (reader: inout JSONReader) throws(JSONError) -> (value: JSONValue, spans: MemberSpans) in
             reader.skipWhitespace()
             guard reader.peek() == UInt8(ascii: "{") else { throw reader.error("expected a JSON object") }
-            var spans: [String: Range<Int>] = [:]
+            var spans = MemberSpans()
             var duplicate: (key: String, offset: Int)?
             let value = try reader.readObject(depth: 0) { key, range in
                 // A repeated member is refused: readers differ on which one wins (the gateway would
                 // route and bill one model while the upstream serves another).
-                if spans.updateValue(range, forKey: key) != nil, duplicate == nil {
+                if !spans.insert(key, range), duplicate == nil {
                     duplicate = (key, range.lowerBound)
                 }
             }
@@ -237,22 +237,29 @@ public struct JSONReader {
     }
 
     /// The string of these bytes: validated when strict, repaired otherwise.
-    private func string(_ raw: UnsafeBufferPointer<UInt8>) throws(JSONError) -> String {
-        guard strictUTF8 else { return String(decoding: raw, as: UTF8.self) }
-        guard let valid = String(validating: raw, as: UTF8.self) else { throw error("invalid UTF-8 in string") }
-        return valid
+    /// `ascii`: the caller saw no byte above 0x7F, so the bytes are valid UTF-8 as they are.
+    private func string(_ raw: UnsafeBufferPointer<UInt8>, ascii: Bool = false) throws(JSONError) -> String {
+        // `String(decoding:)` is specialized for bytes; `String(validating:)` is generic and was a sixth of
+        // a streamed request's instructions. Decoding repairs bad UTF-8 with U+FFFD, which changes the
+        // bytes: the input was valid exactly when the result's UTF-8 equals it.
+        var decoded = String(decoding: raw, as: UTF8.self)
+        guard strictUTF8 && !ascii else { return decoded }
+        guard decoded.withUTF8({ $0.elementsEqual(raw) }) else { throw error("invalid UTF-8 in string") }
+        return decoded
     }
 
     private mutating func readString() throws(JSONError) -> String {
         index += 1  // opening quote
         let start = index
+        var high: UInt8 = 0
         // Fast path: no escapes.
         while index < bytes.count {
             let c = bytes[index]
+            high |= c
             if c == UInt8(ascii: "\"") {
                 let raw = UnsafeBufferPointer(rebasing: bytes[start..<index])
                 index += 1
-                return try string(raw)
+                return try string(raw, ascii: high < 0x80)
             }
             if c == UInt8(ascii: "\\") { break }
             if c < 0x20 { throw error("control character in string") }
@@ -308,5 +315,37 @@ public struct JSONReader {
             }
         }
         throw error("unterminated string")
+    }
+}
+
+/// Where each top-level member's value lies in the document, in document order.
+///
+/// An array, not a dictionary: an upstream's streamed event has a handful of members, and hashing each
+/// key cost half of the event's parse.
+public struct MemberSpans: Sendable {
+    public private(set) var members: [(key: String, span: Range<Int>)] = []
+    /// The keys seen, once there are too many members to compare each new one with all before it.
+    private var keys: Set<String>?
+
+    static let linearLimit = 16
+
+    public init() {}
+
+    public var count: Int { members.count }
+
+    public subscript(key: String) -> Range<Int>? {
+        members.first { $0.key == key }?.span
+    }
+
+    /// Adds a member; false if the key was already there (the first span stays).
+    mutating func insert(_ key: String, _ span: Range<Int>) -> Bool {
+        if keys == nil && members.count >= Self.linearLimit { keys = Set(members.map(\.key)) }
+        if keys != nil {
+            guard keys!.insert(key).inserted else { return false }
+        } else if members.contains(where: { $0.key == key }) {
+            return false
+        }
+        members.append((key, span))
+        return true
     }
 }

@@ -100,7 +100,7 @@ public enum RequestParser {
 
     public static func parse(endpoint: APIEndpoint, body: [UInt8]) throws(RequestError) -> ParsedRequest {
         guard !body.isEmpty else { throw RequestError("The request body is empty; expected a JSON object.") }
-        let parsed: (value: JSONValue, spans: [String: Range<Int>])
+        let parsed: (value: JSONValue, spans: MemberSpans)
         do {
             parsed = try JSONReader.parseTopLevelObject(body)
         } catch {
@@ -161,7 +161,9 @@ public enum RequestParser {
             body: body,
             modelSpan: span,
             streamOptionsSpan: parsed.spans["stream_options"],
-            outputLimitSpans: parsed.spans.filter { Self.outputLimitMembers.contains($0.key) }
+            outputLimitSpans: Dictionary(
+                uniqueKeysWithValues: parsed.spans.members.lazy.filter { Self.outputLimitMembers.contains($0.key) }
+                    .map { ($0.key, $0.span) })
         )
     }
 }

@@ -35,7 +35,7 @@ public func fuzzRequest(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         let cap: (member: String, tokens: Int)? =
             flags & 4 != 0 ? (outputMembers[Int(flags >> 3) % 3], Int(flags >> 5) * 1000 + 1) : nil
         let out = parsed.upstreamBody(model: upstreamModel, requestUsage: requestUsage, outputCap: cap)
-        let result: (value: JSONValue, spans: [String: Range<Int>])
+        let result: (value: JSONValue, spans: MemberSpans)
         do {
             result = try JSONReader.parseTopLevelObject(out)
         } catch {
