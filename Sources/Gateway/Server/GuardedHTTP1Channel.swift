@@ -96,6 +96,11 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             let watch = ConnectionWatch(channel: channel)
             let timer = HeaderTimer(timeout: limits.headerTimeout)
             let operations = channel.pipeline.syncOperations
+            // A connection keeps its last receive buffer for the next read; NIO starts at 2 KiB. Requests
+            // of a few hundred bytes are the common case, and the buffer grows when reads fill it.
+            try channel.syncOptions?.setOption(
+                ChannelOptions.recvAllocator,
+                value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
             try operations.addHandler(HeaderTimeoutHandler(timer: timer), position: .first)
             let stateHandler = try operations.handler(type: HTTPConnectionStateHandler.self)
             try operations.addHandler(

@@ -115,13 +115,13 @@ public final class UpstreamClients: UpstreamTransport {
         request.headers = headers
         request.body = .bytes(body)
 
-        // On the client connection's loop, the upstream connection and the delegate share it with the
-        // client: the relay then writes each chunk to the client as it is read, with no thread switch.
+        // The delegate runs on the client connection's loop, so the relay writes each chunk to the client
+        // as it is read. The upstream connection is on that loop too when the pool has or can make one
+        // there (always with one thread); requiring it (`.delegateAndChannel`) left requests waiting for
+        // the first-byte timeout now and then.
         let eventLoop = upstream.eventLoop ?? client.eventLoopGroup.any()
         let delegate = StreamingResponseDelegate(eventLoop: eventLoop)
-        let task = client.execute(
-            request: request, delegate: delegate,
-            eventLoop: upstream.eventLoop == nil ? .delegate(on: eventLoop) : .delegateAndChannel(on: eventLoop))
+        let task = client.execute(request: request, delegate: delegate, eventLoop: .delegate(on: eventLoop))
         delegate.attach(task: task)
         // A client that leaves while the upstream thinks stops the upstream request at once.
         cancellation.onCancel {
