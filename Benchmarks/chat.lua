@@ -1,7 +1,8 @@
 -- wrk request: a small chat completion, streamed when STREAM=1. The key comes from the environment.
 wrk.method = "POST"
 local stream = os.getenv("STREAM") == "1"
-wrk.body = '{"model":"bench-gpt","stream":' .. (stream and "true" or "false") ..
+local model = os.getenv("MODEL") or "bench-gpt"
+wrk.body = '{"model":"' .. model .. '","stream":' .. (stream and "true" or "false") ..
   ',"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hello, how are you today?"}]}'
 wrk.headers["Content-Type"] = "application/json"
 local key = os.getenv("KEY")

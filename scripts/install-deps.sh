@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libsqlite3-dev libcurl4-openssl-dev libssl-dev python3-venv ca-certificates curl)
-if [ "${1:-}" = "--bench" ]; then packages+=(wrk); fi
+if [ "${1:-}" = "--bench" ]; then packages+=(wrk nginx-light valgrind); fi
 
 missing=()
 for p in "${packages[@]}"; do
