@@ -7,9 +7,14 @@
     final class RawClient: @unchecked Sendable {
         private var fd: Int32
 
-        init(port: Int) throws {
+        /// `receiveBuffer`: the socket's receive buffer (SO_RCVBUF, set before connecting), to make a client
+        /// that stops reading back up the server soon.
+        init(port: Int, receiveBuffer: Int32? = nil) throws {
             fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { throw RawError("socket") }
+            if var size = receiveBuffer {
+                setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+            }
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
             address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -89,7 +94,9 @@
                 let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
                 if n <= 0 { break }
                 out.append(contentsOf: buffer[0..<n])
-                if out.count >= needle.count, String(decoding: out, as: UTF8.self).contains(marker) { break }
+                // Only the new bytes (and the marker's length before them) can complete it.
+                let tail = out.suffix(n + needle.count - 1)
+                if out.count >= needle.count, String(decoding: tail, as: UTF8.self).contains(marker) { break }
             }
             return String(decoding: out, as: UTF8.self)
         }
