@@ -46,6 +46,16 @@ let package = Package(
             ],
             path: "Benchmarks/BareForwarder"
         ),
+        .executableTarget(
+            name: "NIOForwarder",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Benchmarks/NIOForwarder"
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -18,6 +18,7 @@
 #   ROUNDS=2 Benchmarks/callgrind.sh            # every target twice: the figure should repeat (~1%)
 #   BASELINE_BIN=/path/to/older/gateway Benchmarks/callgrind.sh
 #   GATEWAY_BIN=.build/release/gateway FLOOR=0 Benchmarks/callgrind.sh   # no builds, no floor
+#   FLOOR=NIOForwarder Benchmarks/callgrind.sh   # the floor with a bare NIO client, not AsyncHTTPClient
 #
 # The dumps stay in a folder of their own per run, .build-soak/callgrind/DATE-TIME-PID/ (printed at
 # the end; callgrind.out.TARGET.rROUND), for
@@ -56,8 +57,11 @@ else
 fi
 FLOOR_BIN=""
 if [ "${FLOOR:-1}" != 0 ]; then
-  flock "$BUILD_LOCK" swift build -c release --package-path Benchmarks --product BareForwarder >/dev/null
-  FLOOR_BIN=$PWD/Benchmarks/.build/release/BareForwarder
+  # FLOOR=NIOForwarder measures Benchmarks/NIOForwarder (AsyncHTTPClient replaced by a bare NIO client).
+  floor_product=BareForwarder
+  [ "${FLOOR:-1}" = NIOForwarder ] && floor_product=NIOForwarder
+  flock "$BUILD_LOCK" swift build -c release --package-path Benchmarks --product "$floor_product" >/dev/null
+  FLOOR_BIN=$PWD/Benchmarks/.build/release/$floor_product
 fi
 BASE_BIN=${BASELINE_BIN:+$(realpath "$BASELINE_BIN")}
 

@@ -52,8 +52,11 @@ if [ -n "${BASELINE_REF:-}" ]; then
 fi
 FLOOR_BIN=""
 if [ "${BARE:-0}" != 0 ]; then
-  flock /tmp/build.lock swift build -c release --package-path Benchmarks --product BareForwarder >/dev/null
-  FLOOR_BIN=$PWD/Benchmarks/.build/release/BareForwarder
+  # BARE=NIOForwarder: the same server with a bare NIO client instead of AsyncHTTPClient.
+  bare_product=BareForwarder
+  [ "$BARE" = NIOForwarder ] && bare_product=NIOForwarder
+  flock /tmp/build.lock swift build -c release --package-path Benchmarks --product "$bare_product" >/dev/null
+  FLOOR_BIN=$PWD/Benchmarks/.build/release/$bare_product
 fi
 LITELLM_BIN=""
 if [ "${LITELLM:-0}" != 0 ]; then
