@@ -35,7 +35,8 @@ enum Fixtures {
         var meter = UsageMeter(endpoint: .chatCompletions, streaming: true, encoding: o200k)
         meter.feed(stream[0])
         return draft.settle(
-            status: .completed, httpStatus: 200, upstreamStatus: 200, meter: meter, endedAt: Date(), firstByteAt: Date())
+            status: .completed, httpStatus: 200, upstreamStatus: 200, meter: meter, endedAt: Date(), firstByteAt: Date()
+        )
     }
 }
 
