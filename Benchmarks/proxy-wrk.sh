@@ -190,12 +190,13 @@ model_list:
   - model_name: bench-gpt-sse
     litellm_params: {model: openai/bench-gpt, api_base: "http://127.0.0.1:$EPORT$SSE_BASE", api_key: bench}
 litellm_settings: {telemetry: false}
+general_settings: {master_key: sk-bench-litellm}
 YAML
   taskset -c 0 "$LITELLM_BIN" --config "$work/litellm.yaml" --port "$LPORT" --num_workers 1 >"$work/litellm.log" 2>&1 &
   pids+=($!)
 fi
-ready() { # port path
-  for _ in $(seq 1 300); do
+ready() { # port path (LiteLLM takes a while to start)
+  for _ in $(seq 1 900); do
     curl -s -o /dev/null "127.0.0.1:$1$2" && return 0
     sleep 0.1
   done
@@ -236,7 +237,7 @@ for scenario in "nonstream-c1 1 0" "nonstream-c32 32 0" "stream-c1 1 1" "stream-
   [ -n "$FLOOR_BIN" ] &&
     lines+=("$(run bare "http://127.0.0.1:$bport/v1/chat/completions" "$conns" "$stream" "" bench-gpt)")
   [ -n "$LITELLM_BIN" ] &&
-    lines+=("$(run litellm "http://127.0.0.1:$LPORT/v1/chat/completions" "$conns" "$stream" "" "$model")")
+    lines+=("$(run litellm "http://127.0.0.1:$LPORT/v1/chat/completions" "$conns" "$stream" sk-bench-litellm "$model")")
   dp50=$(field p50_us "${lines[0]}") dp99=$(field p99_us "${lines[0]}") nrps=$(field rps "${lines[1]}")
   for line in "${lines[@]}"; do
     rps=$(field rps "$line") p50=$(field p50_us "$line") p99=$(field p99_us "$line")
