@@ -21,7 +21,7 @@ fi
 # Python venv for the SDK tests and the tokenizer reference (tiktoken).
 if [ "${1:-}" != "--no-python" ]; then
   if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, anthropic, pytest, tiktoken, jsonschema, yaml, schemathesis" 2>/dev/null; then
-    python3 -m venv .venv
+    python3 -m venv --clear .venv  # --clear: a venv left half-made (an interrupted run) is made anew
     .venv/bin/pip install -q --disable-pip-version-check -r Tests/sdk/requirements.txt
   fi
 fi
