@@ -112,10 +112,11 @@
         @Test("a client that stops reading mid-stream is held back, then gets every event in order, fully billed")
         func stalledReader() async throws {
             try await LiveHarness.run { h in
-                // About 4 MB of events (20,000 of two words each), far more than the sockets between the gateway and a client with a
-                // 4 KiB receive buffer hold: the gateway's channel stops being writable, and the relay must
-                // wait for the client rather than drop or reorder anything. (Not more: the meter counts
-                // every word on the event loop, slowly in a debug build, and other tests share the loops.)
+                // About 4 MB of events (20,000 of two words each), far more than the sockets between the
+                // gateway and a client with a 4 KiB receive buffer hold: the gateway's channel stops being
+                // writable, and the relay must wait for the client rather than drop or reorder anything.
+                // Few words: the meter counts them on the event loop, slowly in a debug build, and other
+                // tests share the loops.
                 let raw = try RawClient(port: h.gatewayPort, receiveBuffer: 4096)
                 try raw.send(
                     RawClient.post(
