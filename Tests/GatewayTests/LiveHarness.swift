@@ -54,7 +54,7 @@ struct LiveHarness {
             kind: openai
             base_url: http://127.0.0.1:\(emulatorPort)/v1
             api_key_env: EMU_KEY
-            timeouts: {connect_ms: 1000, first_byte_ms: 10000, idle_read_ms: 1500}
+            timeouts: {connect_ms: 1000, first_byte_ms: 10000, idle_read_ms: 3000}
           - name: dead
             kind: openai
             base_url: http://127.0.0.1:1/v1

@@ -344,7 +344,7 @@ struct ProxyLiveTests {
             }
             #expect(failed)
             #expect(received > 0)
-            // Cut after the 1.5 s idle timeout, long before the upstream would have gone on.
+            // Cut after the 3 s idle timeout, long before the upstream would have gone on.
             #expect(ContinuousClock.now - started < .milliseconds(6000))
         }
     }
