@@ -65,33 +65,15 @@ if [ "${FLOOR:-1}" != 0 ]; then
 fi
 BASE_BIN=${BASELINE_BIN:+$(realpath "$BASELINE_BIN")}
 
-for port in "$UPORT" "$GPORT" ${FLOOR_BIN:+"$FPORT"} ${BASE_BIN:+"$BPORT"}; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "port $port is in use (another run?); set UPORT, GPORT, FPORT, BPORT" >&2
-    exit 1
-  fi
-done
-out=$PWD/.build-soak
+source Benchmarks/soak/lib.sh
+check_ports_free "$UPORT" "$GPORT" ${FLOOR_BIN:+"$FPORT"} ${BASE_BIN:+"$BPORT"}
+build_soak_tools
+out=$SOAK_OUT
 cg=$out/callgrind/$(date -u +%Y%m%d-%H%M%S)-$$
 mkdir -p "$cg"
-for prog in paced_upstream stream_client; do
-  if [ ! "$out/$prog" -nt "Benchmarks/soak/$prog.c" ]; then
-    cc -O2 -Wall -Wextra -Werror -o "$out/$prog" "Benchmarks/soak/$prog.c"
-  fi
-done
-if [ ! "$out/sigsuspend_shim.so" -nt Benchmarks/soak/sigsuspend_shim.c ]; then
-  cc -O2 -Wall -Wextra -Werror -shared -fPIC -o "$out/sigsuspend_shim.so" Benchmarks/soak/sigsuspend_shim.c
-fi
 CLIENT=$out/stream_client
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+start_work
 objcopy --strip-debug "$BIN" "$work/gateway.nodebug"
 [ -z "$FLOOR_BIN" ] || objcopy --strip-debug "$FLOOR_BIN" "$work/BareForwarder.nodebug"
 [ -z "$BASE_BIN" ] || objcopy --strip-debug "$BASE_BIN" "$work/baseline.nodebug"

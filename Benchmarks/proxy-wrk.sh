@@ -190,7 +190,7 @@ model_list:
   - model_name: bench-gpt-sse
     litellm_params: {model: openai/bench-gpt, api_base: "http://127.0.0.1:$EPORT$SSE_BASE", api_key: bench}
 litellm_settings: {telemetry: false}
-general_settings: {master_key: sk-bench-litellm}
+general_settings: {master_key: sk-bench-litellm}  # a made-up local key: LiteLLM will not start without one
 YAML
   taskset -c 0 "$LITELLM_BIN" --config "$work/litellm.yaml" --port "$LPORT" --num_workers 1 >"$work/litellm.log" 2>&1 &
   pids+=($!)

@@ -61,30 +61,14 @@ else
 fi
 BASE_BIN=${BASELINE_BIN:+$(realpath "$BASELINE_BIN")}
 
-for port in "$UPORT" "$NPORT" "$GPORT" ${BASE_BIN:+"$BPORT"}; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "port $port is in use (another run?); set UPORT, NPORT, GPORT, BPORT" >&2
-    exit 1
-  fi
-done
-out=$PWD/.build-soak
-mkdir -p "$out"
-for prog in paced_upstream stream_client; do
-  if [ ! "$out/$prog" -nt "Benchmarks/soak/$prog.c" ]; then
-    cc -O2 -Wall -Wextra -Werror -o "$out/$prog" "Benchmarks/soak/$prog.c"
-  fi
-done
+source Benchmarks/soak/lib.sh
+check_ports_free "$UPORT" "$NPORT" "$GPORT" ${BASE_BIN:+"$BPORT"}
+build_soak_tools
+out=$SOAK_OUT
 UPSTREAM=$out/paced_upstream
 CLIENT=$out/stream_client
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+start_work
 
 wait_port() { # port: until something answers HTTP there (any status)
   for _ in $(seq 1 100); do

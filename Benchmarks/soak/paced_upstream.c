@@ -42,6 +42,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
+
 typedef struct conn {
     int fd;
     char *in;
@@ -69,27 +71,6 @@ static conn *sched_head, *sched_tail;
 static uint64_t armed_due;
 static unsigned long long served_streams, served_plain;
 static conn *zombies;  // closed during this loop iteration, freed after it
-
-static uint64_t now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static void die(const char *what) {
-    perror(what);
-    exit(1);
-}
-
-static void reserve(char **buf, size_t *cap, size_t need) {
-    if (need <= *cap) return;
-    size_t n = *cap ? *cap : 1024;
-    while (n < need) n *= 2;
-    char *p = realloc(*buf, n);
-    if (!p) die("realloc");
-    *buf = p;
-    *cap = n;
-}
 
 static void out_append(conn *c, const char *data, size_t len) {
     if (c->out_off > 0 && c->out_off == c->out_len) c->out_off = c->out_len = 0;

@@ -35,26 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static uint64_t now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static void die(const char *what) {
-    perror(what);
-    exit(1);
-}
-
-static void reserve(char **buf, size_t *cap, size_t need) {
-    if (need <= *cap) return;
-    size_t n = *cap ? *cap : 1024;
-    while (n < need) n *= 2;
-    char *p = realloc(*buf, n);
-    if (!p) die("realloc");
-    *buf = p;
-    *cap = n;
-}
+#include "common.h"
 
 // ---- delays ----
 static uint32_t *delays;
