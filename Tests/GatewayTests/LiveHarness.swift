@@ -4,13 +4,20 @@ import Gateway
 import GatewayMock
 import HTTPTypes
 import Hummingbird
+import HummingbirdTLS
 import Logging
 import Metering
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
+
+struct HarnessError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
 
 /// A gateway and an upstream emulator on real loopback sockets, with a fresh SQLite store.
 struct LiveHarness {
@@ -28,50 +35,117 @@ struct LiveHarness {
     var gatewayURL: String { "http://127.0.0.1:\(gatewayPort)" }
     var emulatorURL: String { "http://127.0.0.1:\(emulatorPort)" }
 
-    static func configYAML(emulatorPort: Int, maxBody: Int, server: String = "") -> String {
-        """
-        server:
-          host: 127.0.0.1
-          port: 0
-          max_request_body_bytes: \(maxBody)
-        \(server)
-        providers:
-          - {name: mock, kind: mock, mock: {reply_words: 12, stream_chunks: 4}}
-          - name: emu
-            kind: openai
-            base_url: http://127.0.0.1:\(emulatorPort)/v1
-            api_key_env: EMU_KEY
-          - name: emu-anthropic
-            kind: anthropic
-            base_url: http://127.0.0.1:\(emulatorPort)/v1
-            api_key_env: EMU_KEY
-          - name: slow
-            kind: openai
-            base_url: http://127.0.0.1:\(emulatorPort)/v1
-            api_key_env: EMU_KEY
-            timeouts: {connect_ms: 1000, first_byte_ms: 300, idle_read_ms: 400}
-          - name: sleepy
-            kind: openai
-            base_url: http://127.0.0.1:\(emulatorPort)/v1
-            api_key_env: EMU_KEY
-            timeouts: {connect_ms: 1000, first_byte_ms: 10000, idle_read_ms: 3000}
-          - name: dead
-            kind: openai
-            base_url: http://127.0.0.1:1/v1
-            api_key_env: EMU_KEY
-          - name: keyless
-            kind: openai
-            base_url: http://127.0.0.1:\(emulatorPort)/v1
-            api_key_env: NOT_SET_ANYWHERE_KEY
-        models:
-          - {name: mock-gpt, provider: mock, tokenizer: o200k_base}
-          - {name: emu-gpt, provider: emu, upstream_model: upstream-gpt, tokenizer: o200k_base}
-          - {name: emu-claude, provider: emu-anthropic, tokenizer: o200k_base}
-          - {name: slow-gpt, provider: slow, tokenizer: o200k_base}
-          - {name: sleepy-gpt, provider: sleepy, tokenizer: o200k_base}
-          - {name: dead-gpt, provider: dead, tokenizer: o200k_base}
-          - {name: keyless-gpt, provider: keyless, tokenizer: o200k_base}
-        """
+    static func configYAML(emulatorPort: Int, maxBody: Int, server: String = "", tls: TLSUpstream? = nil) -> String {
+        let tlsProviders =
+            tls.map {
+                """
+                  - name: emu-tls
+                    kind: openai
+                    base_url: https://localhost:\($0.port)/v1
+                    api_key_env: EMU_KEY
+                    tls_ca_file: \($0.caFile)
+                  - name: emu-tls-untrusted
+                    kind: openai
+                    base_url: https://localhost:\($0.port)/v1
+                    api_key_env: EMU_KEY
+                    timeouts: {connect_ms: 1000, first_byte_ms: 2000, idle_read_ms: 2000}
+                  - name: emu-tls-as-plain
+                    kind: openai
+                    base_url: http://localhost:\($0.port)/v1
+                    api_key_env: EMU_KEY
+                    timeouts: {connect_ms: 1000, first_byte_ms: 2000, idle_read_ms: 2000}
+                """
+            } ?? ""
+        let tlsModels =
+            tls == nil
+            ? ""
+            : """
+              - {name: tls-gpt, provider: emu-tls, upstream_model: upstream-gpt, tokenizer: o200k_base}
+              - {name: tls-untrusted-gpt, provider: emu-tls-untrusted, tokenizer: o200k_base}
+              - {name: tls-as-plain-gpt, provider: emu-tls-as-plain, tokenizer: o200k_base}
+            """
+        return """
+            server:
+              host: 127.0.0.1
+              port: 0
+              max_request_body_bytes: \(maxBody)
+            \(server)
+            providers:
+              - {name: mock, kind: mock, mock: {reply_words: 12, stream_chunks: 4}}
+              - name: emu
+                kind: openai
+                base_url: http://127.0.0.1:\(emulatorPort)/v1
+                api_key_env: EMU_KEY
+              - name: emu-anthropic
+                kind: anthropic
+                base_url: http://127.0.0.1:\(emulatorPort)/v1
+                api_key_env: EMU_KEY
+              - name: slow
+                kind: openai
+                base_url: http://127.0.0.1:\(emulatorPort)/v1
+                api_key_env: EMU_KEY
+                timeouts: {connect_ms: 1000, first_byte_ms: 300, idle_read_ms: 400}
+              - name: sleepy
+                kind: openai
+                base_url: http://127.0.0.1:\(emulatorPort)/v1
+                api_key_env: EMU_KEY
+                timeouts: {connect_ms: 1000, first_byte_ms: 10000, idle_read_ms: 3000}
+              - name: dead
+                kind: openai
+                base_url: http://127.0.0.1:1/v1
+                api_key_env: EMU_KEY
+              - name: keyless
+                kind: openai
+                base_url: http://127.0.0.1:\(emulatorPort)/v1
+                api_key_env: NOT_SET_ANYWHERE_KEY
+            \(tlsProviders)
+            models:
+              - {name: mock-gpt, provider: mock, tokenizer: o200k_base}
+              - {name: emu-gpt, provider: emu, upstream_model: upstream-gpt, tokenizer: o200k_base}
+              - {name: emu-claude, provider: emu-anthropic, tokenizer: o200k_base}
+              - {name: slow-gpt, provider: slow, tokenizer: o200k_base}
+              - {name: sleepy-gpt, provider: sleepy, tokenizer: o200k_base}
+              - {name: dead-gpt, provider: dead, tokenizer: o200k_base}
+              - {name: keyless-gpt, provider: keyless, tokenizer: o200k_base}
+            \(tlsModels)
+            """
+    }
+
+    /// An emulator behind TLS, with a certificate for `localhost` signed by a CA made for the run.
+    struct TLSUpstream {
+        var port: Int
+        var caFile: String
+    }
+
+    /// A throwaway CA and a `localhost` certificate it signed (openssl), in `dir`.
+    static func makeCertificates(in dir: String) throws -> (ca: String, cert: String, key: String) {
+        func openssl(_ arguments: [String]) throws {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["openssl"] + arguments
+            process.currentDirectoryURL = URL(fileURLWithPath: dir)
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else {
+                throw HarnessError("openssl \(arguments.first ?? "") failed (\(process.terminationStatus))")
+            }
+        }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        try openssl(
+            ["req", "-x509"] + ec + [
+                "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=gateway test CA",
+            ])
+        try openssl(["req"] + ec + ["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"])
+        try "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n".write(
+            toFile: dir + "/server.ext", atomically: true, encoding: .utf8)
+        try openssl([
+            "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.pem", "-days", "2", "-extfile", "server.ext",
+        ])
+        return (dir + "/ca.pem", dir + "/server.pem", dir + "/server.key")
     }
 
     static let pricesYAML = """
@@ -103,7 +177,7 @@ struct LiveHarness {
 
     /// Runs `body` with a live gateway and emulator; everything is shut down afterwards.
     static func run(
-        maxBody: Int = 64 * 1024, plans: String? = nil, server: String = "",
+        maxBody: Int = 64 * 1024, plans: String? = nil, server: String = "", tlsUpstream: Bool = false,
         _ body: @Sendable (LiveHarness) async throws -> Void
     ) async throws {
         let logger = Logger(label: "test")
@@ -122,14 +196,33 @@ struct LiveHarness {
             eventLoopGroupProvider: .singleton,
             logger: logger)
 
+        var emulators: [any Service] = [emulatorApp]
+        let tlsPort = PortBox()
+        var caFile = ""
+        if tlsUpstream {
+            let (ca, cert, key) = try makeCertificates(in: dir + "/tls")
+            caFile = ca
+            let tls = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+            emulators.append(
+                Application(
+                    router: emulator.router(),
+                    server: try .tls(.http1(), tlsConfiguration: tls),
+                    configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                    onServerRunning: { tlsPort.set($0.localAddress?.port ?? 0) },
+                    eventLoopGroupProvider: .singleton,
+                    logger: logger))
+        }
         let emulatorGroup = ServiceGroup(
-            configuration: .init(services: [emulatorApp], gracefulShutdownSignals: [], logger: logger))
+            configuration: .init(services: emulators, gracefulShutdownSignals: [], logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await emulatorGroup.run() }
             let ePort = await emulatorPort.wait()
+            let tls = tlsUpstream ? TLSUpstream(port: await tlsPort.wait(), caFile: caFile) : nil
 
             let config = try GatewayConfig.parse(
-                yaml: configYAML(emulatorPort: ePort, maxBody: maxBody, server: server), file: "test.yaml")
+                yaml: configYAML(emulatorPort: ePort, maxBody: maxBody, server: server, tls: tls), file: "test.yaml")
             let prices = try PriceBook.parse(yaml: pricesYAML, file: "prices.yaml")
             let planBook = try plans.map { try PlanBook.parse(yaml: $0, file: "plans.yaml") } ?? .unlimited
             let gatewayPort = PortBox()

@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Foundation
 import HTTPTypes
 import Logging
@@ -8,54 +7,51 @@ import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
 
-/// One HTTP client per provider, configured with that provider's timeouts, and the provider keys.
+/// The proxied path's HTTP client: a pool of keep-alive connections per provider, and the provider keys.
 ///
-/// Clients are created here rather than using `HTTPClient.shared`, which follows redirects and
-/// decompresses bodies: a metering proxy needs neither.
+/// It is written on NIO rather than AsyncHTTPClient because the relay's cost per request is mostly the
+/// client's (see `Benchmarks/NOTES.md`). It follows no redirects and never decompresses: the upstream
+/// is asked for `identity`, and the meter reads plain bytes.
 public final class UpstreamClients: UpstreamTransport {
-    private let clients: [String: HTTPClient]
-    /// Each provider's request for each endpoint, built once: parsing the URL on every request cost
-    /// more than the rest of building it. Keyed by provider name, then endpoint.
-    private let templates: [String: [APIEndpoint: HTTPClient.Request]]
+    private let pools: [String: UpstreamConnectionPool]
+    /// Why a provider has no pool (a base URL or TLS setting that does not load).
+    private let broken: [String: String]
     private let credentials: [String: String]
     private let missingCredentials: [String: String]
+    private let eventLoopGroup: any EventLoopGroup
 
     public init(
         config: GatewayConfig,
         eventLoopGroup: any EventLoopGroup,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) {
-        var clients: [String: HTTPClient] = [:]
+        var pools: [String: UpstreamConnectionPool] = [:]
+        var broken: [String: String] = [:]
         var credentials: [String: String] = [:]
         var missing: [String: String] = [:]
-        var templates: [String: [APIEndpoint: HTTPClient.Request]] = [:]
         for provider in config.providers.values {
             if provider.kind == .mock { continue }  // answered in-process by another transport
-            var configuration = HTTPClient.Configuration(
-                redirectConfiguration: .disallow,
-                timeout: .init(
-                    connect: .milliseconds(Int64(provider.timeouts.connectMilliseconds)),
-                    read: .milliseconds(Int64(provider.timeouts.idleReadMilliseconds))),
-                decompression: .disabled)
-            configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 1024
-            configuration.connectionPool.idleTimeout = .seconds(60)
-            clients[provider.name] = HTTPClient(
-                eventLoopGroupProvider: .shared(eventLoopGroup), configuration: configuration)
-            // An endpoint whose URL does not parse has no template; its requests fail as unreachable.
-            templates[provider.name] = Dictionary(
-                uniqueKeysWithValues: APIEndpoint.allCases.compactMap { endpoint in
-                    (try? HTTPClient.Request(url: provider.baseURL + endpoint.upstreamPath, method: .POST))
-                        .map { (endpoint, $0) }
-                })
+            if let target = UpstreamTarget(baseURL: provider.baseURL) {
+                do {
+                    pools[provider.name] = try UpstreamConnectionPool(
+                        target: target, connectTimeout: .milliseconds(Int64(provider.timeouts.connectMilliseconds)),
+                        caFile: provider.tlsCAFile)
+                } catch {
+                    broken[provider.name] = "its TLS settings do not load: \(error)"
+                }
+            } else {
+                broken[provider.name] = "invalid upstream URL"
+            }
             switch Self.readKey(provider, environment: environment) {
             case .success(let key): credentials[provider.name] = key
             case .failure(let reason): missing[provider.name] = reason.detail
             }
         }
-        self.clients = clients
-        self.templates = templates
+        self.pools = pools
+        self.broken = broken
         self.credentials = credentials
         self.missingCredentials = missing
+        self.eventLoopGroup = eventLoopGroup
     }
 
     struct KeyProblem: Error { var detail: String }
@@ -87,13 +83,15 @@ public final class UpstreamClients: UpstreamTransport {
         let body = upstream.body
         let clientHeaders = upstream.clientHeaders
         let requestID = upstream.requestID
-        guard let client = clients[provider.name] else {
-            throw .notConfigured(provider: provider.name, detail: "no HTTP client for this provider")
+        guard let pool = pools[provider.name] else {
+            throw .unreachable(provider: provider.name, detail: broken[provider.name] ?? "no client for this provider")
         }
         guard let key = credentials[provider.name] else {
             throw .notConfigured(provider: provider.name, detail: missingCredentials[provider.name] ?? "no key")
         }
         var headers = HTTPHeaders()
+        headers.reserveCapacity(clientHeaders.count + 6)
+        headers.add(name: "host", value: pool.target.hostHeader)
         for (name, value) in HeaderPolicy.upstreamRequestHeaders(from: clientHeaders) {
             headers.add(name: name, value: value)
         }
@@ -109,41 +107,29 @@ public final class UpstreamClients: UpstreamTransport {
         headers.replaceOrAdd(name: "accept-encoding", value: "identity")
         headers.replaceOrAdd(name: "content-type", value: "application/json")
         headers.replaceOrAdd(name: "x-request-id", value: requestID)
-        guard var request = templates[provider.name]?[endpoint] else {
-            throw .unreachable(provider: provider.name, detail: "invalid upstream URL")
-        }
-        request.headers = headers
-        request.body = .bytes(body)
+        headers.add(name: "content-length", value: String(body.count))
+        let head = HTTPRequestHead(
+            version: .http1_1, method: .POST, uri: pool.target.pathPrefix + endpoint.upstreamPath, headers: headers)
 
-        // The delegate runs on the client connection's loop, so the relay writes each chunk to the client
-        // as it is read. The upstream connection is on that loop too when the pool has or can make one
-        // there (always with one thread); requiring it (`.delegateAndChannel`) left requests waiting for
-        // the first-byte timeout now and then.
-        let eventLoop = upstream.eventLoop ?? client.eventLoopGroup.any()
-        let delegate = StreamingResponseDelegate(eventLoop: eventLoop)
-        let task = client.execute(request: request, delegate: delegate, eventLoop: .delegate(on: eventLoop))
-        delegate.attach(task: task)
+        // The upstream connection is on the client connection's loop, so the relay writes each chunk to
+        // the client as it is read, with no thread or task switch.
+        let eventLoop = upstream.eventLoop ?? eventLoopGroup.any()
+        let exchange = UpstreamExchange(
+            eventLoop: eventLoop, firstByteTimeout: .milliseconds(Int64(provider.timeouts.firstByteMilliseconds)))
         // A client that leaves while the upstream thinks stops the upstream request at once.
-        cancellation.onCancel {
-            delegate.failHead(CancellationError())
-            task.cancel()
-        }
-        // `firstByte` bounds the wait for the response head; the body is bounded by the idle read timeout.
-        let timer = eventLoop.scheduleTask(in: .milliseconds(Int64(provider.timeouts.firstByteMilliseconds))) {
-            // Only if the head is still missing: a head that arrived as the timer fired is a live stream.
-            if delegate.failHead(HTTPClientError.deadlineExceeded) { task.cancel() }
-        }
-        let head: HTTPResponseHead
+        cancellation.onCancel { exchange.cancel() }
+        pool.run(
+            exchange, head: head, body: ByteBuffer(bytes: body),
+            idleTimeout: .milliseconds(Int64(provider.timeouts.idleReadMilliseconds)))
+        let responseHead: HTTPResponseHead
         do {
-            head = try await delegate.headFuture.get()
-            timer.cancel()
+            responseHead = try await exchange.head.futureResult.get()
         } catch {
-            timer.cancel()
             throw Self.classify(error, provider: provider.name)
         }
         var forwarded: [(String, String)] = []
         var contentLength: Int?
-        for header in head.headers {
+        for header in responseHead.headers {
             let lower = header.name.lowercased()
             if lower == "content-length" { contentLength = Int(header.value) }
             if lower == "x-request-id" { forwarded.append(("x-upstream-request-id", header.value)) }
@@ -152,30 +138,25 @@ public final class UpstreamClients: UpstreamTransport {
             }
         }
         return UpstreamResponse(
-            status: Int(head.status.code), headers: forwarded, contentLength: contentLength,
-            body: UpstreamBodyHandle(delegate.body), secrets: [key])
+            status: Int(responseHead.status.code), headers: forwarded, contentLength: contentLength,
+            body: UpstreamBodyHandle(exchange.body), secrets: [key])
     }
 
     /// Whether a body that broke off did so because the upstream fell silent (the idle read timeout).
     static func isTimeout(_ error: any Error) -> Bool {
-        guard let e = error as? HTTPClientError else { return false }
-        return e == .readTimeout || e == .deadlineExceeded
+        guard let e = error as? UpstreamConnectionError else { return false }
+        return e == .idleReadTimeout || e == .firstByteTimeout
     }
 
     static func classify(_ error: any Error, provider: String) -> UpstreamFailure {
-        if let e = error as? HTTPClientError {
-            if e == .deadlineExceeded || e == .connectTimeout || e == .readTimeout {
-                return .timedOut(provider: provider)
-            }
-        }
+        if isTimeout(error) { return .timedOut(provider: provider) }
         if let e = error as? ChannelError, case .connectTimeout = e { return .timedOut(provider: provider) }
         return .unreachable(provider: provider, detail: String(describing: error))
     }
 
+    /// Closes the idle upstream connections; exchanges still running end with their own connections.
     public func shutdown() async {
-        for client in clients.values {
-            try? await client.shutdown()
-        }
+        for pool in pools.values { pool.closeIdle() }
     }
 }
 

@@ -123,6 +123,7 @@ public struct GatewayConfig: Sendable, Equatable, YAMLDocument {
     private static func parseProvider(_ field: YAMLField) throws(ConfigError) -> ProviderConfig {
         let allowed: Set<String> = [
             "name", "kind", "base_url", "api_key_env", "api_key_file", "timeouts", "mock", "chat_max_tokens_field",
+            "tls_ca_file",
         ]
         _ = try field.mapping(allowed: allowed)
         var provider = ProviderConfig(
@@ -140,6 +141,7 @@ public struct GatewayConfig: Sendable, Equatable, YAMLDocument {
             provider.baseURL = url.hasSuffix("/") ? String(url.dropLast()) : url
             provider.apiKeyEnv = try field.optional("api_key_env")?.nonEmptyString()
             provider.apiKeyFile = try field.optional("api_key_file")?.nonEmptyString()
+            provider.tlsCAFile = try field.optional("tls_ca_file")?.nonEmptyString()
             if provider.apiKeyEnv == nil && provider.apiKeyFile == nil {
                 throw field.fail("provider '\(provider.name)' needs api_key_env or api_key_file")
             }

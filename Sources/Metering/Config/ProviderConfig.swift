@@ -49,6 +49,8 @@ public struct ProviderConfig: Sendable, Equatable {
     public var apiKeyEnv: String?
     /// A file holding the provider key (for secret mounts); read at start.
     public var apiKeyFile: String?
+    /// PEM certificates trusted for this provider's TLS besides the system's roots (a private CA).
+    public var tlsCAFile: String?
     public var timeouts: ProviderTimeouts
     public var mock: MockSettings
     /// The member that limits a chat completion's output when the gateway sets one itself:

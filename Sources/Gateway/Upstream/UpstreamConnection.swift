@@ -1,0 +1,450 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// Where one provider's requests go, parsed once from its base URL.
+struct UpstreamTarget: Sendable, Equatable {
+    var host: String
+    var port: Int
+    var tls: Bool
+    /// The base URL's path (`/v1`), which every endpoint path follows.
+    var pathPrefix: String
+    var hostHeader: String
+
+    init?(baseURL: String) {
+        guard let url = URLComponents(string: baseURL), let scheme = url.scheme?.lowercased(),
+            scheme == "http" || scheme == "https", var host = url.host, !host.isEmpty
+        else { return nil }
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        self.host = host
+        tls = scheme == "https"
+        let defaultPort = tls ? 443 : 80
+        port = url.port ?? defaultPort
+        var path = url.percentEncodedPath
+        while path.hasSuffix("/") { path.removeLast() }
+        pathPrefix = path
+        let literal = host.contains(":") ? "[\(host)]" : host
+        hostHeader = port == defaultPort ? literal : "\(literal):\(port)"
+    }
+
+    /// SNI carries names only; an address is checked against the certificate without it.
+    var serverName: String? {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1 { return nil }
+        return host
+    }
+}
+
+/// Why an exchange with an upstream failed, where NIO's own errors do not say it.
+enum UpstreamConnectionError: Error, CustomStringConvertible {
+    case firstByteTimeout
+    case idleReadTimeout
+    /// The connection closed before the response ended.
+    case closed
+
+    var description: String {
+        switch self {
+        case .firstByteTimeout: "no response head within the first-byte timeout"
+        case .idleReadTimeout: "the upstream fell silent for longer than its idle timeout"
+        case .closed: "the upstream closed the connection before the response ended"
+        }
+    }
+}
+
+/// One request and its response, from the first write to the end of the body (or a failure). Its state
+/// lives on `eventLoop`, where the connection that carries it runs.
+final class UpstreamExchange: @unchecked Sendable {
+    let eventLoop: any EventLoop
+    let head: EventLoopPromise<HTTPResponseHead>
+    let body: UpstreamBody
+    private var headSettled = false
+    private var ended = false
+    private var firstByteTimer: Scheduled<Void>?
+    /// The connection carrying it, while it does.
+    fileprivate var connection: UpstreamConnectionHandler?
+
+    init(eventLoop: any EventLoop, firstByteTimeout: TimeAmount) {
+        self.eventLoop = eventLoop
+        head = eventLoop.makePromise()
+        body = UpstreamBody(eventLoop: eventLoop)
+        firstByteTimer = eventLoop.scheduleTask(in: firstByteTimeout) { [self] in
+            // Only if the head is still missing: a head that arrived as the timer fired is a live stream.
+            if !headSettled { fail(UpstreamConnectionError.firstByteTimeout) }
+        }
+        body.onAbandon { [self] in cancel() }
+    }
+
+    /// Stops the exchange from any thread (the client left, or nobody reads the body).
+    func cancel() {
+        eventLoop.execute { [self] in fail(CancellationError()) }
+    }
+
+    fileprivate var isEnded: Bool { ended }
+
+    fileprivate func receivedHead(_ response: HTTPResponseHead) {
+        guard !headSettled else { return }
+        headSettled = true
+        firstByteTimer?.cancel()
+        firstByteTimer = nil
+        head.succeed(response)
+    }
+
+    fileprivate func finished() {
+        ended = true
+        connection = nil
+        body.finish(.success(()))
+    }
+
+    /// Ends the exchange with `error` (once) and closes its connection, which cannot be reused
+    /// mid-response.
+    fileprivate func fail(_ error: any Error) {
+        guard !ended else { return }
+        ended = true
+        firstByteTimer?.cancel()
+        firstByteTimer = nil
+        if !headSettled {
+            headSettled = true
+            head.fail(error)
+        }
+        body.finish(.failure(error))
+        let connection = self.connection
+        self.connection = nil
+        connection?.drop(self)
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection to an upstream, carrying one exchange at a time.
+///
+/// It holds the socket's reads back while the consumer of a body is behind (backpressure), times out
+/// silences during an exchange, and goes back to its pool only after a response that leaves the
+/// connection in a known state.
+final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    private let pool: UpstreamConnectionPool
+    /// The loop of the channel this handler serves, which its state belongs to.
+    let eventLoop: any EventLoop
+    private var context: ChannelHandlerContext?
+    private var exchange: UpstreamExchange?
+    /// Counts exchanges, so a late callback of an earlier one is ignored.
+    private var generation = 0
+    private var requestSent = false
+    private var responseKeepAlive = true
+    private var receivedAny = false
+    /// A retry on a fresh connection, for a reused one that the upstream closed before answering.
+    private var retry: (() -> Void)?
+    private var paused = false
+    private var readPending = false
+    private var idleTimeout = TimeAmount.seconds(60)
+    private var lastRead = NIODeadline.now()
+    private var idleTimer: Scheduled<Void>?
+    private var poolTimer: Scheduled<Void>?
+
+    init(pool: UpstreamConnectionPool, eventLoop: any EventLoop) {
+        self.pool = pool
+        self.eventLoop = eventLoop
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    var isReusable: Bool { exchange == nil && context?.channel.isActive == true }
+
+    /// Sends the request of `exchange`; its response goes to the exchange's head and body.
+    func start(
+        _ exchange: UpstreamExchange, head: HTTPRequestHead, body: ByteBuffer, idleTimeout: TimeAmount,
+        retry: (() -> Void)?
+    ) {
+        if exchange.isEnded {
+            // Cancelled before it started: the connection is still clean.
+            if isReusable, let context { pool.release(self, on: context.eventLoop) }
+            return
+        }
+        guard let context, context.channel.isActive else {
+            if let retry { retry() } else { exchange.fail(UpstreamConnectionError.closed) }
+            return
+        }
+        poolTimer?.cancel()
+        poolTimer = nil
+        generation &+= 1
+        self.exchange = exchange
+        exchange.connection = self
+        self.retry = retry
+        self.idleTimeout = idleTimeout
+        requestSent = false
+        responseKeepAlive = true
+        receivedAny = false
+        let current = generation
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        let sent = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: sent)
+        sent.futureResult.assumeIsolated().whenComplete { [self] result in
+            guard current == generation else { return }
+            switch result {
+            case .success:
+                requestSent = true
+                if self.exchange == nil {
+                    // The response ended before the request was written through (an early answer).
+                    self.context?.close(promise: nil)
+                } else {
+                    armIdleTimer()
+                }
+            case .failure(let error):
+                failCurrent(error, retryable: true)
+            }
+        }
+    }
+
+    /// The exchange gave up: the connection is in an unknown state mid-response, so it closes.
+    fileprivate func drop(_ exchange: UpstreamExchange) {
+        guard self.exchange === exchange else { return }
+        self.exchange = nil
+        retry = nil
+        idleTimer?.cancel()
+        idleTimer = nil
+        context?.close(promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let exchange else {
+            // Nothing is asked of an idle connection: bytes on it mean it is out of step.
+            context.close(promise: nil)
+            return
+        }
+        lastRead = .now()
+        receivedAny = true
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            responseKeepAlive = head.isKeepAlive
+            exchange.receivedHead(head)
+        case .body(let part):
+            if let wait = exchange.body.append(part) {
+                paused = true
+                let current = generation
+                wait.hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] _ in
+                    if current == generation { resumeReading() }
+                }
+            }
+        case .end:
+            self.exchange = nil
+            retry = nil
+            idleTimer?.cancel()
+            idleTimer = nil
+            exchange.finished()
+            resumeReading()
+            if requestSent && responseKeepAlive {
+                pool.release(self, on: context.eventLoop)
+            } else if requestSent {
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    private func resumeReading() {
+        paused = false
+        if readPending, let context {
+            readPending = false
+            context.read()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if paused {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    private func armIdleTimer() {
+        lastRead = .now()
+        if idleTimer == nil { scheduleIdleCheck(at: lastRead + idleTimeout) }
+    }
+
+    private func scheduleIdleCheck(at deadline: NIODeadline) {
+        guard let context else { return }
+        let current = generation
+        idleTimer = context.eventLoop.scheduleTask(deadline: deadline) { [self] in
+            guard current == generation, exchange != nil else { return }
+            idleTimer = nil
+            // Re-armed on each check rather than on each read, which keeps reads cheap. While the
+            // client holds reads back, the silence is not the upstream's.
+            if paused { lastRead = .now() }
+            let due = lastRead + idleTimeout
+            if due > .now() {
+                scheduleIdleCheck(at: due)
+            } else {
+                failCurrent(UpstreamConnectionError.idleReadTimeout, retryable: false)
+            }
+        }
+    }
+
+    /// `retryable`: the failure is the connection's (closed, reset), not the upstream's answer or
+    /// silence.
+    private func failCurrent(_ error: any Error, retryable: Bool) {
+        guard let exchange else { return }
+        if retryable, !receivedAny, let retry {
+            // A reused connection the upstream had already closed: the request never reached it.
+            self.exchange = nil
+            self.retry = nil
+            exchange.connection = nil
+            idleTimer?.cancel()
+            idleTimer = nil
+            context?.close(promise: nil)
+            retry()
+            return
+        }
+        exchange.fail(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        poolTimer?.cancel()
+        if exchange != nil {
+            failCurrent(UpstreamConnectionError.closed, retryable: true)
+        } else {
+            pool.forget(self, on: context.eventLoop)
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A TLS peer that closes without close_notify: whether the response was complete is decided
+        // by the HTTP framing when the channel goes inactive.
+        if let tls = error as? NIOSSLError, case .uncleanShutdown = tls { return }
+        failCurrent(error, retryable: error is IOError)
+        context.close(promise: nil)
+    }
+
+    /// In the pool: closed after `timeout` without use.
+    fileprivate func parked(for timeout: TimeAmount) {
+        guard let context else { return }
+        poolTimer = context.eventLoop.scheduleTask(in: timeout) { [self] in
+            poolTimer = nil
+            if exchange == nil { self.context?.close(promise: nil) }
+        }
+    }
+}
+
+/// Keep-alive connections to one upstream, kept per event loop: a request uses a connection on its
+/// client's loop, so the upstream's reads, the meter and the client's writes run on one thread.
+final class UpstreamConnectionPool: Sendable {
+    let target: UpstreamTarget
+    private let tls: NIOSSLContext?
+    private let connectTimeout: TimeAmount
+    private let idle = Mutex<[ObjectIdentifier: [UpstreamConnectionHandler]]>([:])
+    /// Idle connections kept per loop; more close when their exchange ends.
+    static let maxIdlePerLoop = 512
+    /// How long an unused connection stays open; shorter than common upstream keep-alive timeouts,
+    /// so the gateway, not the upstream, usually closes it.
+    static let keepAlive = TimeAmount.seconds(50)
+
+    init(target: UpstreamTarget, connectTimeout: TimeAmount, caFile: String?) throws {
+        self.target = target
+        self.connectTimeout = connectTimeout
+        if target.tls {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.applicationProtocols = ["http/1.1"]
+            if let caFile { configuration.additionalTrustRoots = [.file(caFile)] }
+            tls = try NIOSSLContext(configuration: configuration)
+        } else {
+            tls = nil
+        }
+    }
+
+    /// Runs `exchange` on an idle connection of `loop`, or a new one. A reused connection that turns out
+    /// closed before any answer is retried once on a new connection.
+    func run(
+        _ exchange: UpstreamExchange, head: HTTPRequestHead, body: ByteBuffer, idleTimeout: TimeAmount
+    ) {
+        let loop = exchange.eventLoop
+        guard loop.inEventLoop else {
+            loop.execute { self.run(exchange, head: head, body: body, idleTimeout: idleTimeout) }
+            return
+        }
+        let key = ObjectIdentifier(loop)
+        while let reused = idle.withLock({ $0[key]?.popLast() }) {
+            guard reused.isReusable else { continue }
+            reused.start(exchange, head: head, body: body, idleTimeout: idleTimeout) { [self] in
+                connect(exchange, head: head, body: body, idleTimeout: idleTimeout)
+            }
+            return
+        }
+        connect(exchange, head: head, body: body, idleTimeout: idleTimeout)
+    }
+
+    private func connect(
+        _ exchange: UpstreamExchange, head: HTTPRequestHead, body: ByteBuffer, idleTimeout: TimeAmount
+    ) {
+        let handler = UpstreamConnectionHandler(pool: self, eventLoop: exchange.eventLoop)
+        let tls = self.tls
+        let target = self.target
+        ClientBootstrap(group: exchange.eventLoop)
+            .connectTimeout(connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let pipeline = channel.pipeline.syncOperations
+                    if let tls {
+                        try pipeline.addHandler(NIOSSLClientHandler(context: tls, serverHostname: target.serverName))
+                    }
+                    try pipeline.addHTTPClientHandlers()
+                    try pipeline.addHandler(handler)
+                }
+            }
+            .connect(host: target.host, port: target.port)
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    if exchange.isEnded {
+                        channel.close(promise: nil)  // cancelled while connecting
+                    } else {
+                        handler.start(exchange, head: head, body: body, idleTimeout: idleTimeout, retry: nil)
+                    }
+                case .failure(let error):
+                    exchange.eventLoop.execute { exchange.fail(error) }
+                }
+            }
+    }
+
+    fileprivate func release(_ handler: UpstreamConnectionHandler, on loop: any EventLoop) {
+        let kept = idle.withLock { idle -> Bool in
+            var list = idle[ObjectIdentifier(loop), default: []]
+            guard list.count < Self.maxIdlePerLoop else { return false }
+            list.append(handler)
+            idle[ObjectIdentifier(loop)] = list
+            return true
+        }
+        if kept { handler.parked(for: Self.keepAlive) } else { handler.closeIdle() }
+    }
+
+    fileprivate func forget(_ handler: UpstreamConnectionHandler, on loop: any EventLoop) {
+        idle.withLock { idle in
+            idle[ObjectIdentifier(loop)]?.removeAll { $0 === handler }
+        }
+    }
+
+    /// Closes the idle connections (at shutdown).
+    func closeIdle() {
+        let all = idle.withLock { idle in
+            defer { idle = [:] }
+            return idle.values.flatMap { $0 }
+        }
+        for handler in all { handler.closeIdle() }
+    }
+}
+
+extension UpstreamConnectionHandler {
+    fileprivate func closeIdle() {
+        eventLoop.execute { [self] in
+            if exchange == nil { context?.close(promise: nil) }
+        }
+    }
+}
