@@ -47,6 +47,18 @@ struct UpstreamClientLiveTests {
         }
     }
 
+    @Test("a head slower than the idle timeout but within the first-byte timeout is served, not cut")
+    func headWithinFirstByte() async throws {
+        try await LiveHarness.run { h in
+            // `sleepy`: first byte 10 s, idle read 3 s; the upstream waits 3.5 s before its head.
+            let reply = try await h.post(
+                h.gatewayURL + "/v1/chat/completions",
+                body: ProxyLiveTests.body(.chatCompletions, model: "sleepy-gpt", stream: false),
+                headers: [("x-mock-stall-ms", "3500")])
+            #expect(reply.status == 200, "\(reply.text)")
+        }
+    }
+
     @Test("plain HTTP to a TLS port fails fast as 502, not as a hang")
     func plainToTLS() async throws {
         try await LiveHarness.run(tlsUpstream: true) { h in

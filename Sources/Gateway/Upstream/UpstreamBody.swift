@@ -52,8 +52,8 @@ final class UpstreamBody: Sendable {
             case buffered(consumer: CheckedContinuation<Void, Never>?, paused: EventLoopPromise<Void>?)
         }
         let next = state.withLock { s -> Next in
-            if let sink = s.sink { return .push(sink) }
             if s.abandoned { return .buffered(consumer: nil, paused: nil) }
+            if let sink = s.sink { return .push(sink) }
             if var buffered = s.buffered {
                 s.buffered = nil  // keep the storage unique while appending
                 var chunk = chunk
@@ -132,13 +132,21 @@ final class UpstreamBody: Sendable {
                 s.consumer = nil
                 s.paused = nil
                 s.stop = nil
+                s.sink = nil
             }
             return (s.consumer, s.paused, s.end == nil ? s.stop : nil, s.sink)
         }
         consumer?.resume()
         paused?.succeed()
         stop?()
-        sink?.end(.failure(CancellationError()))
+        // On the loop, after any chunk the sink is taking there: its state is read once it has ended.
+        if let sink {
+            if eventLoop.inEventLoop {
+                sink.end(.failure(CancellationError()))
+            } else {
+                eventLoop.execute { sink.end(.failure(CancellationError())) }
+            }
+        }
     }
 
     private enum Step {

@@ -40,17 +40,20 @@ struct UpstreamTarget: Sendable, Equatable {
 }
 
 /// Why an exchange with an upstream failed, where NIO's own errors do not say it.
-enum UpstreamConnectionError: Error, CustomStringConvertible {
+enum UpstreamConnectionError: Error, Equatable, CustomStringConvertible {
     case firstByteTimeout
     case idleReadTimeout
     /// The connection closed before the response ended.
     case closed
+    /// A 1xx the gateway cannot relay (101 Switching Protocols).
+    case unexpectedStatus(Int)
 
     var description: String {
         switch self {
         case .firstByteTimeout: "no response head within the first-byte timeout"
         case .idleReadTimeout: "the upstream fell silent for longer than its idle timeout"
         case .closed: "the upstream closed the connection before the response ended"
+        case .unexpectedStatus(let code): "the upstream answered \(code), which the gateway does not relay"
         }
     }
 }
@@ -137,6 +140,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
     private var requestSent = false
     private var responseKeepAlive = true
     private var receivedAny = false
+    /// When the current exchange's request went out on a reused connection.
+    private var startedAt = NIODeadline.now()
+    /// The upstream's `Keep-Alive: timeout=N`, if it sent one.
+    private var keepAliveHint: TimeAmount?
     /// A retry on a fresh connection, for a reused one that the upstream closed before answering.
     private var retry: (() -> Void)?
     private var paused = false
@@ -163,7 +170,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
     ) {
         if exchange.isEnded {
             // Cancelled before it started: the connection is still clean.
-            if isReusable, let context { pool.release(self, on: context.eventLoop) }
+            if isReusable, let context { pool.release(self, on: context.eventLoop, keepAlive: keepAliveHint) }
             return
         }
         guard let context, context.channel.isActive else {
@@ -180,6 +187,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
         requestSent = false
         responseKeepAlive = true
         receivedAny = false
+        keepAliveHint = nil
+        startedAt = .now()
         let current = generation
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
@@ -193,8 +202,6 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
                 if self.exchange == nil {
                     // The response ended before the request was written through (an early answer).
                     self.context?.close(promise: nil)
-                } else {
-                    armIdleTimer()
                 }
             case .failure(let error):
                 failCurrent(error, retryable: true)
@@ -222,7 +229,15 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
         receivedAny = true
         switch unwrapInboundIn(data) {
         case .head(let head):
+            guard head.status.code >= 200 else {
+                // NIO passes 101 on (other 1xx are dropped); a switch of protocols is not ours to relay.
+                failCurrent(UpstreamConnectionError.unexpectedStatus(Int(head.status.code)), retryable: false)
+                return
+            }
             responseKeepAlive = head.isKeepAlive
+            keepAliveHint = Self.keepAliveTimeout(head.headers)
+            // The first-byte timeout bounded the wait for the head; from here on, each silence is bounded.
+            armIdleTimer()
             exchange.receivedHead(head)
         case .body(let part):
             if let wait = exchange.body.append(part) {
@@ -240,8 +255,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
             exchange.finished()
             resumeReading()
             if requestSent && responseKeepAlive {
-                pool.release(self, on: context.eventLoop)
-            } else if requestSent {
+                pool.release(self, on: context.eventLoop, keepAlive: keepAliveHint)
+            } else {
+                // Not reusable; an upstream that answered before reading the whole request may never
+                // read the rest, so nothing waits for that write.
                 context.close(promise: nil)
             }
         }
@@ -290,8 +307,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
     /// silence.
     private func failCurrent(_ error: any Error, retryable: Bool) {
         guard let exchange else { return }
-        if retryable, !receivedAny, let retry {
-            // A reused connection the upstream had already closed: the request never reached it.
+        if retryable, !receivedAny, let retry, NIODeadline.now() - startedAt < Self.staleWindow {
+            // A reused connection the upstream closed as the request went out (the keep-alive race):
+            // the request did not reach it. Later, a silent close may follow work already done upstream,
+            // and sending again could run (and cost) the request twice.
             self.exchange = nil
             self.retry = nil
             exchange.connection = nil
@@ -302,6 +321,22 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
             return
         }
         exchange.fail(error)
+    }
+
+    /// How soon after sending on a reused connection a close still counts as the keep-alive race.
+    static let staleWindow = TimeAmount.milliseconds(250)
+
+    /// The `timeout` of a `Keep-Alive` response header.
+    static func keepAliveTimeout(_ headers: HTTPHeaders) -> TimeAmount? {
+        guard let value = headers.first(name: "keep-alive") else { return nil }
+        for part in value.split(separator: ",") {
+            let pair = part.split(separator: "=", maxSplits: 1)
+            guard pair.count == 2, pair[0].trimmingCharacters(in: .whitespaces).lowercased() == "timeout",
+                let seconds = Int64(pair[1].trimmingCharacters(in: .whitespaces)), seconds >= 0
+            else { continue }
+            return .seconds(seconds)
+        }
+        return nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -414,7 +449,14 @@ final class UpstreamConnectionPool: Sendable {
             }
     }
 
-    fileprivate func release(_ handler: UpstreamConnectionHandler, on loop: any EventLoop) {
+    fileprivate func release(_ handler: UpstreamConnectionHandler, on loop: any EventLoop, keepAlive hint: TimeAmount?)
+    {
+        // A second short of the upstream's own limit, so the gateway closes first.
+        let keepAlive = hint.map { min(Self.keepAlive, $0 - .seconds(1)) } ?? Self.keepAlive
+        guard keepAlive > .zero else {
+            handler.closeIdle()
+            return
+        }
         let kept = idle.withLock { idle -> Bool in
             var list = idle[ObjectIdentifier(loop), default: []]
             guard list.count < Self.maxIdlePerLoop else { return false }
@@ -422,7 +464,7 @@ final class UpstreamConnectionPool: Sendable {
             idle[ObjectIdentifier(loop)] = list
             return true
         }
-        if kept { handler.parked(for: Self.keepAlive) } else { handler.closeIdle() }
+        if kept { handler.parked(for: keepAlive) } else { handler.closeIdle() }
     }
 
     fileprivate func forget(_ handler: UpstreamConnectionHandler, on loop: any EventLoop) {

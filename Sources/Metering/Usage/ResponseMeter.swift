@@ -31,13 +31,7 @@ public struct ResponseMeter: Sendable {
         }
         var out: [UInt8] = []
         for event in framer!.feed(bytes) {
-            let (forward, json) = Self.strippingInjectedUsage(event)
-            if let json {
-                usage.observe(json)
-            } else {
-                usage.observe(rawEvent: event)
-            }
-            out.append(contentsOf: forward ?? [])
+            if let forward = meterStripping(event) { out.append(contentsOf: forward) }
         }
         return .replaced(out)
     }
@@ -53,62 +47,71 @@ public struct ResponseMeter: Sendable {
         return rest
     }
 
-    /// The event as the client should see it (nil to drop it), and its JSON payload if it has one, so
-    /// the usage meter does not parse it again.
-    static func strippingInjectedUsage(_ event: [UInt8]) -> (forward: [UInt8]?, json: JSONValue?) {
-        // The single `data:` line of an OpenAI chunk.
-        guard let (start, end) = dataLine(in: event) else { return (event, nil) }
-        let payload = Array(event[start..<end])
-        guard let (json, spans) = try? JSONReader.parseTopLevelObject(payload) else { return (event, nil) }
-        guard let usageSpan = spans["usage"] else { return (event, json) }
-        if json["usage"]?.isNull == false, json["choices"]?.arrayValue?.isEmpty == true {
-            return (nil, json)  // the usage-only chunk the client did not ask for
+    /// Meters one event and returns it as the client should see it (nil to drop it).
+    mutating func meterStripping(_ event: [UInt8]) -> [UInt8]? {
+        // The single `data:` line of an OpenAI chunk; anything else (`[DONE]`, comments) as it is.
+        guard let payload = Self.dataLine(in: event) else {
+            usage.observe(rawEvent: event)
+            return event
         }
-        guard json["usage"]?.isNull == true, let member = memberRange(valueSpan: usageSpan, in: payload) else {
-            return (event, json)
+        return event.withUnsafeBufferPointer { buffer -> [UInt8]? in
+            let scan = JSONScan(buffer)
+            guard let top = scan.validate(payload), buffer[top.lowerBound] == UInt8(ascii: "{") else {
+                usage.observe(rawEvent: event)
+                return event
+            }
+            let (usageSpan, choices) = usage.observeOpenAIChunk(scan, top)
+            guard let usageSpan else { return event }
+            if !scan.isNull(usageSpan), let choices, scan.isEmptyArray(choices) {
+                return nil  // the usage-only chunk the client did not ask for
+            }
+            guard scan.isNull(usageSpan), let member = Self.memberRange(valueSpan: usageSpan, in: buffer, within: top)
+            else { return event }
+            var out = Array(buffer[..<member.lowerBound])
+            out.append(contentsOf: buffer[member.upperBound...])
+            return out
         }
-        var out = Array(event[..<start])
-        out.append(contentsOf: payload[..<member.lowerBound])
-        out.append(contentsOf: payload[member.upperBound...])
-        out.append(contentsOf: event[end...])
-        return (out, json)
     }
 
     /// The payload range of the event's only `data:` line (nil when it has none, or several).
-    private static func dataLine(in event: [UInt8]) -> (Int, Int)? {
-        var found: (Int, Int)?
+    private static func dataLine(in event: [UInt8]) -> Range<Int>? {
+        var found: Range<Int>?
         for line in SSELines(event) where event[line].starts(with: "data:".utf8) {
             if found != nil { return nil }
             var s = line.lowerBound + 5
             if s < line.upperBound && event[s] == 0x20 { s += 1 }
-            found = (s, line.upperBound)
+            found = s..<line.upperBound
         }
         return found
     }
 
-    /// The bytes of a member (`"key": value` and one separating comma) given its value's range.
-    private static func memberRange(valueSpan: Range<Int>, in json: [UInt8]) -> Range<Int>? {
+    /// The bytes of a member (`"key": value` and one separating comma) given its value's range, inside
+    /// the object `object`.
+    private static func memberRange(
+        valueSpan: Range<Int>, in json: UnsafeBufferPointer<UInt8>, within object: Range<Int>
+    ) -> Range<Int>? {
         func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D }
+        let first = object.lowerBound
         var i = valueSpan.lowerBound - 1
-        while i >= 0 && isSpace(json[i]) { i -= 1 }
-        guard i >= 0, json[i] == UInt8(ascii: ":") else { return nil }
+        while i >= first && isSpace(json[i]) { i -= 1 }
+        guard i >= first, json[i] == UInt8(ascii: ":") else { return nil }
         i -= 1
-        while i >= 0 && isSpace(json[i]) { i -= 1 }
-        guard i >= 0, json[i] == UInt8(ascii: "\"") else { return nil }
+        while i >= first && isSpace(json[i]) { i -= 1 }
+        guard i >= first, json[i] == UInt8(ascii: "\"") else { return nil }
         i -= 1
-        while i >= 0 && json[i] != UInt8(ascii: "\"") { i -= 1 }  // the key has no escaped quotes
-        guard i >= 0 else { return nil }
+        while i >= first && json[i] != UInt8(ascii: "\"") { i -= 1 }  // the key has no escaped quotes
+        guard i >= first else { return nil }
         let keyStart = i
         i -= 1
-        while i >= 0 && isSpace(json[i]) { i -= 1 }
-        guard i >= 0 else { return nil }
+        while i >= first && isSpace(json[i]) { i -= 1 }
+        guard i >= first else { return nil }
         if json[i] == UInt8(ascii: ",") { return i..<valueSpan.upperBound }
         // First member: take the comma after it instead.
         var j = valueSpan.upperBound
-        while j < json.count && isSpace(json[j]) { j += 1 }
-        if j < json.count && json[j] == UInt8(ascii: ",") {
+        while j < object.upperBound && isSpace(json[j]) { j += 1 }
+        if j < object.upperBound && json[j] == UInt8(ascii: ",") {
             j += 1
-            while j < json.count && isSpace(json[j]) { j += 1 }
+            while j < object.upperBound && isSpace(json[j]) { j += 1 }
         }
         return keyStart..<j
     }

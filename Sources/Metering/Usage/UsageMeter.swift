@@ -73,8 +73,17 @@ public struct UsageMeter: Sendable {
             completed = true
             return
         }
-        guard let json = try? JSONReader.parse(event.data) else { return }
-        observe(json)
+        switch endpoint {
+        case .messages, .responses:
+            guard let json = try? JSONReader.parse(event.data) else { return }
+            observe(json)
+        default:
+            var data = event.data
+            data.withUTF8 { bytes in
+                let scan = JSONScan(bytes)
+                if let top = scan.validate(0..<bytes.count) { observeOpenAIChunk(scan, top) }
+            }
+        }
     }
 
     /// One complete raw event, already framed (the meter stage frames events once).
@@ -82,23 +91,101 @@ public struct UsageMeter: Sendable {
         if let event = SSEParser.parse(rawEvent) { handle(event) }
     }
 
-    /// One event's JSON payload, already parsed (the meter stage parses each event once).
-    mutating func observe(_ json: JSONValue) {
+    /// One Anthropic or Responses event's JSON payload.
+    private mutating func observe(_ json: JSONValue) {
         switch endpoint {
         case .messages: handleAnthropic(json)
-        case .responses: handleResponses(json)
-        default: handleOpenAIChunk(json)
+        default: handleResponses(json)
         }
     }
 
-    private mutating func handleOpenAIChunk(_ json: JSONValue) {
-        if let usage = json["usage"].flatMap(Usage.openAI) { reported = usage }
-        for choice in json["choices"]?.arrayValue ?? [] {
-            // Moonshot has documented the final usage inside the choice.
-            if let usage = choice["usage"].flatMap(Usage.openAI) { reported = usage }
-            let c = choice["index"]?.intValue ?? 0
-            if let delta = choice["delta"] { countOpenAIMessage(delta, choice: c) }
-            if let text = choice["text"]?.stringValue { count(text, "\(c):text") }
+    /// One OpenAI chunk (chat or completions), the object at `top`, read in place. Returns where its
+    /// top-level `usage` and `choices` are, for the meter stage's rewriting.
+    @discardableResult
+    mutating func observeOpenAIChunk(_ scan: JSONScan, _ top: Range<Int>) -> (usage: Range<Int>?, choices: Range<Int>?)
+    {
+        var usage: Range<Int>?
+        var choices: Range<Int>?
+        scan.forEachMember(top) { key, value in
+            if scan.keyEquals(key, "usage") {
+                usage = value
+            } else if scan.keyEquals(key, "choices") {
+                choices = value
+            }
+        }
+        if let usage { report(scan, usage) }
+        if let choices {
+            scan.forEachElement(choices) { choice in
+                var usage: Range<Int>?
+                var index: Range<Int>?
+                var delta: Range<Int>?
+                var text: Range<Int>?
+                scan.forEachMember(choice) { key, value in
+                    if scan.keyEquals(key, "delta") {
+                        delta = value
+                    } else if scan.keyEquals(key, "index") {
+                        index = value
+                    } else if scan.keyEquals(key, "text") {
+                        text = value
+                    } else if scan.keyEquals(key, "usage") {
+                        usage = value
+                    }
+                }
+                // Moonshot has documented the final usage inside the choice.
+                if let usage { report(scan, usage) }
+                let c = index.flatMap(scan.int) ?? 0
+                if let delta { countOpenAIMessage(scan, delta, choice: c) }
+                if let s = text.flatMap(scan.string) { count(s, "\(c):text") }
+            }
+        }
+        return (usage, choices)
+    }
+
+    private mutating func report(_ scan: JSONScan, _ usage: Range<Int>) {
+        if !scan.isNull(usage), let value = scan.tree(usage).flatMap(Usage.openAI) { reported = value }
+    }
+
+    private mutating func countOpenAIMessage(_ scan: JSONScan, _ m: Range<Int>, choice: Int) {
+        var content: Range<Int>?
+        var reasoning: Range<Int>?
+        var toolCalls: Range<Int>?
+        scan.forEachMember(m) { key, value in
+            if scan.keyEquals(key, "content") {
+                content = value
+            } else if scan.keyEquals(key, "reasoning_content") {
+                reasoning = value
+            } else if scan.keyEquals(key, "tool_calls") {
+                toolCalls = value
+            }
+        }
+        if let s = content.flatMap(scan.string) { count(s, "\(choice):content") }
+        if let s = reasoning.flatMap(scan.string) { count(s, "\(choice):reasoning") }
+        guard let toolCalls else { return }
+        var position = 0
+        scan.forEachElement(toolCalls) { call in
+            var index: Range<Int>?
+            var function: Range<Int>?
+            scan.forEachMember(call) { key, value in
+                if scan.keyEquals(key, "index") {
+                    index = value
+                } else if scan.keyEquals(key, "function") {
+                    function = value
+                }
+            }
+            let i = index.flatMap(scan.int) ?? position
+            position += 1
+            guard let function else { return }
+            var name: Range<Int>?
+            var arguments: Range<Int>?
+            scan.forEachMember(function) { key, value in
+                if scan.keyEquals(key, "name") {
+                    name = value
+                } else if scan.keyEquals(key, "arguments") {
+                    arguments = value
+                }
+            }
+            if let s = name.flatMap(scan.string) { count(s, "\(choice):tool\(i):name") }
+            if let s = arguments.flatMap(scan.string) { count(s, "\(choice):tool\(i):arguments") }
         }
     }
 

@@ -1,0 +1,221 @@
+/// Reads values out of a JSON document where they lie, without building a ``JSONValue`` tree.
+///
+/// A streamed response is hundreds of small JSON events of which the meter needs a few members; building
+/// and freeing each event's tree was most of the meter's cost. `validate` checks the whole document
+/// once, as ``JSONReader`` would (upstream strings are not held to strict UTF-8); the accessors then
+/// walk ranges of it. Member lookup takes the last of repeated names, as ``JSONValue`` does, and a value
+/// of the wrong type reads as absent.
+struct JSONScan {
+    let bytes: UnsafeBufferPointer<UInt8>
+
+    init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
+
+    /// The range of the one value that fills `range` (whitespace around it allowed), if it is valid JSON.
+    func validate(_ range: Range<Int>) -> Range<Int>? {
+        let start = skipSpace(range.lowerBound, range.upperBound)
+        guard let end = skipValue(start, range.upperBound, depth: 0),
+            skipSpace(end, range.upperBound) == range.upperBound
+        else { return nil }
+        return start..<end
+    }
+
+    private func skipSpace(_ i: Int, _ end: Int) -> Int {
+        var i = i
+        while i < end {
+            switch bytes[i] {
+            case 0x20, 0x09, 0x0A, 0x0D: i += 1
+            default: return i
+            }
+        }
+        return i
+    }
+
+    /// Where the value starting at `i` ends, or nil where it is not valid JSON.
+    private func skipValue(_ i: Int, _ end: Int, depth: Int) -> Int? {
+        guard i < end, depth < JSONReader.maxDepth else { return nil }
+        switch bytes[i] {
+        case UInt8(ascii: "\""): return skipString(i, end)
+        case UInt8(ascii: "{"): return skipContainer(i, end, depth: depth, close: UInt8(ascii: "}"), keyed: true)
+        case UInt8(ascii: "["): return skipContainer(i, end, depth: depth, close: UInt8(ascii: "]"), keyed: false)
+        case UInt8(ascii: "t"): return literal("true", i, end)
+        case UInt8(ascii: "f"): return literal("false", i, end)
+        case UInt8(ascii: "n"): return literal("null", i, end)
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return skipNumber(i, end)
+        default: return nil
+        }
+    }
+
+    private func literal(_ text: StaticString, _ i: Int, _ end: Int) -> Int? {
+        let count = text.utf8CodeUnitCount
+        guard i + count <= end else { return nil }
+        let matches = text.withUTF8Buffer { lit in (0..<count).allSatisfy { bytes[i + $0] == lit[$0] } }
+        return matches ? i + count : nil
+    }
+
+    private func skipContainer(_ i: Int, _ end: Int, depth: Int, close: UInt8, keyed: Bool) -> Int? {
+        var i = skipSpace(i + 1, end)
+        if i < end && bytes[i] == close { return i + 1 }
+        while true {
+            if keyed {
+                guard i < end, bytes[i] == UInt8(ascii: "\""), let keyEnd = skipString(i, end) else { return nil }
+                i = skipSpace(keyEnd, end)
+                guard i < end, bytes[i] == UInt8(ascii: ":") else { return nil }
+                i = skipSpace(i + 1, end)
+            }
+            guard let valueEnd = skipValue(i, end, depth: depth + 1) else { return nil }
+            i = skipSpace(valueEnd, end)
+            guard i < end else { return nil }
+            if bytes[i] == close { return i + 1 }
+            guard bytes[i] == UInt8(ascii: ",") else { return nil }
+            i = skipSpace(i + 1, end)
+        }
+    }
+
+    private func skipString(_ i: Int, _ end: Int) -> Int? {
+        var i = i + 1
+        while i < end {
+            let c = bytes[i]
+            if c == UInt8(ascii: "\"") { return i + 1 }
+            if c < 0x20 { return nil }
+            if c == UInt8(ascii: "\\") {
+                guard i + 1 < end else { return nil }
+                switch bytes[i + 1] {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                    UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    i += 2
+                case UInt8(ascii: "u"):
+                    // Surrogate pairing is checked when the string is decoded, as the reader does.
+                    guard i + 6 <= end, (i + 2..<i + 6).allSatisfy({ Self.isHex(bytes[$0]) }) else { return nil }
+                    i += 6
+                default: return nil
+                }
+            } else {
+                i += 1
+            }
+        }
+        return nil
+    }
+
+    private static func isHex(_ c: UInt8) -> Bool {
+        (0x30...0x39).contains(c) || (0x41...0x46).contains(c) || (0x61...0x66).contains(c)
+    }
+
+    private func skipNumber(_ i: Int, _ end: Int) -> Int? {
+        var i = i
+        func digit(_ at: Int) -> Bool { at < end && bytes[at] >= 0x30 && bytes[at] <= 0x39 }
+        if bytes[i] == UInt8(ascii: "-") { i += 1 }
+        guard digit(i) else { return nil }
+        if bytes[i] == 0x30 {
+            i += 1
+        } else {
+            while digit(i) { i += 1 }
+        }
+        if i < end && bytes[i] == UInt8(ascii: ".") {
+            i += 1
+            guard digit(i) else { return nil }
+            while digit(i) { i += 1 }
+        }
+        if i < end && (bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E")) {
+            i += 1
+            if i < end && (bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-")) { i += 1 }
+            guard digit(i) else { return nil }
+            while digit(i) { i += 1 }
+        }
+        return i
+    }
+
+    // MARK: Reading a validated document
+
+    /// Each member of the object `value` (nothing if it is not an object): the key's range including its
+    /// quotes, and the value's range.
+    func forEachMember(_ value: Range<Int>, _ body: (Range<Int>, Range<Int>) -> Void) {
+        let end = value.upperBound
+        guard bytes[value.lowerBound] == UInt8(ascii: "{") else { return }
+        var i = skipSpace(value.lowerBound + 1, end)
+        if bytes[i] == UInt8(ascii: "}") { return }
+        while let keyEnd = skipString(i, end) {
+            let valueStart = skipSpace(skipSpace(keyEnd, end) + 1, end)
+            guard let valueEnd = skipValue(valueStart, end, depth: 0) else { return }
+            body(i..<keyEnd, valueStart..<valueEnd)
+            i = skipSpace(valueEnd, end)
+            guard bytes[i] == UInt8(ascii: ",") else { return }
+            i = skipSpace(i + 1, end)
+        }
+    }
+
+    /// Each element of the array `value` (nothing if it is not an array).
+    func forEachElement(_ value: Range<Int>, _ body: (Range<Int>) -> Void) {
+        let end = value.upperBound
+        guard bytes[value.lowerBound] == UInt8(ascii: "[") else { return }
+        var i = skipSpace(value.lowerBound + 1, end)
+        if bytes[i] == UInt8(ascii: "]") { return }
+        while let elementEnd = skipValue(i, end, depth: 0) {
+            body(i..<elementEnd)
+            i = skipSpace(elementEnd, end)
+            guard bytes[i] == UInt8(ascii: ",") else { return }
+            i = skipSpace(i + 1, end)
+        }
+    }
+
+    /// The last member named `key` of the object `value`.
+    func member(_ value: Range<Int>, _ key: StaticString) -> Range<Int>? {
+        var found: Range<Int>?
+        forEachMember(value) { name, member in
+            if keyEquals(name, key) { found = member }
+        }
+        return found
+    }
+
+    /// Whether the quoted key at `name` reads as `key` (escapes decoded).
+    func keyEquals(_ name: Range<Int>, _ key: StaticString) -> Bool {
+        let raw = name.lowerBound + 1..<name.upperBound - 1
+        if !bytes[raw].contains(UInt8(ascii: "\\")) {
+            return key.withUTF8Buffer { $0.elementsEqual(bytes[raw]) }
+        }
+        return string(name) == key.withUTF8Buffer { String(decoding: $0, as: UTF8.self) }
+    }
+
+    func isNull(_ value: Range<Int>) -> Bool { bytes[value.lowerBound] == UInt8(ascii: "n") }
+
+    func isEmptyArray(_ value: Range<Int>) -> Bool {
+        bytes[value.lowerBound] == UInt8(ascii: "[")
+            && bytes[skipSpace(value.lowerBound + 1, value.upperBound)] == UInt8(ascii: "]")
+    }
+
+    /// The string `value`, decoded as the reader decodes an upstream's (bad UTF-8 becomes U+FFFD).
+    func string(_ value: Range<Int>) -> String? {
+        guard bytes[value.lowerBound] == UInt8(ascii: "\"") else { return nil }
+        let raw = value.lowerBound + 1..<value.upperBound - 1
+        if !bytes[raw].contains(UInt8(ascii: "\\")) {
+            return String(decoding: UnsafeBufferPointer(rebasing: bytes[raw]), as: UTF8.self)
+        }
+        return (try? JSONReader.parse(Array(bytes[value])))?.stringValue
+    }
+
+    /// The integer `value`: nil for fractions, exponents, other types or values outside Int, as
+    /// ``JSONValue/intValue``.
+    func int(_ value: Range<Int>) -> Int? {
+        var i = value.lowerBound
+        let negative = bytes[i] == UInt8(ascii: "-")
+        if negative { i += 1 }
+        guard i < value.upperBound else { return nil }
+        var result = 0
+        while i < value.upperBound {
+            let c = bytes[i]
+            guard c >= 0x30 && c <= 0x39 else { return nil }
+            let (times, o1) = result.multipliedReportingOverflow(by: 10)
+            let (next, o2) =
+                negative
+                ? times.subtractingReportingOverflow(Int(c - 0x30)) : times.addingReportingOverflow(Int(c - 0x30))
+            guard !o1 && !o2 else { return nil }
+            result = next
+            i += 1
+        }
+        return result
+    }
+
+    /// The value as a tree, for the rare member that needs one (a usage object).
+    func tree(_ value: Range<Int>) -> JSONValue? {
+        try? JSONReader.parse(Array(bytes[value]))
+    }
+}

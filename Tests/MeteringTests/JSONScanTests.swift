@@ -1,0 +1,198 @@
+import Testing
+
+@testable import Metering
+
+/// The meter reads OpenAI chunks in place (`JSONScan`) instead of through a ``JSONValue`` tree. These
+/// tests hold it to the tree: the same documents valid, and the same usage and local counts from
+/// thousands of generated chunks, mutated ones included.
+@Suite("In-place JSON reading agrees with the tree")
+struct JSONScanTests {
+    struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    static let strings = [
+        #""hello""#, #""""#, #""中文 é""#, #""line\nbreak \"quoted\" \\ \/""#, #""\u00e9\u4e2d""#,
+        #""\ud83d\ude00 pair""#, #""\ud800 lone""#, #""\udc00""#, #""tab\there""#, #""{\"a\":1}""#,
+    ]
+    static let numbers = ["0", "1", "-3", "12", "1.5", "2e3", "9223372036854775807", "9223372036854775808", "-0"]
+
+    static func value(_ rng: inout SplitMix, depth: Int = 0) -> String {
+        switch Int(rng.next() % (depth > 2 ? 4 : 6)) {
+        case 0: return strings.randomElement(using: &rng)!
+        case 1: return numbers.randomElement(using: &rng)!
+        case 2: return ["null", "true", "false"].randomElement(using: &rng)!
+        case 3: return strings.randomElement(using: &rng)!
+        case 4:
+            return "[" + (0..<Int(rng.next() % 3)).map { _ in value(&rng, depth: depth + 1) }.joined(separator: ",")
+                + "]"
+        default:
+            return "{"
+                + (0..<Int(rng.next() % 3)).map { _ in "\"k\(rng.next() % 4)\": " + value(&rng, depth: depth + 1) }
+                .joined(separator: ", ") + "}"
+        }
+    }
+
+    /// A chat or completions chunk, with the members the meter reads in varied shapes.
+    static func chunk(_ rng: inout SplitMix) -> String {
+        func pick(_ options: [String]) -> String { options.randomElement(using: &rng)! }
+        func text() -> String { rng.next() % 5 == 0 ? value(&rng) : strings.randomElement(using: &rng)! }
+        func key(_ name: String) -> String {
+            // Now and then the same name with an escape, which must read the same.
+            rng.next() % 7 == 0 ? "\"\\u00\(String(name.utf8.first!, radix: 16))\(name.dropFirst())\"" : "\"\(name)\""
+        }
+        var members: [String] = []
+        if rng.next() % 2 == 0 { members.append(#""id":"chatcmpl-1","object":"chat.completion.chunk""#) }
+        var calls: [String] = []
+        for _ in 0..<Int(rng.next() % 3) {
+            var call: [String] = []
+            if rng.next() % 3 != 0 { call.append("\(key("index")): \(pick(["0", "1", "2", "\"1\"", "1.0"]))") }
+            if rng.next() % 4 != 0 {
+                call.append(
+                    "\(key("function")): {\(key("name")): \(text()), \(key("arguments")): \(text())}")
+            }
+            calls.append("{" + call.joined(separator: ",") + "}")
+        }
+        var delta: [String] = []
+        if rng.next() % 4 != 0 { delta.append("\(key("content")): \(text())") }
+        if rng.next() % 3 == 0 { delta.append("\(key("reasoning_content")): \(text())") }
+        if !calls.isEmpty { delta.append("\(key("tool_calls")): [\(calls.joined(separator: ","))]") }
+        if rng.next() % 6 == 0 { delta.append("\(key("content")): \(text())") }  // repeated: the last counts
+        var choices: [String] = []
+        for _ in 0..<Int(rng.next() % 3) {
+            var choice: [String] = []
+            if rng.next() % 4 != 0 { choice.append("\(key("index")): \(pick(["0", "1", "7", "\"x\"", "-1"]))") }
+            if rng.next() % 5 != 0 { choice.append("\(key("delta")): {\(delta.joined(separator: ", "))}") }
+            if rng.next() % 5 == 0 { choice.append("\(key("text")): \(text())") }
+            if rng.next() % 8 == 0 {
+                choice.append(#""usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}"#)
+            }
+            choice.append(#""finish_reason": null"#)
+            choices.append("{" + choice.joined(separator: ", ") + "}")
+        }
+        if rng.next() % 6 != 0 { members.append("\(key("choices")): [\(choices.joined(separator: ","))]") }
+        switch rng.next() % 4 {
+        case 0: members.append(#""usage": null"#)
+        case 1: members.append(#""usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}"#)
+        case 2: members.append(#""usage": {"prompt_tokens": -1}"#)
+        default: break
+        }
+        members.shuffle(using: &rng)
+        return "{" + members.joined(separator: pick([",", ", ", " ,\n"])) + "}"
+    }
+
+    static func mutate(_ text: String, _ rng: inout SplitMix) -> [UInt8] {
+        var bytes = Array(text.utf8)
+        guard !bytes.isEmpty else { return bytes }
+        switch rng.next() % 4 {
+        case 0: bytes[Int(rng.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: rng.next())
+        case 1: bytes.removeLast(Int(rng.next() % UInt64(bytes.count)))
+        case 2:
+            bytes.insert(
+                Array(#",:{}[]"\ 0e-"#.utf8).randomElement(using: &rng)!, at: Int(rng.next() % UInt64(bytes.count)))
+        default: bytes.remove(at: Int(rng.next() % UInt64(bytes.count)))
+        }
+        return bytes
+    }
+
+    @Test("a document is valid in place exactly when the tree reader accepts it")
+    func validity() {
+        var rng = SplitMix(state: 26)
+        var valid = 0
+        for round in 0..<20_000 {
+            let text = round % 2 == 0 ? Self.chunk(&rng) : Self.value(&rng)
+            let bytes = round % 3 == 0 ? Self.mutate(text, &rng) : Array(text.utf8)
+            let tree = (try? JSONReader.parse(bytes)) != nil
+            let scanned = bytes.withUnsafeBufferPointer { JSONScan($0).validate(0..<$0.count) != nil }
+            #expect(scanned == tree, "\(String(decoding: bytes, as: UTF8.self))")
+            if tree { valid += 1 }
+        }
+        #expect(valid > 10_000)
+        let deep = Array((String(repeating: "[", count: 200) + String(repeating: "]", count: 200)).utf8)
+        #expect(deep.withUnsafeBufferPointer { JSONScan($0).validate(0..<$0.count) } == nil)
+    }
+
+    /// The meter's reading before `JSONScan`, on the tree: the oracle.
+    static func treeReading(_ events: [[UInt8]]) -> (Usage?, Int) {
+        var reported: Usage?
+        var channels: [String: StreamingTokenCounter] = [:]
+        func count(_ text: String, _ channel: String) {
+            channels[channel, default: StreamingTokenCounter(encoding: UsageMeterTests.o200k)].append(text)
+        }
+        for event in events {
+            guard let json = try? JSONReader.parse(event) else { continue }
+            if let usage = json["usage"].flatMap(Usage.openAI) { reported = usage }
+            for choice in json["choices"]?.arrayValue ?? [] {
+                if let usage = choice["usage"].flatMap(Usage.openAI) { reported = usage }
+                let c = choice["index"]?.intValue ?? 0
+                if let m = choice["delta"] {
+                    if let s = m["content"]?.stringValue { count(s, "\(c):content") }
+                    if let s = m["reasoning_content"]?.stringValue { count(s, "\(c):reasoning") }
+                    for (position, call) in (m["tool_calls"]?.arrayValue ?? []).enumerated() {
+                        let index = call["index"]?.intValue ?? position
+                        if let s = call["function"]?["name"]?.stringValue { count(s, "\(c):tool\(index):name") }
+                        if let s = call["function"]?["arguments"]?.stringValue {
+                            count(s, "\(c):tool\(index):arguments")
+                        }
+                    }
+                }
+                if let text = choice["text"]?.stringValue { count(text, "\(c):text") }
+            }
+        }
+        return (reported, channels.values.reduce(0) { $0 + $1.finalCount })
+    }
+
+    @Test("generated chat chunks, mutated ones too: the same usage and local counts as the tree reading")
+    func meterAgrees() {
+        var rng = SplitMix(state: 2026)
+        for round in 0..<1_500 {
+            let events = (0..<Int(rng.next() % 6) + 1).map { i in
+                i % 4 == 3 ? Self.mutate(Self.chunk(&rng), &rng) : Array(Self.chunk(&rng).utf8)
+            }
+            let expected = Self.treeReading(events)
+            for strip in [false, true] {
+                var meter = ResponseMeter(
+                    endpoint: .chatCompletions, streaming: true, encoding: UsageMeterTests.o200k,
+                    stripInjectedUsage: strip)
+                for event in events where !event.contains(0x0A) && !event.contains(0x0D) {
+                    _ = meter.feed(Array("data: ".utf8) + event + Array("\n\n".utf8))
+                }
+                _ = meter.finish()
+                let fed = events.filter { !$0.contains(0x0A) && !$0.contains(0x0D) }
+                let oracle = fed.count == events.count ? expected : Self.treeReading(fed)
+                #expect(meter.usage.reported == oracle.0, "round \(round)")
+                #expect(meter.usage.localCompletionTokens == oracle.1, "round \(round)")
+            }
+        }
+    }
+
+    @Test("stripping: the usage-only chunk is dropped and a null usage member is cut out, as before")
+    func stripping() {
+        var meter = ResponseMeter(
+            endpoint: .chatCompletions, streaming: true, encoding: UsageMeterTests.o200k, stripInjectedUsage: true)
+        let first = meter.feed(
+            Array(#"data: {"usage": null, "choices":[{"delta":{"content":"hi"}}]}"#.utf8 + [10, 10]))
+        #expect(first == .replaced(Array(#"data: {"choices":[{"delta":{"content":"hi"}}]}"#.utf8 + [10, 10])))
+        let middle = meter.feed(
+            Array(#"data: {"choices":[{"delta":{"content":"yo"}}] , "usage" : null}"#.utf8 + [10, 10]))
+        // From the comma on: the space before it stays.
+        #expect(middle == .replaced(Array(#"data: {"choices":[{"delta":{"content":"yo"}}] }"#.utf8 + [10, 10])))
+        let last = meter.feed(
+            Array(
+                #"data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#.utf8 + [
+                    10, 10,
+                ]))
+        #expect(last == .replaced([]))
+        let done = meter.feed(Array("data: [DONE]\n\n".utf8))
+        #expect(done == .replaced(Array("data: [DONE]\n\n".utf8)))
+        #expect(meter.usage.reported == Usage(prompt: 5, completion: 2))
+        #expect(meter.endReached)
+    }
+}
