@@ -142,6 +142,39 @@ struct StoreConformanceTests {
         return r
     }
 
+    @Test(
+        "every column of a record reads back as written: nils, empty and non-ASCII text, extremes", arguments: backends)
+    func recordRoundTrip(_ backend: Backend) async throws {
+        let (store, ledger, close) = try backend.open()
+        defer { close() }
+        let start = Date(timeIntervalSince1970: 1_796_000_000.123456)
+        var full = Self.record(
+            tenant: "tenant-é中", model: "模型-1", at: start, cost: Int64.max, currency: "CNY", budget: -5, free: 0)
+        full.error = "upstream_cut"
+        full.status = .upstreamCut
+        full.stream = true
+        full.localIsEstimate = true
+        full.timeToFirstTokenMs = 0
+        full.estimatedTokens = Int(Int32.max) + 7
+        full.estimatedCost = Money(nanos: 123_456_789, currency: "CNY")
+        full.grantUnits = Int64.min + 1
+        full.usage = Usage(prompt: 1 << 40, completion: 3, cachedPrompt: 2, cacheWrite: 1, reasoning: 1)
+        var bare = Self.record(tenant: "", model: "", at: start, cost: 0, currency: "USD", budget: 0, free: 0)
+        bare.timeToFirstTokenMs = nil
+        bare.priceEntry = nil
+        bare.cost = nil
+        bare.charged = nil
+        bare.freeCost = nil
+        bare.budgetCharge = nil
+        bare.usageSource = .none
+        bare.endpoint = ""
+        for record in [full, bare] { try await ledger.append(record) }
+        let back = try await store.billingPage(
+            .init(from: .distantPast, to: .distantFuture), afterSeq: 0, limit: 10
+        ).map(\.record)
+        #expect(back == [full, bare])
+    }
+
     @Test("the ledger: every record paged back in order, and sums equal the records", arguments: backends)
     func ledger(_ backend: Backend) async throws {
         let (store, ledger, close) = try backend.open()
