@@ -424,6 +424,11 @@ final class UpstreamConnectionPool: Sendable {
         ClientBootstrap(group: exchange.eventLoop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // Each channel keeps its last receive buffer; a streamed event is a few hundred bytes, and the
+            // buffer grows when reads fill it (as on client connections).
+            .channelOption(
+                .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
+            )
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
