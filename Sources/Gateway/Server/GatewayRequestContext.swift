@@ -9,7 +9,7 @@ protocol RequestIdentified {
 
 /// Per-request state: the id the client receives in `x-request-id`, and the caller once a middleware
 /// has authenticated it.
-public struct GatewayRequestContext: RequestContext, RequestIdentified {
+public struct GatewayRequestContext: RequestContext, RequestIdentified, Sendable {
     public var coreContext: CoreRequestContextStorage
     public let requestID: String
     /// The client connection the request came on (absent in router tests without a socket).

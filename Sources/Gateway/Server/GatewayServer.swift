@@ -110,7 +110,7 @@ public enum GatewayServer {
             headerTimeout: .milliseconds(Int64(config.server.headerTimeoutMilliseconds)),
             idleTimeout: .milliseconds(Int64(config.server.idleTimeoutMilliseconds)))
         return Application(
-            router: router,
+            responder: ChildTaskResponder(inner: router.buildResponder()),
             server: HTTPServerBuilder { responder in GuardedHTTP1Channel(responder: responder, limits: limits) },
             configuration: .init(
                 address: .hostname(config.server.host, port: config.server.port), serverName: nil,
@@ -127,5 +127,20 @@ public enum GatewayServer {
             eventLoopGroupProvider: .shared(eventLoopGroup),
             logger: appLogger
         )
+    }
+}
+
+/// Answers each request in a child task of the connection's task.
+///
+/// Swift's task allocator keeps a task's deepest slab until the task ends, and a connection's task lives
+/// as long as the connection: the stack a request needs until its response head (middleware, pipeline,
+/// admission, the upstream call) would stay allocated for as long as its stream lasts. In a child task it
+/// is freed when the head is returned, and the body is written from the shallower connection task.
+struct ChildTaskResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context: Sendable {
+    let inner: Inner
+
+    func respond(to request: Request, context: Inner.Context) async throws -> Response {
+        async let response = inner.respond(to: request, context: context)
+        return try await response
     }
 }
