@@ -45,7 +45,7 @@ struct ServeCommand: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup.singleton
         // The mock provider reports usage counted by the real tokenizer, so demos show true counts.
         let mock = MockTransport(countTokens: MockTransport.o200kCount)
-        let app = try GatewayServer.buildApplication(
+        let app = try await GatewayServer.buildApplication(
             policies: policies, store: store, eventLoopGroup: group, logger: logger, configPath: common.config,
             mockTransport: mock,
             onServerRunning: { channel in

@@ -76,7 +76,7 @@
             let plans = try PlanBook.parse(
                 yaml: "default_plan: basic\nplans:\n  basic: {}\n  team: {}\n", file: "plans.yaml")
             let port = PortBox()
-            let app = try GatewayServer.buildApplication(
+            let app = try await GatewayServer.buildApplication(
                 policies: Policies(gateway: config, prices: prices, plans: plans), store: store,
                 eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger,
                 environment: ["GATEWAY_ADMIN_TOKEN": token], onServerRunning: { port.set($0.localAddress?.port ?? 0) })

@@ -387,7 +387,7 @@
             defer { try? FileManager.default.removeItem(atPath: dir) }
             let store = try GatewayStore(dataDirectory: dir)
             let tenant = try store.createTenant(name: "t")
-            let directory = try KeyDirectory(store: store)
+            let directory = try await KeyDirectory(store: store)
             let start = ContinuousClock.now
             for _ in 0..<200 {
                 let found = await directory.authenticate(secret: "sk-random-unknown")

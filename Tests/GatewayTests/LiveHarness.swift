@@ -226,7 +226,7 @@ struct LiveHarness {
             let prices = try PriceBook.parse(yaml: pricesYAML, file: "prices.yaml")
             let planBook = try plans.map { try PlanBook.parse(yaml: $0, file: "plans.yaml") } ?? .unlimited
             let gatewayPort = PortBox()
-            let gatewayApp = try GatewayServer.buildApplication(
+            let gatewayApp = try await GatewayServer.buildApplication(
                 policies: Policies(gateway: config, prices: prices, plans: planBook), store: store,
                 eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger,
                 environment: ["EMU_KEY": upstreamSecret],

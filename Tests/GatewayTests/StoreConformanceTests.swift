@@ -23,9 +23,9 @@ struct StoreConformanceTests {
         }
     ]
 
-    static func expectStoreError(_ kind: String, _ body: () throws -> Void) {
+    static func expectStoreError(_ kind: String, _ body: () async throws -> Void) async {
         do {
-            try body()
+            try await body()
             Issue.record("expected a \(kind) error")
         } catch let error as StoreError {
             switch (kind, error) {
@@ -46,82 +46,88 @@ struct StoreConformanceTests {
     }
 
     @Test("tenants: unique names, found by id or name, settings validated", arguments: backends)
-    func tenants(_ backend: Backend) throws {
+    func tenants(_ backend: Backend) async throws {
         let (store, _, close) = try backend.open()
         defer { close() }
-        let acme = try store.createTenant(name: "acme", timezone: "Asia/Shanghai")
+        let acme = try await store.createTenant(name: "acme", timezone: "Asia/Shanghai")
         #expect(acme.isActive && acme.timezone == "Asia/Shanghai" && acme.budget == nil && acme.quota == nil)
-        #expect(Self.same(try store.tenant(acme.id), acme))
-        #expect(Self.same(try store.tenant("acme"), acme))
-        Self.expectStoreError("conflict") { _ = try store.createTenant(name: "acme", timezone: "UTC") }
-        Self.expectStoreError("notFound") { _ = try store.tenant("nobody") }
-        Self.expectStoreError("invalid") { _ = try store.createTenant(name: "x", timezone: "Mars/Olympus") }
-        _ = try store.createTenant(name: "globex", timezone: "UTC")
-        #expect(Set(try store.tenants().map(\.name)) == ["acme", "globex"])
+        #expect(Self.same(try await store.tenant(acme.id), acme))
+        #expect(Self.same(try await store.tenant("acme"), acme))
+        await Self.expectStoreError("conflict") { _ = try await store.createTenant(name: "acme", timezone: "UTC") }
+        await Self.expectStoreError("notFound") { _ = try await store.tenant("nobody") }
+        await Self.expectStoreError("invalid") { _ = try await store.createTenant(name: "x", timezone: "Mars/Olympus") }
+        _ = try await store.createTenant(name: "globex", timezone: "UTC")
+        #expect(Set(try await store.tenants().map(\.name)) == ["acme", "globex"])
 
-        let suspended = try store.updateTenant("acme", .init(plan: "team", currency: "CNY", status: "suspended"))
+        let suspended = try await store.updateTenant("acme", .init(plan: "team", currency: "CNY", status: "suspended"))
         #expect(suspended.status == .suspended && suspended.plan == "team" && suspended.currency == "CNY")
-        #expect(Self.same(try store.tenant("acme"), suspended))
-        Self.expectStoreError("invalid") { _ = try store.updateTenant("acme", .init(status: "gone")) }
-        Self.expectStoreError("invalid") { _ = try store.updateTenant("acme", .init(currency: "usd")) }
+        #expect(Self.same(try await store.tenant("acme"), suspended))
+        await Self.expectStoreError("invalid") { _ = try await store.updateTenant("acme", .init(status: "gone")) }
+        await Self.expectStoreError("invalid") { _ = try await store.updateTenant("acme", .init(currency: "usd")) }
     }
 
     @Test("budget and quota overrides round-trip as domain values and clear", arguments: backends)
-    func overrides(_ backend: Backend) throws {
+    func overrides(_ backend: Backend) async throws {
         let (store, _, close) = try backend.open()
         defer { close() }
-        _ = try store.createTenant(name: "acme", timezone: "UTC")
-        let budgeted = try store.setBudget("acme", limit: "3.50", currency: "USD", period: .week, soft: true)
+        _ = try await store.createTenant(name: "acme", timezone: "UTC")
+        let budgeted = try await store.setBudget("acme", limit: "3.50", currency: "USD", period: .week, soft: true)
         #expect(
             budgeted.budget
                 == Tenant.BudgetOverride(limit: Money(nanos: 3_500_000_000, currency: "USD"), period: .week, soft: true)
         )
-        #expect(try store.tenant("acme").budget == budgeted.budget)
-        Self.expectStoreError("invalid") {
-            _ = try store.setBudget("acme", limit: "lots", currency: nil, period: .month, soft: false)
+        #expect(try await store.tenant("acme").budget == budgeted.budget)
+        await Self.expectStoreError("invalid") {
+            _ = try await store.setBudget("acme", limit: "lots", currency: nil, period: .month, soft: false)
         }
-        #expect(try store.clearBudget("acme").budget == nil)
+        #expect(try await store.clearBudget("acme").budget == nil)
 
-        let tokens = try store.setQuota("acme", amount: "1234", credit: nil, period: .day)
+        let tokens = try await store.setQuota("acme", amount: "1234", credit: nil, period: .day)
         #expect(tokens.quota == Tenant.QuotaOverride(amount: 1234, unit: .tokens, period: .day))
-        let credit = try store.setQuota("acme", amount: "2.5", credit: "CNY", period: .month)
+        let credit = try await store.setQuota("acme", amount: "2.5", credit: "CNY", period: .month)
         #expect(
             credit.quota == Tenant.QuotaOverride(amount: 2_500_000_000, unit: .credit(currency: "CNY"), period: .month))
-        #expect(try store.tenant("acme").quota == credit.quota)
-        Self.expectStoreError("invalid") { _ = try store.setQuota("acme", amount: "1", credit: nil, period: .week) }
-        #expect(try store.clearQuota("acme").quota == nil)
+        #expect(try await store.tenant("acme").quota == credit.quota)
+        await Self.expectStoreError("invalid") {
+            _ = try await store.setQuota("acme", amount: "1", credit: nil, period: .week)
+        }
+        #expect(try await store.clearQuota("acme").quota == nil)
     }
 
     @Test(
         "keys: the secret once, only its hash kept, revocation and limits, the auth version moves", arguments: backends)
-    func keys(_ backend: Backend) throws {
+    func keys(_ backend: Backend) async throws {
         let (store, _, close) = try backend.open()
         defer { close() }
-        let tenant = try store.createTenant(name: "acme", timezone: "UTC")
-        var version = try store.authVersion()
-        let (key, secret) = try store.createKey(tenant: "acme", name: "laptop")
-        #expect(try store.authVersion() > version)
-        version = try store.authVersion()
+        let tenant = try await store.createTenant(name: "acme", timezone: "UTC")
+        var version = try await store.authVersion()
+        let (key, secret) = try await store.createKey(tenant: "acme", name: "laptop")
+        #expect(try await store.authVersion() > version)
+        version = try await store.authVersion()
         #expect(key.hash == Data(SHA256.hash(data: Data(secret.utf8))))
         #expect(secret.hasPrefix(key.prefix) && !secret.isEmpty && key.prefix.count < secret.count)
         #expect(key.tenantID == tenant.id && key.name == "laptop" && !key.isRevoked)
-        let found = try #require(try store.activeCredential(hash: key.hash))
+        let found = try #require(try await store.activeCredential(hash: key.hash))
         #expect(found.key.id == key.id && found.tenant.id == tenant.id)
-        #expect(try store.activeCredentials().map(\.key.id) == [key.id])
-        #expect(try store.keys(tenant: "acme").map(\.id) == [key.id])
+        #expect(try await store.activeCredentials().map(\.key.id) == [key.id])
+        #expect(try await store.keys(tenant: "acme").map(\.id) == [key.id])
 
-        let limited = try store.setKeyLimits(key.id, limits: RateLimits(requestsPerMinute: 5, concurrent: 2))
+        let limited = try await store.setKeyLimits(key.id, limits: RateLimits(requestsPerMinute: 5, concurrent: 2))
         #expect(limited.requestsPerMinute == 5 && limited.concurrent == 2 && limited.tokensPerMinute == nil)
-        Self.expectStoreError("invalid") { _ = try store.setKeyLimits(key.id, limits: RateLimits(concurrent: 0)) }
-        Self.expectStoreError("invalid") { _ = try store.setKeyLimits(key.id, limits: RateLimits(concurrent: -3)) }
+        await Self.expectStoreError("invalid") {
+            _ = try await store.setKeyLimits(key.id, limits: RateLimits(concurrent: 0))
+        }
+        await Self.expectStoreError("invalid") {
+            _ = try await store.setKeyLimits(key.id, limits: RateLimits(concurrent: -3))
+        }
 
-        let revoked = try store.revokeKey(String(secret.prefix(12)))
+        let revoked = try await store.revokeKey(String(secret.prefix(12)))
         #expect(revoked.isRevoked)
-        #expect(try store.authVersion() > version)
-        #expect(try store.activeCredential(hash: key.hash) == nil)
-        #expect(try store.activeCredentials().isEmpty)
-        Self.expectStoreError("notFound") { _ = try store.revokeKey("nokey") }
-        Self.expectStoreError("notFound") { _ = try store.createKey(tenant: "nobody", name: nil) }
+        #expect(try await store.authVersion() > version)
+        #expect(try await store.activeCredential(hash: key.hash) == nil)
+        #expect(try await store.activeCredentials().isEmpty)
+        await Self.expectStoreError("notFound") { _ = try await store.revokeKey("nokey") }
+        await Self.expectStoreError("notFound") { _ = try await store.createKey(tenant: "nobody", name: nil) }
     }
 
     static func record(
@@ -179,8 +185,8 @@ struct StoreConformanceTests {
     func ledger(_ backend: Backend) async throws {
         let (store, ledger, close) = try backend.open()
         defer { close() }
-        let a = try store.createTenant(name: "acme", timezone: "UTC")
-        let b = try store.createTenant(name: "globex", timezone: "UTC")
+        let a = try await store.createTenant(name: "acme", timezone: "UTC")
+        let b = try await store.createTenant(name: "globex", timezone: "UTC")
         let day = CalendarPeriod.instant("2026-11-15T00:00:00Z")!
         var written: [BillingRecord] = []
         for i in 0..<250 {
@@ -207,7 +213,7 @@ struct StoreConformanceTests {
 
         let ofA = GatewayStore.BillingQuery(from: .distantPast, to: .distantFuture, tenantID: a.id)
         let mine = written.filter { $0.tenantID == a.id }
-        let totals = try store.usageTotals(ofA)
+        let totals = try await store.usageTotals(ofA)
         for currency in ["USD", "CNY"] {
             let rows = mine.filter { $0.cost?.currency == currency }
             let total = try #require(totals.first { $0.currency == currency })
@@ -215,19 +221,19 @@ struct StoreConformanceTests {
             #expect(total.costNanos == rows.compactMap(\.cost?.nanos).reduce(0, +))
             #expect(total.promptTokens == rows.map(\.usage.prompt).reduce(0, +))
         }
-        let byModel = try store.usageByModel(ofA)
+        let byModel = try await store.usageByModel(ofA)
         #expect(byModel.map(\.total.requests).reduce(0, +) == mine.count)
-        #expect(try store.tenantNames() == [a.id: "acme", b.id: "globex"])
+        #expect(try await store.tenantNames() == [a.id: "acme", b.id: "globex"])
 
         // Counters rebuilt from the ledger equal the records of their period.
         let period = CalendarPeriod.containing(day, kind: .day, timeZone: .gmt)
         let budgetKey = PolicyEngine.CounterKey(
             pool: .budget, tenantID: a.id, periodStart: period.start, periodEnd: period.end, currency: "USD")
         let inDay = mine.filter { $0.startedAt >= period.start && $0.startedAt < period.end }
-        #expect(try store.counterTotal(budgetKey) == inDay.compactMap(\.budgetCharge?.nanos).reduce(0, +))
+        #expect(try await store.counterTotal(budgetKey) == inDay.compactMap(\.budgetCharge?.nanos).reduce(0, +))
         let freeKey = PolicyEngine.CounterKey(
             pool: .free, tenantID: a.id, periodStart: period.start, periodEnd: period.end)
-        #expect(try store.counterTotal(freeKey) == inDay.map(\.freeUnits).reduce(0, +))
-        try store.ping()
+        #expect(try await store.counterTotal(freeKey) == inDay.map(\.freeUnits).reduce(0, +))
+        try await store.ping()
     }
 }

@@ -37,7 +37,7 @@ struct AdminAPI: Sendable {
         }
 
         route(.get, "/admin/v1/tenants") { _, _ in
-            (200, .object([("data", .array(try run { try store.tenants() }.map(Self.tenantJSON)))]))
+            (200, .object([("data", .array(try await run { try await store.tenants() }.map(Self.tenantJSON)))]))
         }
         route(.post, "/admin/v1/tenants") { request, _ in
             let body = try await Self.body(request)
@@ -47,14 +47,16 @@ struct AdminAPI: Sendable {
             let timezone = try Self.timeZone(body) ?? "UTC"
             let plan = try checkedPlan(body)
             let currency = try Self.currency(body)
-            var tenant = try run { try store.createTenant(name: name, timezone: timezone) }
+            var tenant = try await run { try await store.createTenant(name: name, timezone: timezone) }
             if plan != nil || currency != nil {
-                tenant = try run { try store.updateTenant(tenant.id, .init(plan: plan, currency: currency)) }
+                tenant = try await run {
+                    try await store.updateTenant(tenant.id, .init(plan: plan, currency: currency))
+                }
             }
             return (201, Self.tenantJSON(tenant))
         }
         route(.get, "/admin/v1/tenants/:tenant") { _, context in
-            (200, Self.tenantJSON(try run { try store.tenant(try Self.parameter(context, "tenant")) }))
+            (200, Self.tenantJSON(try await run { try await store.tenant(try Self.parameter(context, "tenant")) }))
         }
         route(.patch, "/admin/v1/tenants/:tenant") { request, context in
             let body = try await Self.body(request)
@@ -62,25 +64,27 @@ struct AdminAPI: Sendable {
                 plan: try checkedPlan(body), timezone: try Self.timeZone(body), currency: try Self.currency(body),
                 status: try body.choice("status", ["active", "suspended"]))
             return (
-                200, Self.tenantJSON(try run { try store.updateTenant(try Self.parameter(context, "tenant"), update) })
+                200,
+                Self.tenantJSON(
+                    try await run { try await store.updateTenant(try Self.parameter(context, "tenant"), update) })
             )
         }
         route(.get, "/admin/v1/tenants/:tenant/keys") { _, context in
-            let list = try run { try store.keys(tenant: try Self.parameter(context, "tenant")) }
+            let list = try await run { try await store.keys(tenant: try Self.parameter(context, "tenant")) }
             return (200, .object([("data", .array(list.map(Self.keyJSON)))]))
         }
         route(.post, "/admin/v1/tenants/:tenant/keys") { request, context in
             let body = try await Self.body(request, optional: true)
             let name = try body.string("name")
-            let (key, secret) = try run {
-                try store.createKey(tenant: try Self.parameter(context, "tenant"), name: name)
+            let (key, secret) = try await run {
+                try await store.createKey(tenant: try Self.parameter(context, "tenant"), name: name)
             }
             guard case .object(var members) = Self.keyJSON(key) else { return (500, .null) }
             members.append(("secret", .string(secret)))
             return (201, .object(members))
         }
         route(.post, "/admin/v1/keys/:key/revoke") { _, context in
-            (200, Self.keyJSON(try run { try store.revokeKey(try Self.parameter(context, "key")) }))
+            (200, Self.keyJSON(try await run { try await store.revokeKey(try Self.parameter(context, "key")) }))
         }
         // PUT replaces all three: a limit that is null or absent is cleared, and the plan's applies.
         route(.put, "/admin/v1/keys/:key/limits") { request, context in
@@ -91,7 +95,8 @@ struct AdminAPI: Sendable {
                 concurrent: try body.limit("concurrent", GatewayStore.concurrentRange))
             return (
                 200,
-                Self.keyJSON(try run { try store.setKeyLimits(try Self.parameter(context, "key"), limits: limits) })
+                Self.keyJSON(
+                    try await run { try await store.setKeyLimits(try Self.parameter(context, "key"), limits: limits) })
             )
         }
         route(.put, "/admin/v1/tenants/:tenant/budget") { request, context in
@@ -103,18 +108,18 @@ struct AdminAPI: Sendable {
             let periodText = try body.choice("period", CalendarPeriod.Kind.allCases.map(\.rawValue)) ?? "month"
             let period = CalendarPeriod.Kind(rawValue: periodText) ?? .month
             let mode = try body.choice("mode", ["hard", "soft"]) ?? "hard"
-            let tenant = try run {
-                try store.setBudget(
+            let tenant = try await run {
+                try await store.setBudget(
                     try Self.parameter(context, "tenant"), limit: limit, currency: currency, period: period,
                     soft: mode == "soft")
             }
             return (200, Self.tenantJSON(tenant))
         }
         route(.delete, "/admin/v1/tenants/:tenant/budget") { _, context in
-            (200, Self.tenantJSON(try run { try store.clearBudget(try Self.parameter(context, "tenant")) }))
+            (200, Self.tenantJSON(try await run { try await store.clearBudget(try Self.parameter(context, "tenant")) }))
         }
         route(.get, "/admin/v1/tenants/:tenant/quota") { _, context in
-            let tenant = try run { try store.tenant(try Self.parameter(context, "tenant")) }
+            let tenant = try await run { try await store.tenant(try Self.parameter(context, "tenant")) }
             return (200, try await quota(tenant))
         }
         route(.put, "/admin/v1/tenants/:tenant/quota") { request, context in
@@ -122,26 +127,26 @@ struct AdminAPI: Sendable {
             let currency = try Self.currency(body)
             let amount = try Self.quotaAmount(body, credit: currency != nil)
             let periodText = try body.choice("period", ["day", "month"]) ?? "month"
-            let tenant = try run {
-                try store.setQuota(
+            let tenant = try await run {
+                try await store.setQuota(
                     try Self.parameter(context, "tenant"), amount: amount, credit: currency,
                     period: CalendarPeriod.Kind(rawValue: periodText) ?? .month)
             }
             return (200, try await quota(tenant))
         }
         route(.delete, "/admin/v1/tenants/:tenant/quota") { _, context in
-            let tenant = try run { try store.clearQuota(try Self.parameter(context, "tenant")) }
+            let tenant = try await run { try await store.clearQuota(try Self.parameter(context, "tenant")) }
             return (200, try await quota(tenant))
         }
         route(.get, "/admin/v1/tenants/:tenant/usage") { request, context in
-            let tenant = try run { try store.tenant(try Self.parameter(context, "tenant")) }
-            return (200, try usage(tenant, period: request.uri.queryParameters["period"].map(String.init)))
+            let tenant = try await run { try await store.tenant(try Self.parameter(context, "tenant")) }
+            return (200, try await usage(tenant, period: request.uri.queryParameters["period"].map(String.init)))
         }
         // A tenant's own key reads its own usage and quota, and nothing of any other tenant.
         tenant.get("usage") { request, context -> Response in
             let period = request.uri.queryParameters["period"].map(String.init)
             let tenant = context.key.tenant
-            let report: JSONValue = try await offEventLoop { try usage(tenant, period: period) }
+            let report: JSONValue = try await offEventLoop { try await usage(tenant, period: period) }
             guard case .object(var members) = report else { throw GatewayError(status: 500, message: "usage") }
             members.append(("quota", try await quota(tenant)))
             return JSONResponse.make(200, .object(members), requestID: context.requestID)
@@ -232,7 +237,7 @@ struct AdminAPI: Sendable {
         return QuotaReport.json(tenant: tenant, plan: policy.context(for: tenant, key: nil).plan, standing: standing)
     }
 
-    private func usage(_ tenant: Tenant, period text: String?) throws(GatewayError) -> JSONValue {
+    private func usage(_ tenant: Tenant, period text: String?) async throws(GatewayError) -> JSONValue {
         let zone = TimeZone(identifier: tenant.timezone) ?? .gmt
         let period: CalendarPeriod
         if let text {
@@ -244,8 +249,8 @@ struct AdminAPI: Sendable {
             period = CalendarPeriod.containing(Date(), kind: .month, timeZone: zone)
         }
         let query = GatewayStore.BillingQuery(from: period.start, to: period.end, tenantID: tenant.id)
-        let totals = try run { try store.usageTotals(query) }
-        let models = try run { try store.usageByModel(query) }
+        let totals = try await run { try await store.usageTotals(query) }
+        let models = try await run { try await store.usageByModel(query) }
         return .object([
             ("tenant_id", .string(tenant.id)), ("timezone", .string(tenant.timezone)),
             ("from", .string(BillingExportFormat.timestamp(period.start))),
@@ -357,9 +362,9 @@ struct AdminAPI: Sendable {
 
     // MARK: Helpers
 
-    private func run<T>(_ body: () throws -> T) throws(GatewayError) -> T {
+    private func run<T>(_ body: () async throws -> T) async throws(GatewayError) -> T {
         do {
-            return try body()
+            return try await body()
         } catch let error as GatewayError {
             throw error
         } catch let error as StoreError {

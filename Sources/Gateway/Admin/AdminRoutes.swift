@@ -40,7 +40,7 @@ struct AdminRoutes: Sendable {
             var tenantID: String?
             if let tenant = q["tenant"].map(String.init) {
                 do {
-                    tenantID = try await offEventLoop { try store.tenant(tenant).id }
+                    tenantID = try await offEventLoop { try await store.tenant(tenant).id }
                 } catch {
                     throw GatewayError(status: 404, message: "No tenant '\(tenant)'.", param: "tenant")
                 }

@@ -18,7 +18,7 @@ public struct BillingExporter: Sendable {
         _ query: GatewayStore.BillingQuery, format: BillingExportFormat,
         write: (String) async throws -> Void
     ) async throws -> Int {
-        let names = try store.tenantNames()
+        let names = try await store.tenantNames()
         if !format.header.isEmpty { try await write(format.header) }
         var after: Int64 = 0
         var rows = 0

@@ -33,9 +33,9 @@ public final class KeyDirectory: Sendable {
     static let unknownTTL: Duration = .seconds(2)
     let store: any KeyStore
 
-    public init(store: any KeyStore) throws {
+    public init(store: any KeyStore) async throws {
         self.store = store
-        try reloadIfChanged()
+        try await reloadIfChanged()
     }
 
     /// A hit costs one hash and one lookup. A miss asks the store once (off the event loop), so a key
@@ -53,7 +53,7 @@ public final class KeyDirectory: Sendable {
         if knownUnknown { return nil }
         let store = store
         lookups.withLock { $0 += 1 }
-        guard let entry = try? await offEventLoop({ try store.activeCredential(hash: hash) }) else {
+        guard let entry = try? await offEventLoop({ try await store.activeCredential(hash: hash) }) else {
             unknown.withLock { _ = $0.hashes.insert(hash) }
             return nil
         }
@@ -62,10 +62,10 @@ public final class KeyDirectory: Sendable {
         return key
     }
 
-    public func reloadIfChanged() throws {
-        let version = try store.authVersion()
+    public func reloadIfChanged() async throws {
+        let version = try await store.authVersion()
         guard version != loadedVersion.withLock({ $0 }) else { return }
-        let entries = try store.activeCredentials()
+        let entries = try await store.activeCredentials()
         var map: [Data: AuthenticatedKey] = [:]
         map.reserveCapacity(entries.count)
         for entry in entries {
@@ -97,7 +97,7 @@ public struct KeyDirectoryRefresher: Service {
                 return
             }
             do {
-                try directory.reloadIfChanged()
+                try await directory.reloadIfChanged()
             } catch {
                 logger.error("key directory reload failed", metadata: ["error": "\(error)"])
             }

@@ -72,7 +72,11 @@ public final class PolicyService: Sendable {
         let missing = state.withLock { $0.missingCounters(context, model: model, now: now) }
         guard !missing.isEmpty else { return }
         let store = store
-        let totals = try await offEventLoop { try missing.map { ($0, try store.counterTotal($0)) } }
+        let totals = try await offEventLoop {
+            var totals: [(PolicyEngine.CounterKey, Int64)] = []
+            for key in missing { totals.append((key, try await store.counterTotal(key))) }
+            return totals
+        }
         state.withLock { engine in
             for (key, used) in totals { engine.restore(key, used: used) }
         }

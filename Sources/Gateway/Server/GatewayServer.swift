@@ -19,9 +19,9 @@ public enum GatewayServer {
         configPath: String? = nil,
         mockTransport: (any UpstreamTransport)? = nil,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
-    ) throws -> some ApplicationProtocol {
+    ) async throws -> some ApplicationProtocol {
         let config = policies.gateway
-        let keys = try KeyDirectory(store: store)
+        let keys = try await KeyDirectory(store: store)
         let metrics = GatewayMetrics()
         let ledger = SQLiteLedger(store: store, onCommit: { metrics.ledgerCommit($0) })
         for model in policies.unpricedModels {
@@ -47,7 +47,7 @@ public enum GatewayServer {
         router.get("/healthz") { _, _ in JSONResponse.text(200, #"{"status":"ok"}"#, requestID: nil) }
         router.get("/readyz") { _, _ -> Response in
             do {
-                try await offEventLoop { try store.ping() }
+                try await offEventLoop { try await store.ping() }
                 return JSONResponse.text(200, #"{"status":"ready"}"#, requestID: nil)
             } catch {
                 return JSONResponse.text(503, #"{"status":"store unavailable"}"#, requestID: nil)

@@ -6,44 +6,44 @@ import Metering
 
 /// Tenants and their own settings (plan, time zone, currency, status, budget and quota overrides).
 public protocol TenantStore: Sendable {
-    func createTenant(name: String, timezone: String) throws -> Tenant
-    func tenants() throws -> [Tenant]
+    func createTenant(name: String, timezone: String) async throws -> Tenant
+    func tenants() async throws -> [Tenant]
     /// By id or by name.
-    func tenant(_ idOrName: String) throws -> Tenant
-    func updateTenant(_ idOrName: String, _ update: GatewayStore.TenantUpdate) throws -> Tenant
+    func tenant(_ idOrName: String) async throws -> Tenant
+    func updateTenant(_ idOrName: String, _ update: GatewayStore.TenantUpdate) async throws -> Tenant
     /// Sets, or with `limit: nil` clears, the tenant's own budget.
     func setBudget(_ idOrName: String, limit: String?, currency: String?, period: CalendarPeriod.Kind, soft: Bool)
-        throws -> Tenant
+        async throws -> Tenant
     /// Sets, or with `amount: nil` clears, the tenant's own free allowance (tokens, or credit in `currency`).
     func setQuota(_ idOrName: String, amount: String?, credit currency: String?, period: CalendarPeriod.Kind)
-        throws -> Tenant
+        async throws -> Tenant
 }
 
 extension TenantStore {
     @discardableResult
-    public func clearBudget(_ idOrName: String) throws -> Tenant {
-        try setBudget(idOrName, limit: nil, currency: nil, period: .month, soft: false)
+    public func clearBudget(_ idOrName: String) async throws -> Tenant {
+        try await setBudget(idOrName, limit: nil, currency: nil, period: .month, soft: false)
     }
 
     @discardableResult
-    public func clearQuota(_ idOrName: String) throws -> Tenant {
-        try setQuota(idOrName, amount: nil, credit: nil, period: .month)
+    public func clearQuota(_ idOrName: String) async throws -> Tenant {
+        try await setQuota(idOrName, amount: nil, credit: nil, period: .month)
     }
 }
 
 /// Virtual keys, stored as hashes, and their own rate limits.
 public protocol KeyStore: Sendable {
     /// The new key and its secret, which is returned this once and never stored.
-    func createKey(tenant idOrName: String, name: String?) throws -> (key: VirtualKey, secret: String)
-    func keys(tenant idOrName: String?) throws -> [VirtualKey]
+    func createKey(tenant idOrName: String, name: String?) async throws -> (key: VirtualKey, secret: String)
+    func keys(tenant idOrName: String?) async throws -> [VirtualKey]
     /// By id or by an unambiguous prefix.
-    func revokeKey(_ idOrPrefix: String) throws -> VirtualKey
-    func setKeyLimits(_ idOrPrefix: String, limits: RateLimits) throws -> VirtualKey
+    func revokeKey(_ idOrPrefix: String) async throws -> VirtualKey
+    func setKeyLimits(_ idOrPrefix: String, limits: RateLimits) async throws -> VirtualKey
     /// Moves whenever a key or a tenant changes, so running gateways know to reload.
-    func authVersion() throws -> Int
+    func authVersion() async throws -> Int
     /// Every key not revoked, with its tenant.
-    func activeCredentials() throws -> [(key: VirtualKey, tenant: Tenant)]
-    func activeCredential(hash: Data) throws -> (key: VirtualKey, tenant: Tenant)?
+    func activeCredentials() async throws -> [(key: VirtualKey, tenant: Tenant)]
+    func activeCredential(hash: Data) async throws -> (key: VirtualKey, tenant: Tenant)?
 }
 
 /// The ledger's read side (the write side is Metering's `Ledger`): pages, sums, and the totals that
@@ -52,13 +52,15 @@ public protocol BillingStore: Sendable {
     /// One page in commit order after `afterSeq` (keyset pagination).
     func billingPage(_ query: GatewayStore.BillingQuery, afterSeq: Int64, limit: Int) async throws
         -> [(seq: Int64, record: BillingRecord)]
-    func usageTotals(_ query: GatewayStore.BillingQuery) throws -> [GatewayStore.UsageTotal]
-    func usageByModel(_ query: GatewayStore.BillingQuery) throws -> [(model: String, total: GatewayStore.UsageTotal)]
-    func tenantNames() throws -> [String: String]
+    func usageTotals(_ query: GatewayStore.BillingQuery) async throws -> [GatewayStore.UsageTotal]
+    func usageByModel(_ query: GatewayStore.BillingQuery) async throws -> [(
+        model: String, total: GatewayStore.UsageTotal
+    )]
+    func tenantNames() async throws -> [String: String]
     /// A policy counter's settled total, summed from the records.
-    func counterTotal(_ key: PolicyEngine.CounterKey) throws -> Int64
+    func counterTotal(_ key: PolicyEngine.CounterKey) async throws -> Int64
     /// Whether the store answers (readiness).
-    func ping() throws
+    func ping() async throws
 }
 
 /// Everything the gateway's adapters need from one backend.
