@@ -11,7 +11,7 @@ struct StoreConformanceTests {
     /// A fresh, empty store and its ledger; `close` removes what the backend made.
     struct Backend: Sendable, CustomTestStringConvertible {
         var name: String
-        var open: @Sendable () throws -> (store: any Store, ledger: any Ledger, close: @Sendable () -> Void)
+        var open: @Sendable () async throws -> (store: any Store, ledger: any Ledger, close: @Sendable () -> Void)
         var testDescription: String { name }
     }
 
@@ -20,7 +20,18 @@ struct StoreConformanceTests {
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gw-conf-\(UUID().uuidString)").path
             let store = try GatewayStore(dataDirectory: dir)
             return (store, SQLiteLedger(store: store), { try? FileManager.default.removeItem(atPath: dir) })
-        }
+        },
+        Backend(name: "postgres") {
+            let (url, drop) = try PostgresTestCluster.freshDatabase()
+            let store = try await PostgresStore.open(url: url)
+            return (
+                store, PostgresLedger(store: store),
+                {
+                    store.close()
+                    drop()
+                }
+            )
+        },
     ]
 
     static func expectStoreError(_ kind: String, _ body: () async throws -> Void) async {
@@ -47,7 +58,7 @@ struct StoreConformanceTests {
 
     @Test("tenants: unique names, found by id or name, settings validated", arguments: backends)
     func tenants(_ backend: Backend) async throws {
-        let (store, _, close) = try backend.open()
+        let (store, _, close) = try await backend.open()
         defer { close() }
         let acme = try await store.createTenant(name: "acme", timezone: "Asia/Shanghai")
         #expect(acme.isActive && acme.timezone == "Asia/Shanghai" && acme.budget == nil && acme.quota == nil)
@@ -68,7 +79,7 @@ struct StoreConformanceTests {
 
     @Test("budget and quota overrides round-trip as domain values and clear", arguments: backends)
     func overrides(_ backend: Backend) async throws {
-        let (store, _, close) = try backend.open()
+        let (store, _, close) = try await backend.open()
         defer { close() }
         _ = try await store.createTenant(name: "acme", timezone: "UTC")
         let budgeted = try await store.setBudget("acme", limit: "3.50", currency: "USD", period: .week, soft: true)
@@ -97,7 +108,7 @@ struct StoreConformanceTests {
     @Test(
         "keys: the secret once, only its hash kept, revocation and limits, the auth version moves", arguments: backends)
     func keys(_ backend: Backend) async throws {
-        let (store, _, close) = try backend.open()
+        let (store, _, close) = try await backend.open()
         defer { close() }
         let tenant = try await store.createTenant(name: "acme", timezone: "UTC")
         var version = try await store.authVersion()
@@ -151,7 +162,7 @@ struct StoreConformanceTests {
     @Test(
         "every column of a record reads back as written: nils, empty and non-ASCII text, extremes", arguments: backends)
     func recordRoundTrip(_ backend: Backend) async throws {
-        let (store, ledger, close) = try backend.open()
+        let (store, ledger, close) = try await backend.open()
         defer { close() }
         let start = Date(timeIntervalSince1970: 1_796_000_000.123456)
         var full = Self.record(
@@ -183,7 +194,7 @@ struct StoreConformanceTests {
 
     @Test("the ledger: every record paged back in order, and sums equal the records", arguments: backends)
     func ledger(_ backend: Backend) async throws {
-        let (store, ledger, close) = try backend.open()
+        let (store, ledger, close) = try await backend.open()
         defer { close() }
         let a = try await store.createTenant(name: "acme", timezone: "UTC")
         let b = try await store.createTenant(name: "globex", timezone: "UTC")

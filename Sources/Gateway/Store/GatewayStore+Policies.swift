@@ -67,28 +67,31 @@ extension GatewayStore {
     public func setQuota(
         _ idOrName: String, amount: String?, credit currency: String? = nil, period: CalendarPeriod.Kind = .month
     ) throws -> Tenant {
-        var parsed: Int64?
-        if let amount {
-            guard period == .day || period == .month else { throw StoreError.invalid("a quota period is day or month") }
-            if let currency {
-                try Self.checkCurrency(currency)
-                guard let nanos = Money.parseNanos(amount) else {
-                    throw StoreError.invalid("a credit amount is a decimal such as 5.00")
-                }
-                parsed = nanos
-            } else {
-                guard let n = Int64(amount), n >= 0 else {
-                    throw StoreError.invalid("a token amount is a whole number")
-                }
-                parsed = n
+        let quota = try Self.parseQuota(amount: amount, credit: currency, period: period)
+        return try modifyTenant(idOrName) { tenant in tenant.quota = quota }
+    }
+
+    /// A quota override from its text (nil clears), checked as every store checks it.
+    static func parseQuota(amount: String?, credit currency: String?, period: CalendarPeriod.Kind) throws
+        -> Tenant.QuotaOverride?
+    {
+        guard let amount else { return nil }
+        guard period == .day || period == .month else { throw StoreError.invalid("a quota period is day or month") }
+        let parsed: Int64
+        if let currency {
+            try Self.checkCurrency(currency)
+            guard let nanos = Money.parseNanos(amount) else {
+                throw StoreError.invalid("a credit amount is a decimal such as 5.00")
             }
-        }
-        return try modifyTenant(idOrName) { tenant in
-            tenant.quota = parsed.map {
-                Tenant.QuotaOverride(
-                    amount: $0, unit: currency.map { .credit(currency: $0) } ?? .tokens, period: period)
+            parsed = nanos
+        } else {
+            guard let n = Int64(amount), n >= 0 else {
+                throw StoreError.invalid("a token amount is a whole number")
             }
+            parsed = n
         }
+        return Tenant.QuotaOverride(
+            amount: parsed, unit: currency.map { .credit(currency: $0) } ?? .tokens, period: period)
     }
 
     /// The values a key's own limits may take: those `policies/plans.yaml` allows a plan. Zero is refused,
@@ -101,6 +104,18 @@ extension GatewayStore {
     /// Sets a key's own rate limits (nil leaves the plan's in force).
     @discardableResult
     public func setKeyLimits(_ idOrPrefix: String, limits: RateLimits) throws -> VirtualKey {
+        try Self.checkKeyLimits(limits)
+        return try pool.write { db in
+            var key = try Self.uniqueKey(idOrPrefix, db)
+            key.requestsPerMinute = limits.requestsPerMinute
+            key.tokensPerMinute = limits.tokensPerMinute
+            key.concurrent = limits.concurrent
+            try key.update(db)
+            return key
+        }
+    }
+
+    static func checkKeyLimits(_ limits: RateLimits) throws {
         for (name, value, range) in [
             ("requests per minute", limits.requestsPerMinute, Self.requestsPerMinuteRange),
             ("tokens per minute", limits.tokensPerMinute, Self.tokensPerMinuteRange),
@@ -109,14 +124,6 @@ extension GatewayStore {
             if let value, !range.contains(value) {
                 throw StoreError.invalid("\(name) must be from \(range.lowerBound) to \(range.upperBound)")
             }
-        }
-        return try pool.write { db in
-            var key = try Self.uniqueKey(idOrPrefix, db)
-            key.requestsPerMinute = limits.requestsPerMinute
-            key.tokensPerMinute = limits.tokensPerMinute
-            key.concurrent = limits.concurrent
-            try key.update(db)
-            return key
         }
     }
 

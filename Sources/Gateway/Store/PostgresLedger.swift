@@ -1,0 +1,170 @@
+import Foundation
+import Logging
+import Metering
+import PostgresNIO
+import Synchronization
+
+/// A billing record as a row of the PostgreSQL `billing_records` table: the columns of
+/// ``BillingRecordRow``, bound and read with PostgresNIO.
+enum PostgresBillingRow {
+    static func bind(_ r: BillingRecord, into binds: inout PostgresBindings) throws {
+        binds.append(r.id)
+        binds.append(r.requestID)
+        binds.append(r.tenantID)
+        binds.append(r.keyID)
+        binds.append(SQLiteLedger.microseconds(r.startedAt))
+        binds.append(SQLiteLedger.microseconds(r.endedAt))
+        binds.append(r.timeToFirstTokenMs.map(Int64.init))
+        binds.append(r.endpoint)
+        binds.append(r.model)
+        binds.append(r.upstreamModel)
+        binds.append(r.provider)
+        binds.append(r.stream)
+        binds.append(r.status.rawValue)
+        binds.append(Int32(clamping: r.httpStatus))
+        binds.append(r.error)
+        binds.append(Int64(r.usage.prompt))
+        binds.append(Int64(r.usage.cachedPrompt))
+        binds.append(Int64(r.usage.cacheWrite))
+        binds.append(Int64(r.usage.completion))
+        binds.append(Int64(r.usage.reasoning))
+        binds.append(r.usageSource.rawValue)
+        binds.append(Int64(r.localPromptTokens))
+        binds.append(Int64(r.localCompletionTokens))
+        binds.append(r.localIsEstimate)
+        binds.append(r.priceEntry)
+        binds.append(r.cost?.currency)
+        binds.append(r.cost?.nanos)
+        binds.append(Int64(r.estimatedTokens))
+        binds.append(r.estimatedCost?.nanos)
+        binds.append(r.freeUnits)
+        binds.append(r.grantUnits)
+        binds.append(r.freeCost?.nanos)
+        binds.append(r.charged?.nanos)
+        binds.append(r.budgetCharge?.currency)
+        binds.append(r.budgetCharge?.nanos)
+    }
+
+    static func record(_ row: PostgresRow) throws -> BillingRecord {
+        let r = row.makeRandomAccess()
+        func date(_ column: String) throws -> Date {
+            Date(timeIntervalSince1970: Double(try r[column].decode(Int64.self)) / 1_000_000)
+        }
+        let currency = try r["currency"].decode(String?.self)
+        func money(_ column: String, _ currency: String?) throws -> Money? {
+            guard let currency, let n = try r[column].decode(Int64?.self) else { return nil }
+            return Money(nanos: n, currency: currency)
+        }
+        var record = BillingRecord(
+            id: try r["id"].decode(String.self), requestID: try r["request_id"].decode(String.self),
+            tenantID: try r["tenant_id"].decode(String.self), keyID: try r["key_id"].decode(String.self),
+            startedAt: try date("started_at"), endedAt: try date("ended_at"),
+            timeToFirstTokenMs: try r["ttft_ms"].decode(Int?.self), endpoint: try r["endpoint"].decode(String.self),
+            model: try r["model"].decode(String.self), upstreamModel: try r["upstream_model"].decode(String.self),
+            provider: try r["provider"].decode(String.self), stream: try r["stream"].decode(Bool.self),
+            status: BillingRecord.Status(rawValue: try r["status"].decode(String.self)) ?? .rejected,
+            httpStatus: try r["http_status"].decode(Int.self), error: try r["error"].decode(String?.self),
+            usage: Usage(
+                prompt: try r["prompt_tokens"].decode(Int.self),
+                completion: try r["completion_tokens"].decode(Int.self),
+                cachedPrompt: try r["cached_tokens"].decode(Int.self),
+                cacheWrite: try r["cache_write_tokens"].decode(Int.self),
+                reasoning: try r["reasoning_tokens"].decode(Int.self)),
+            usageSource: BillingRecord.UsageSource(rawValue: try r["usage_source"].decode(String.self)) ?? .none,
+            localPromptTokens: try r["local_prompt_tokens"].decode(Int.self),
+            localCompletionTokens: try r["local_completion_tokens"].decode(Int.self),
+            localIsEstimate: try r["local_estimate"].decode(Bool.self),
+            priceEntry: try r["price_entry"].decode(String?.self), cost: try money("cost_nanos", currency))
+        record.estimatedTokens = try r["estimated_tokens"].decode(Int.self)
+        record.estimatedCost = try money("estimated_cost_nanos", currency)
+        record.freeUnits = try r["free_units"].decode(Int64.self)
+        record.grantUnits = try r["grant_units"].decode(Int64.self)
+        record.freeCost = try money("free_cost_nanos", currency)
+        record.charged = try money("charged_nanos", currency)
+        record.budgetCharge = try money("budget_charge_nanos", try r["budget_currency"].decode(String?.self))
+        return record
+    }
+}
+
+/// The billing ledger in PostgreSQL, with group commit as in ``SQLiteLedger``: `append` returns once the
+/// record is committed, and records that arrive while a commit runs go together in the next one (one
+/// multi-row insert, one WAL flush). A record already stored (a retried batch) is not stored twice.
+public final class PostgresLedger: Ledger {
+    private struct State {
+        var pending: [(BillingRecord, CheckedContinuation<Void, any Error>)] = []
+        var flushing = false
+    }
+
+    private let store: PostgresStore
+    private let state = Mutex(State())
+    private let onCommit: @Sendable (SQLiteLedger.CommitStats) -> Void
+    /// Rows per insert: PostgreSQL takes at most 65,535 parameters in one statement.
+    static let batchLimit = 1_000
+
+    public init(store: PostgresStore, onCommit: @escaping @Sendable (SQLiteLedger.CommitStats) -> Void = { _ in }) {
+        self.store = store
+        self.onCommit = onCommit
+    }
+
+    public var queueDepth: Int { state.withLock { $0.pending.count } }
+
+    public func append(_ record: BillingRecord) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let startFlusher = state.withLock { state in
+                state.pending.append((record, continuation))
+                if state.flushing { return false }
+                state.flushing = true
+                return true
+            }
+            // Its own task: a caller that is cancelled (its client went away) still gets its record written.
+            if startFlusher { Task { await self.flush() } }
+        }
+    }
+
+    private func flush() async {
+        while true {
+            let batch = state.withLock { state in
+                let batch = Array(state.pending.prefix(Self.batchLimit))
+                state.pending.removeFirst(batch.count)
+                if batch.isEmpty { state.flushing = false }
+                return batch
+            }
+            if batch.isEmpty { return }
+            let started = ContinuousClock.now
+            var failure: (any Error)?
+            for attempt in 0..<4 {
+                do {
+                    try await insert(batch.map(\.0))
+                    failure = nil
+                    break
+                } catch {
+                    failure = error
+                    try? await Task.sleep(for: .milliseconds(25 << (2 * attempt)))
+                }
+            }
+            let elapsed = ContinuousClock.now - started
+            onCommit(
+                .init(
+                    records: batch.count,
+                    seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18))
+            for (_, continuation) in batch {
+                if let failure { continuation.resume(throwing: failure) } else { continuation.resume() }
+            }
+        }
+    }
+
+    private func insert(_ records: [BillingRecord]) async throws {
+        let width = BillingRecordRow.columns.count
+        var query = PostgresQuery(unsafeSQL: "")
+        var rows: [String] = []
+        rows.reserveCapacity(records.count)
+        for (i, record) in records.enumerated() {
+            try PostgresBillingRow.bind(record, into: &query.binds)
+            rows.append("(" + (1...width).map { "$\(i * width + $0)" }.joined(separator: ", ") + ")")
+        }
+        query.sql =
+            "INSERT INTO billing_records (\(BillingRecordRow.columns.joined(separator: ", "))) VALUES "
+            + rows.joined(separator: ", ") + " ON CONFLICT (id) DO NOTHING"
+        _ = try await store.client.query(query, logger: store.logger)
+    }
+}

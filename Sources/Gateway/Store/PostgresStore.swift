@@ -1,0 +1,578 @@
+import Foundation
+import Logging
+import Metering
+import NIOCore
+import PostgresNIO
+import Synchronization
+
+/// The shared store for several replicas: tenants, hashed keys, limits, overrides and the billing ledger
+/// in PostgreSQL, with the same columns and integer units as the SQLite store (`docs/scale-out.md`).
+///
+/// Schema migrations are numbered and forward-only; they run at open under an advisory lock, so replicas
+/// that start together apply each one once.
+public final class PostgresStore: TenantStore, KeyStore, BillingStore, Sendable {
+    let client: PostgresClient
+    private let runner: Task<Void, Never>
+    let logger: Logger
+
+    /// Connects to `url` (`postgres://user[:password]@host[:port]/database`), starts the pool and brings
+    /// the schema up to date.
+    public static func open(url: String, logger: Logger = Logger(label: "gateway.postgres")) async throws
+        -> PostgresStore
+    {
+        let store = try PostgresStore(configuration: try Self.configuration(url), logger: logger)
+        do {
+            try await store.migrate()
+        } catch {
+            store.close()
+            throw error
+        }
+        return store
+    }
+
+    private init(configuration: PostgresClient.Configuration, logger: Logger) throws {
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        self.logger = logger
+        runner = Task { await client.run() }
+    }
+
+    /// Stops the pool; queries made after this fail.
+    public func close() { runner.cancel() }
+
+    static func configuration(_ url: String) throws -> PostgresClient.Configuration {
+        guard let parts = URLComponents(string: url), let scheme = parts.scheme,
+            scheme == "postgres" || scheme == "postgresql", let host = parts.host, !host.isEmpty
+        else { throw StoreError.invalid("a database URL looks like postgres://user:password@host:5432/database") }
+        let database = String(parts.path.drop { $0 == "/" })
+        let sslMode = parts.queryItems?.first { $0.name == "sslmode" }?.value ?? "disable"
+        let tls: PostgresClient.Configuration.TLS
+        switch sslMode {
+        case "disable": tls = .disable
+        case "prefer", "allow": tls = .prefer(.makeClientConfiguration())
+        default: tls = .require(.makeClientConfiguration())
+        }
+        var configuration = PostgresClient.Configuration(
+            host: host, port: parts.port ?? 5432, username: parts.user ?? "postgres",
+            password: parts.password?.removingPercentEncoding, database: database.isEmpty ? nil : database, tls: tls)
+        configuration.options.maximumConnections = 16
+        return configuration
+    }
+
+    // MARK: Schema
+
+    /// Each entry is one migration: its statements, applied in order in one transaction and recorded in
+    /// `schema_migrations` (PostgreSQL prepares each statement on its own).
+    static let migrations: [[String]] = [
+        [
+            """
+            CREATE TABLE tenants (
+                id text PRIMARY KEY,
+                name text NOT NULL UNIQUE,
+                status text NOT NULL DEFAULT 'active',
+                timezone text NOT NULL DEFAULT 'UTC',
+                created_at timestamptz NOT NULL,
+                plan text, currency text,
+                budget_limit text, budget_currency text, budget_period text, budget_soft boolean,
+                quota_amount text, quota_unit text, quota_currency text, quota_period text
+            )
+            """,
+            """
+            CREATE TABLE virtual_keys (
+                id text PRIMARY KEY,
+                tenant_id text NOT NULL REFERENCES tenants(id),
+                name text,
+                prefix text NOT NULL,
+                hash bytea NOT NULL UNIQUE,
+                created_at timestamptz NOT NULL,
+                revoked_at timestamptz,
+                requests_per_minute integer, tokens_per_minute integer, concurrent integer
+            )
+            """,
+            """
+            CREATE INDEX virtual_keys_tenant ON virtual_keys(tenant_id)
+            """,
+            """
+            CREATE INDEX virtual_keys_prefix ON virtual_keys(prefix)
+            """,
+            // Bumped by every change that affects authentication; replicas poll this one row.
+            """
+            CREATE TABLE auth_version (id integer PRIMARY KEY CHECK (id = 1), version bigint NOT NULL)
+            """,
+            """
+            INSERT INTO auth_version VALUES (1, 0)
+            """,
+            """
+            CREATE FUNCTION bump_auth_version() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                UPDATE auth_version SET version = version + 1;
+                RETURN NULL;
+            END $$
+            """,
+            """
+            CREATE TRIGGER keys_changed AFTER INSERT OR UPDATE OR DELETE ON virtual_keys
+            FOR EACH STATEMENT EXECUTE FUNCTION bump_auth_version()
+            """,
+            """
+            CREATE TRIGGER tenants_changed AFTER UPDATE ON tenants
+            FOR EACH STATEMENT EXECUTE FUNCTION bump_auth_version()
+            """,
+            // Times are microseconds since the Unix epoch (UTC); money is integer nano-units.
+            """
+            CREATE TABLE billing_records (
+                seq bigserial PRIMARY KEY,
+                id text NOT NULL UNIQUE,
+                request_id text NOT NULL,
+                tenant_id text NOT NULL,
+                key_id text NOT NULL,
+                started_at bigint NOT NULL,
+                ended_at bigint NOT NULL,
+                ttft_ms bigint,
+                endpoint text NOT NULL,
+                model text NOT NULL,
+                upstream_model text NOT NULL,
+                provider text NOT NULL,
+                stream boolean NOT NULL,
+                status text NOT NULL,
+                http_status integer NOT NULL,
+                error text,
+                prompt_tokens bigint NOT NULL,
+                cached_tokens bigint NOT NULL,
+                cache_write_tokens bigint NOT NULL,
+                completion_tokens bigint NOT NULL,
+                reasoning_tokens bigint NOT NULL,
+                usage_source text NOT NULL,
+                local_prompt_tokens bigint NOT NULL,
+                local_completion_tokens bigint NOT NULL,
+                local_estimate boolean NOT NULL,
+                price_entry text,
+                currency text,
+                cost_nanos bigint,
+                estimated_tokens bigint NOT NULL DEFAULT 0,
+                estimated_cost_nanos bigint,
+                free_units bigint NOT NULL DEFAULT 0,
+                grant_units bigint NOT NULL DEFAULT 0,
+                free_cost_nanos bigint,
+                charged_nanos bigint,
+                budget_currency text,
+                budget_charge_nanos bigint
+            )
+            """,
+            """
+            CREATE INDEX billing_records_started ON billing_records(started_at)
+            """,
+            """
+            CREATE INDEX billing_records_tenant_started ON billing_records(tenant_id, started_at)
+            """,
+        ]
+    ]
+
+    /// An arbitrary constant: the advisory lock that serializes migrations across replicas.
+    static let migrationLock: Int64 = 0x6761_7465_7761_7931
+
+    /// Applies the migrations this database has not seen, one transaction each, under the advisory lock.
+    public func migrate() async throws {
+        try await client.withConnection { connection in
+            _ = try await connection.query("SELECT pg_advisory_lock(\(Self.migrationLock))", logger: logger)
+            do {
+                _ = try await connection.query(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+                    logger: logger)
+                var applied = Set<Int>()
+                for try await version in try await connection.query(
+                    "SELECT version FROM schema_migrations", logger: logger
+                ).decode(Int.self) {
+                    applied.insert(version)
+                }
+                for (index, statements) in Self.migrations.enumerated() where !applied.contains(index + 1) {
+                    let version = index + 1
+                    try await connection.withTransaction(logger: logger) { transaction in
+                        for sql in statements {
+                            _ = try await transaction.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+                        }
+                        _ = try await transaction.query(
+                            "INSERT INTO schema_migrations (version) VALUES (\(version))", logger: logger)
+                    }
+                    logger.notice("applied schema migration", metadata: ["version": "\(version)"])
+                }
+            } catch {
+                _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.migrationLock))", logger: logger)
+                throw error
+            }
+            _ = try await connection.query("SELECT pg_advisory_unlock(\(Self.migrationLock))", logger: logger)
+        }
+    }
+
+    /// Runs `body` in a transaction; a store error from `body` comes out as itself, not wrapped.
+    private func inTransaction<T: Sendable>(
+        _ body: nonisolated(nonsending) (PostgresConnection) async throws -> sending T
+    ) async throws -> T {
+        do {
+            return try await client.withTransaction(logger: logger, body)
+        } catch let error as PostgresTransactionError {
+            if let inner = error.closureError as? StoreError { throw inner }
+            throw error
+        }
+    }
+
+    public func ping() async throws {
+        _ = try await client.query("SELECT 1", logger: logger).collect()
+    }
+
+    // MARK: Tenants
+
+    static let tenantColumns =
+        "id, name, status, timezone, created_at, plan, currency, budget_limit, budget_currency, budget_period, budget_soft, quota_amount, quota_unit, quota_currency, quota_period"
+
+    static func tenant(_ row: PostgresRow) throws -> Tenant {
+        let r = row.makeRandomAccess()
+        let currency = try r["currency"].decode(String?.self)
+        var tenant = Tenant(
+            id: try r["id"].decode(String.self), name: try r["name"].decode(String.self),
+            status: Tenant.Status(rawValue: try r["status"].decode(String.self)) ?? .active,
+            timezone: try r["timezone"].decode(String.self), createdAt: try r["created_at"].decode(Date.self),
+            plan: try r["plan"].decode(String?.self), currency: currency)
+        func period(_ column: String) throws -> CalendarPeriod.Kind {
+            try r[column].decode(String?.self).flatMap(CalendarPeriod.Kind.init(rawValue:)) ?? .month
+        }
+        if let text = try r["budget_limit"].decode(String?.self), let nanos = Money.parseNanos(text) {
+            let budgetCurrency = try r["budget_currency"].decode(String?.self) ?? currency ?? "USD"
+            tenant.budget = Tenant.BudgetOverride(
+                limit: Money(nanos: nanos, currency: budgetCurrency), period: try period("budget_period"),
+                soft: try r["budget_soft"].decode(Bool?.self) ?? false)
+        }
+        if let text = try r["quota_amount"].decode(String?.self) {
+            let credit = try r["quota_unit"].decode(String?.self) == "credit"
+            let unit: FreeQuota.Unit =
+                credit ? .credit(currency: try r["quota_currency"].decode(String?.self) ?? "USD") : .tokens
+            if let amount = credit ? Money.parseNanos(text) : Int64(text) {
+                tenant.quota = Tenant.QuotaOverride(amount: amount, unit: unit, period: try period("quota_period"))
+            }
+        }
+        return tenant
+    }
+
+    public func createTenant(name: String, timezone: String) async throws -> Tenant {
+        guard !name.isEmpty else { throw StoreError.invalid("a tenant needs a name") }
+        guard TimeZone(identifier: timezone) != nil else { throw StoreError.invalid("unknown time zone '\(timezone)'") }
+        // Stored to the microsecond, returned as stored.
+        let created = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 * 1_000_000).rounded() / 1_000_000)
+        let tenant = Tenant(
+            id: "ten_" + GatewayStore.randomToken(length: 16), name: name, timezone: timezone, createdAt: created)
+        do {
+            _ = try await client.query(
+                """
+                INSERT INTO tenants (id, name, status, timezone, created_at)
+                VALUES (\(tenant.id), \(name), 'active', \(timezone), \(created))
+                """, logger: logger)
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            throw StoreError.conflict("a tenant named '\(name)' already exists")
+        }
+        return tenant
+    }
+
+    public func tenants() async throws -> [Tenant] {
+        try await client.query(
+            PostgresQuery(unsafeSQL: "SELECT \(Self.tenantColumns) FROM tenants ORDER BY created_at, name"),
+            logger: logger
+        ).collect().map(Self.tenant)
+    }
+
+    public func tenant(_ idOrName: String) async throws -> Tenant {
+        var query = PostgresQuery(
+            unsafeSQL:
+                "SELECT \(Self.tenantColumns) FROM tenants WHERE id = $1 OR name = $1 ORDER BY (id = $1) DESC LIMIT 1")
+        query.binds.append(idOrName)
+        guard let row = try await client.query(query, logger: logger).collect().first else {
+            throw StoreError.notFound("no tenant '\(idOrName)'")
+        }
+        return try Self.tenant(row)
+    }
+
+    public func updateTenant(_ idOrName: String, _ update: GatewayStore.TenantUpdate) async throws -> Tenant {
+        if let tz = update.timezone, TimeZone(identifier: tz) == nil {
+            throw StoreError.invalid("unknown time zone '\(tz)'")
+        }
+        if let c = update.currency { try GatewayStore.checkCurrency(c) }
+        let status = try update.status.map { text in
+            guard let status = Tenant.Status(rawValue: text) else {
+                throw StoreError.invalid("status must be active or suspended")
+            }
+            return status
+        }
+        return try await modifyTenant(idOrName) { tenant in
+            if let plan = update.plan { tenant.plan = plan }
+            if let tz = update.timezone { tenant.timezone = tz }
+            if let c = update.currency { tenant.currency = c }
+            if let status { tenant.status = status }
+        }
+    }
+
+    public func setBudget(
+        _ idOrName: String, limit: String?, currency: String?, period: CalendarPeriod.Kind, soft: Bool
+    ) async throws -> Tenant {
+        let nanos = try limit.map { text in
+            guard let nanos = Money.parseNanos(text) else {
+                throw StoreError.invalid("the limit must be a decimal amount such as 25.00")
+            }
+            return nanos
+        }
+        if let currency { try GatewayStore.checkCurrency(currency) }
+        return try await modifyTenant(idOrName) { tenant in
+            tenant.budget = nanos.map {
+                Tenant.BudgetOverride(
+                    limit: Money(nanos: $0, currency: currency ?? tenant.currency ?? "USD"), period: period, soft: soft)
+            }
+        }
+    }
+
+    public func setQuota(
+        _ idOrName: String, amount: String?, credit currency: String?, period: CalendarPeriod.Kind
+    ) async throws -> Tenant {
+        let quota = try GatewayStore.parseQuota(amount: amount, credit: currency, period: period)
+        return try await modifyTenant(idOrName) { tenant in tenant.quota = quota }
+    }
+
+    /// Reads the tenant under a row lock, changes it and writes it back, in one transaction.
+    private func modifyTenant(_ idOrName: String, _ change: @Sendable (inout Tenant) -> Void) async throws -> Tenant {
+        try await inTransaction { connection in
+            var query = PostgresQuery(
+                unsafeSQL:
+                    "SELECT \(Self.tenantColumns) FROM tenants WHERE id = $1 OR name = $1 ORDER BY (id = $1) DESC LIMIT 1 FOR UPDATE"
+            )
+            query.binds.append(idOrName)
+            guard let row = try await connection.query(query, logger: logger).collect().first else {
+                throw StoreError.notFound("no tenant '\(idOrName)'")
+            }
+            var tenant = try Self.tenant(row)
+            change(&tenant)
+            let budgetLimit = tenant.budget.map { $0.limit.decimalString }
+            let budgetCurrency = tenant.budget?.limit.currency
+            let budgetPeriod = tenant.budget?.period.rawValue
+            let budgetSoft = tenant.budget?.soft
+            let credit: String? = tenant.quota.flatMap { if case .credit(let c) = $0.unit { c } else { nil } }
+            let quotaAmount = tenant.quota.map { q -> String in
+                if case .credit(let c) = q.unit { return Money(nanos: q.amount, currency: c).decimalString }
+                return String(q.amount)
+            }
+            let quotaUnit = tenant.quota.map { _ in credit == nil ? "tokens" : "credit" }
+            let quotaPeriod = tenant.quota?.period.rawValue
+            _ = try await connection.query(
+                """
+                UPDATE tenants SET status = \(tenant.status.rawValue), timezone = \(tenant.timezone),
+                    plan = \(tenant.plan), currency = \(tenant.currency),
+                    budget_limit = \(budgetLimit), budget_currency = \(budgetCurrency),
+                    budget_period = \(budgetPeriod), budget_soft = \(budgetSoft),
+                    quota_amount = \(quotaAmount), quota_unit = \(quotaUnit), quota_currency = \(credit),
+                    quota_period = \(quotaPeriod)
+                WHERE id = \(tenant.id)
+                """, logger: logger)
+            return tenant
+        }
+    }
+
+    // MARK: Keys
+
+    static let keyColumns =
+        "id, tenant_id, name, prefix, hash, created_at, revoked_at, requests_per_minute, tokens_per_minute, concurrent"
+
+    static func key(_ row: PostgresRow, offset: String = "") throws -> VirtualKey {
+        let r = row.makeRandomAccess()
+        return VirtualKey(
+            id: try r[offset + "id"].decode(String.self), tenantID: try r[offset + "tenant_id"].decode(String.self),
+            name: try r[offset + "name"].decode(String?.self), prefix: try r[offset + "prefix"].decode(String.self),
+            hash: Data(try r[offset + "hash"].decode(ByteBuffer.self).readableBytesView),
+            createdAt: try r[offset + "created_at"].decode(Date.self),
+            revokedAt: try r[offset + "revoked_at"].decode(Date?.self),
+            requestsPerMinute: try r[offset + "requests_per_minute"].decode(Int?.self),
+            tokensPerMinute: try r[offset + "tokens_per_minute"].decode(Int?.self),
+            concurrent: try r[offset + "concurrent"].decode(Int?.self))
+    }
+
+    public func createKey(tenant idOrName: String, name: String?) async throws -> (key: VirtualKey, secret: String) {
+        let tenant = try await tenant(idOrName)
+        let secret = "sk-gw-" + GatewayStore.randomToken(length: 40)
+        let created = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 * 1_000_000).rounded() / 1_000_000)
+        let key = VirtualKey(
+            id: "key_" + GatewayStore.randomToken(length: 16), tenantID: tenant.id, name: name,
+            prefix: String(secret.prefix(12)), hash: GatewayStore.hash(secret: secret), createdAt: created,
+            revokedAt: nil, requestsPerMinute: nil, tokensPerMinute: nil, concurrent: nil)
+        _ = try await client.query(
+            """
+            INSERT INTO virtual_keys (id, tenant_id, name, prefix, hash, created_at)
+            VALUES (\(key.id), \(key.tenantID), \(key.name), \(key.prefix), \(key.hash), \(key.createdAt))
+            """, logger: logger)
+        return (key, secret)
+    }
+
+    public func keys(tenant idOrName: String?) async throws -> [VirtualKey] {
+        var sql = "SELECT \(Self.keyColumns) FROM virtual_keys"
+        var query = PostgresQuery(unsafeSQL: "")
+        if let idOrName {
+            let tenantID = try await tenant(idOrName).id
+            sql += " WHERE tenant_id = $1"
+            query.binds.append(tenantID)
+        }
+        query.sql = sql + " ORDER BY created_at, id"
+        return try await client.query(query, logger: logger).collect().map { try Self.key($0) }
+    }
+
+    /// The one key with this id or displayed prefix, locked for update.
+    private func uniqueKey(_ idOrPrefix: String, _ connection: PostgresConnection) async throws -> VirtualKey {
+        var query = PostgresQuery(
+            unsafeSQL: "SELECT \(Self.keyColumns) FROM virtual_keys WHERE id = $1 OR prefix = $1 FOR UPDATE")
+        query.binds.append(idOrPrefix)
+        let rows = try await connection.query(query, logger: logger).collect()
+        guard let first = rows.first else { throw StoreError.notFound("no key '\(idOrPrefix)'") }
+        guard rows.count == 1 else { throw StoreError.conflict("'\(idOrPrefix)' matches several keys; use the key id") }
+        return try Self.key(first)
+    }
+
+    public func revokeKey(_ idOrPrefix: String) async throws -> VirtualKey {
+        try await inTransaction { connection in
+            var key = try await uniqueKey(idOrPrefix, connection)
+            if key.revokedAt == nil {
+                let now = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 * 1_000_000).rounded() / 1_000_000)
+                key.revokedAt = now
+                _ = try await connection.query(
+                    "UPDATE virtual_keys SET revoked_at = \(now) WHERE id = \(key.id)", logger: logger)
+            }
+            return key
+        }
+    }
+
+    public func setKeyLimits(_ idOrPrefix: String, limits: RateLimits) async throws -> VirtualKey {
+        try GatewayStore.checkKeyLimits(limits)
+        return try await inTransaction { connection in
+            var key = try await uniqueKey(idOrPrefix, connection)
+            key.requestsPerMinute = limits.requestsPerMinute
+            key.tokensPerMinute = limits.tokensPerMinute
+            key.concurrent = limits.concurrent
+            _ = try await connection.query(
+                """
+                UPDATE virtual_keys SET requests_per_minute = \(key.requestsPerMinute),
+                    tokens_per_minute = \(key.tokensPerMinute), concurrent = \(key.concurrent)
+                WHERE id = \(key.id)
+                """, logger: logger)
+            return key
+        }
+    }
+
+    public func authVersion() async throws -> Int {
+        for try await version in try await client.query("SELECT version FROM auth_version", logger: logger).decode(
+            Int.self)
+        {
+            return version
+        }
+        return 0
+    }
+
+    public func activeCredentials() async throws -> [(key: VirtualKey, tenant: Tenant)] {
+        let tenants = Dictionary(uniqueKeysWithValues: try await tenants().map { ($0.id, $0) })
+        let keys = try await client.query(
+            PostgresQuery(unsafeSQL: "SELECT \(Self.keyColumns) FROM virtual_keys WHERE revoked_at IS NULL"),
+            logger: logger
+        ).collect().map { try Self.key($0) }
+        return keys.compactMap { key in tenants[key.tenantID].map { (key, $0) } }
+    }
+
+    public func activeCredential(hash: Data) async throws -> (key: VirtualKey, tenant: Tenant)? {
+        var query = PostgresQuery(
+            unsafeSQL: "SELECT \(Self.keyColumns) FROM virtual_keys WHERE hash = $1 AND revoked_at IS NULL")
+        try query.binds.append(hash)
+        guard let row = try await client.query(query, logger: logger).collect().first else { return nil }
+        let key = try Self.key(row)
+        guard let tenant = try? await tenant(key.tenantID) else { return nil }
+        return (key, tenant)
+    }
+
+    // MARK: Billing reads
+
+    private static func filter(_ query: GatewayStore.BillingQuery, afterSeq: Int64) -> PostgresQuery {
+        var q = PostgresQuery(unsafeSQL: "seq > $1 AND started_at >= $2 AND started_at < $3")
+        q.binds.append(afterSeq)
+        q.binds.append(SQLiteLedger.microseconds(query.from))
+        q.binds.append(SQLiteLedger.microseconds(query.to))
+        if let tenantID = query.tenantID {
+            q.sql += " AND tenant_id = $4"
+            q.binds.append(tenantID)
+        }
+        return q
+    }
+
+    public func billingPage(_ query: GatewayStore.BillingQuery, afterSeq: Int64, limit: Int) async throws
+        -> [(seq: Int64, record: BillingRecord)]
+    {
+        var q = Self.filter(query, afterSeq: afterSeq)
+        q.sql = "SELECT * FROM billing_records WHERE \(q.sql) ORDER BY seq LIMIT \(max(0, limit))"
+        return try await client.query(q, logger: logger).collect().map { row in
+            (try row.makeRandomAccess()["seq"].decode(Int64.self), try PostgresBillingRow.record(row))
+        }
+    }
+
+    static let totalsColumns = """
+        COALESCE(currency, '') AS currency, COUNT(*)::bigint AS requests,
+        COALESCE(SUM(prompt_tokens), 0)::bigint AS p, COALESCE(SUM(cached_tokens), 0)::bigint AS c,
+        COALESCE(SUM(cache_write_tokens), 0)::bigint AS w, COALESCE(SUM(completion_tokens), 0)::bigint AS o,
+        COALESCE(SUM(reasoning_tokens), 0)::bigint AS r, COALESCE(SUM(COALESCE(cost_nanos, 0)), 0)::bigint AS cost
+        """
+
+    static func total(_ row: PostgresRow) throws -> GatewayStore.UsageTotal {
+        let r = row.makeRandomAccess()
+        return GatewayStore.UsageTotal(
+            currency: try r["currency"].decode(String.self), requests: try r["requests"].decode(Int.self),
+            promptTokens: try r["p"].decode(Int.self), cachedTokens: try r["c"].decode(Int.self),
+            cacheWriteTokens: try r["w"].decode(Int.self), completionTokens: try r["o"].decode(Int.self),
+            reasoningTokens: try r["r"].decode(Int.self), costNanos: try r["cost"].decode(Int64.self))
+    }
+
+    public func usageTotals(_ query: GatewayStore.BillingQuery) async throws -> [GatewayStore.UsageTotal] {
+        var q = Self.filter(query, afterSeq: 0)
+        q.sql = "SELECT \(Self.totalsColumns) FROM billing_records WHERE \(q.sql) GROUP BY 1 ORDER BY 1"
+        return try await client.query(q, logger: logger).collect().map(Self.total)
+    }
+
+    public func usageByModel(_ query: GatewayStore.BillingQuery) async throws
+        -> [(model: String, total: GatewayStore.UsageTotal)]
+    {
+        var q = Self.filter(query, afterSeq: 0)
+        q.sql =
+            "SELECT model, \(Self.totalsColumns) FROM billing_records WHERE \(q.sql) GROUP BY model, 2 ORDER BY 1, 2"
+        return try await client.query(q, logger: logger).collect().map { row in
+            (try row.makeRandomAccess()["model"].decode(String.self), try Self.total(row))
+        }
+    }
+
+    public func tenantNames() async throws -> [String: String] {
+        var names: [String: String] = [:]
+        for try await (id, name) in try await client.query("SELECT id, name FROM tenants", logger: logger).decode(
+            (String, String).self)
+        {
+            names[id] = name
+        }
+        return names
+    }
+
+    public func counterTotal(_ key: PolicyEngine.CounterKey) async throws -> Int64 {
+        let column: String
+        switch key.pool {
+        case .free: column = "free_units"
+        case .grant: column = "grant_units"
+        case .budget: column = "budget_charge_nanos"
+        }
+        var q = PostgresQuery(
+            unsafeSQL: "SELECT COALESCE(SUM(\(column)), 0)::bigint FROM billing_records WHERE tenant_id = $1")
+        q.binds.append(key.tenantID)
+        if key.pool == .budget {
+            q.sql += " AND budget_currency = $\(q.binds.count + 1)"
+            q.binds.append(key.currency)
+        }
+        if let start = key.periodStart, let end = key.periodEnd {
+            q.sql += " AND started_at >= $\(q.binds.count + 1) AND started_at < $\(q.binds.count + 2)"
+            q.binds.append(SQLiteLedger.microseconds(start))
+            q.binds.append(SQLiteLedger.microseconds(end))
+        }
+        for try await total in try await client.query(q, logger: logger).decode(Int64.self) { return total }
+        return 0
+    }
+}
