@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libsqlite3-dev libcurl4-openssl-dev libssl-dev openssl python3-venv ca-certificates curl)
+packages=(libsqlite3-dev libcurl4-openssl-dev libssl-dev openssl postgresql python3-venv ca-certificates curl)
 if [ "${1:-}" = "--bench" ]; then packages+=(wrk nginx-light valgrind); fi
 
 missing=()

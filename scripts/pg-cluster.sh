@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster on loopback for the tests: initdb into DIR (as the `postgres` user when
-# run as root, since PostgreSQL refuses to run as root), its own PORT, trust authentication on
+# run as root, since PostgreSQL refuses to run as root; DIR's parent must let that user in), its own PORT, trust authentication on
 # 127.0.0.1 only, then removed.
 #
 #   scripts/pg-cluster.sh start DIR PORT   # prints the URL of its database `gateway`
@@ -21,7 +21,8 @@ case "$cmd" in
     mkdir -p "$dir"
     [ "$(id -u)" -eq 0 ] && chown postgres "$dir"
     # fsync off: the cluster lives for one test run, and crash safety of the machine is not under test.
-    as_owner "$bin/initdb" -D "$dir/data" -U gateway -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1
+    as_owner "$bin/initdb" -D "$dir/data" -U gateway -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 \
+      || { cat "$dir/initdb.log" >&2; exit 1; }
     as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
       -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
     as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U gateway gateway

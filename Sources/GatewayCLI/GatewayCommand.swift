@@ -10,7 +10,8 @@ struct GatewayCommand: AsyncParsableCommand {
         commandName: "gateway",
         abstract: "A usage-metering reverse proxy for LLM APIs.",
         subcommands: [
-            ServeCommand.self, TenantsCommand.self, KeysCommand.self, BudgetsCommand.self, QuotaCommand.self,
+            ServeCommand.self, MigrateCommand.self, TenantsCommand.self, KeysCommand.self, BudgetsCommand.self,
+            QuotaCommand.self,
             ExportCommand.self, UsageCommand.self,
             TokensCommand.self, EmulatorCommand.self,
         ]
@@ -31,6 +32,28 @@ struct CommonOptions: ParsableArguments {
 
     @Option(help: "Gateway configuration file.")
     var config: String = "policies/gateway.yaml"
+
+    @Option(
+        help: ArgumentHelp(
+            "PostgreSQL shared by several replicas (postgres://user:password@host:5432/database).",
+            discussion:
+                "Default: the environment variable GATEWAY_DATABASE_URL; with neither, the SQLite store in --data."
+        ))
+    var databaseURL: String?
+
+    /// The database URL in force: the flag, else the environment.
+    var resolvedDatabaseURL: String? {
+        if let databaseURL, !databaseURL.isEmpty { return databaseURL }
+        let env = ProcessInfo.processInfo.environment["GATEWAY_DATABASE_URL"] ?? ""
+        return env.isEmpty ? nil : env
+    }
+
+    /// The URL with any password replaced, for logs.
+    static func redacted(_ url: String) -> String {
+        guard var parts = URLComponents(string: url) else { return "(unparseable database URL)" }
+        if parts.password != nil { parts.password = "***" }
+        return parts.string ?? "(database URL)"
+    }
 }
 
 enum CLI {

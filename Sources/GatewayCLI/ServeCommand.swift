@@ -33,26 +33,58 @@ struct ServeCommand: AsyncParsableCommand {
         }
         if let host { policies.gateway.server.host = host }
         if let port { policies.gateway.server.port = port }
-        let store: GatewayStore
-        do {
-            store = try GatewayStore(
-                dataDirectory: common.data, synchronous: policies.gateway.server.ledgerSync == .full ? "FULL" : "NORMAL"
-            )
-        } catch {
-            throw CLI.fail("cannot open the store in \(common.data): \(error)")
+        let backend: StoreBackend
+        if let url = common.resolvedDatabaseURL {
+            do {
+                let store = try await PostgresStore.open(url: url, logger: logger)
+                backend = .postgres(store, location: CommonOptions.redacted(url))
+            } catch {
+                throw CLI.fail("cannot open the database \(CommonOptions.redacted(url)): \(error)")
+            }
+        } else {
+            do {
+                let store = try GatewayStore(
+                    dataDirectory: common.data,
+                    synchronous: policies.gateway.server.ledgerSync == .full ? "FULL" : "NORMAL")
+                backend = .sqlite(store)
+            } catch {
+                throw CLI.fail("cannot open the store in \(common.data): \(error)")
+            }
         }
         // The singleton group, sized by --threads and installed as the global executor in main.
         let group = MultiThreadedEventLoopGroup.singleton
         // The mock provider reports usage counted by the real tokenizer, so demos show true counts.
         let mock = MockTransport(countTokens: MockTransport.o200kCount)
         let app = try await GatewayServer.buildApplication(
-            policies: policies, store: store, eventLoopGroup: group, logger: logger, configPath: common.config,
+            policies: policies, backend: backend, eventLoopGroup: group, logger: logger, configPath: common.config,
             mockTransport: mock,
             onServerRunning: { channel in
                 let address = channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
-                logger.notice("gateway listening", metadata: ["address": "\(address)", "data": "\(store.path)"])
+                logger.notice("gateway listening", metadata: ["address": "\(address)", "store": "\(backend.location)"])
             })
         try await app.runService()
+    }
+}
+
+struct MigrateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Brings the PostgreSQL schema up to date and exits (serve also does this at start).")
+
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        CLI.bootstrapLogging()
+        guard let url = common.resolvedDatabaseURL else {
+            throw CLI.fail("migrate needs --database-url or GATEWAY_DATABASE_URL (the SQLite store migrates itself)")
+        }
+        do {
+            let store = try await PostgresStore.open(url: url)
+            store.close()
+        } catch {
+            throw CLI.fail("cannot migrate \(CommonOptions.redacted(url)): \(error)")
+        }
+        print("schema up to date: \(CommonOptions.redacted(url))")
     }
 }
 

@@ -20,10 +20,27 @@ public enum GatewayServer {
         mockTransport: (any UpstreamTransport)? = nil,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) async throws -> some ApplicationProtocol {
+        try await buildApplication(
+            policies: policies, backend: .sqlite(store), eventLoopGroup: eventLoopGroup, logger: logger,
+            environment: environment, configPath: configPath, mockTransport: mockTransport,
+            onServerRunning: onServerRunning)
+    }
+
+    public static func buildApplication(
+        policies: Policies,
+        backend: StoreBackend,
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        configPath: String? = nil,
+        mockTransport: (any UpstreamTransport)? = nil,
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    ) async throws -> some ApplicationProtocol {
         let config = policies.gateway
+        let store = backend.store
         let keys = try await KeyDirectory(store: store)
         let metrics = GatewayMetrics()
-        let ledger = SQLiteLedger(store: store, onCommit: { metrics.ledgerCommit($0) })
+        let ledger = backend.makeLedger { metrics.ledgerCommit($0) }
         for model in policies.unpricedModels {
             logger.warning(
                 "model has no price in force; its requests are recorded unpriced", metadata: ["model": "\(model)"])

@@ -17,12 +17,21 @@ public final class PostgresStore: TenantStore, KeyStore, BillingStore, Sendable 
 
     /// Connects to `url` (`postgres://user[:password]@host[:port]/database`), starts the pool and brings
     /// the schema up to date.
-    public static func open(url: String, logger: Logger = Logger(label: "gateway.postgres")) async throws
-        -> PostgresStore
-    {
+    public static func open(
+        url: String, logger: Logger = Logger(label: "gateway.postgres"), connectTimeout: Duration = .seconds(30)
+    ) async throws -> PostgresStore {
         let store = try PostgresStore(configuration: try Self.configuration(url), logger: logger)
         do {
-            try await store.migrate()
+            // The pool retries a database it cannot reach; a start-up that cannot reach it says so.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await store.migrate() }
+                group.addTask {
+                    try await Task.sleep(for: connectTimeout)
+                    throw StoreError.invalid("no answer from the database within \(connectTimeout)")
+                }
+                try await group.next()
+                group.cancelAll()
+            }
         } catch {
             store.close()
             throw error

@@ -67,3 +67,32 @@ public protocol BillingStore: Sendable {
 public typealias Store = TenantStore & KeyStore & BillingStore
 
 extension GatewayStore: TenantStore, KeyStore, BillingStore {}
+
+/// A ledger that gathers concurrent records into shared commits, with what `/metrics` shows of it.
+public protocol GroupCommitLedger: Ledger {
+    /// Records waiting for the next commit.
+    var queueDepth: Int { get }
+}
+
+extension SQLiteLedger: GroupCommitLedger {}
+extension PostgresLedger: GroupCommitLedger {}
+
+/// The store a gateway runs on, and how to make its ledger: the embedded SQLite store in a data
+/// directory, or PostgreSQL shared by several replicas.
+public struct StoreBackend: Sendable {
+    public let store: any Store
+    let makeLedger:
+        @Sendable (_ onCommit: @escaping @Sendable (SQLiteLedger.CommitStats) -> Void) -> any GroupCommitLedger
+    /// Where the records live, for the start-up log line (never a password).
+    public let location: String
+
+    public static func sqlite(_ store: GatewayStore) -> StoreBackend {
+        StoreBackend(
+            store: store, makeLedger: { SQLiteLedger(store: store, onCommit: $0) }, location: store.path)
+    }
+
+    public static func postgres(_ store: PostgresStore, location: String) -> StoreBackend {
+        StoreBackend(
+            store: store, makeLedger: { PostgresLedger(store: store, onCommit: $0) }, location: location)
+    }
+}
