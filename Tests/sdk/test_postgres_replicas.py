@@ -3,6 +3,7 @@ replica works on all of them, every answered request has its record in the share
 revoked through one replica gets 401 from every replica within a second."""
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -50,6 +51,7 @@ def cluster():
             except subprocess.TimeoutExpired:
                 proc.kill()
         subprocess.run([os.path.join(ROOT, "scripts", "pg-cluster.sh"), "stop", pg_dir], check=False)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_three_replicas_share_keys_ledger_and_revocation(cluster):
