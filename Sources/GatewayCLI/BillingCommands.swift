@@ -29,8 +29,9 @@ struct ExportCommand: AsyncParsableCommand {
         guard let from = CalendarPeriod.instant(from) else { throw CLI.fail("--from: expected RFC 3339 or YYYY-MM-DD") }
         guard let to = CalendarPeriod.instant(to) else { throw CLI.fail("--to: expected RFC 3339 or YYYY-MM-DD") }
         guard let format = BillingExportFormat(rawValue: format) else { throw CLI.fail("--format: csv or jsonl") }
-        let store = try CLI.openStore(common)
-        let tenantID = try tenant.map { name in try CLI.run { try store.tenant(name).id } }
+        let store = try await CLI.openStore(common)
+        var tenantID: String?
+        if let tenant { tenantID = try await CLI.run { try await store.tenant(tenant).id } }
         let handle: FileHandle
         if let output {
             guard FileManager.default.createFile(atPath: output, contents: nil) else {
@@ -68,12 +69,12 @@ struct UsageCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let store = try CLI.openStore(common)
-        let tenant = try CLI.run { try store.tenant(self.tenant) }
+        let store = try await CLI.openStore(common)
+        let tenant = try await CLI.run { try await store.tenant(self.tenant) }
         guard let zone = TimeZone(identifier: tenant.timezone),
             let period = CalendarPeriod.parse(self.period, timeZone: zone)
         else { throw CLI.fail("--period: expected YYYY-MM or YYYY-MM-DD") }
-        let totals = try store.usageTotals(.init(from: period.start, to: period.end, tenantID: tenant.id))
+        let totals = try await store.usageTotals(.init(from: period.start, to: period.end, tenantID: tenant.id))
         let from = BillingExportFormat.timestamp(period.start)
         let to = BillingExportFormat.timestamp(period.end)
         if json {

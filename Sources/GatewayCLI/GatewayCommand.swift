@@ -72,7 +72,15 @@ enum CLI {
         return ExitCode.failure
     }
 
-    static func openStore(_ common: CommonOptions) throws -> GatewayStore {
+    /// The store the options name: PostgreSQL (`--database-url`, `GATEWAY_DATABASE_URL`) or SQLite in `--data`.
+    static func openStore(_ common: CommonOptions) async throws -> any Store {
+        if let url = common.resolvedDatabaseURL {
+            do {
+                return try await PostgresStore.open(url: url, connectTimeout: .seconds(15))
+            } catch {
+                throw fail("cannot open the database \(CommonOptions.redacted(url)): \(error)")
+            }
+        }
         do {
             return try GatewayStore(dataDirectory: common.data)
         } catch {
@@ -89,9 +97,9 @@ enum CLI {
     }
 
     /// Runs a store operation, turning its errors into a message and exit code 1.
-    static func run<T>(_ body: () throws -> T) throws -> T {
+    static func run<T>(_ body: () async throws -> T) async throws -> T {
         do {
-            return try body()
+            return try await body()
         } catch let error as StoreError {
             throw fail(error.description)
         }

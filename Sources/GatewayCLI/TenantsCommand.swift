@@ -3,21 +3,21 @@ import Foundation
 import Gateway
 import Metering
 
-struct TenantsCommand: ParsableCommand {
+struct TenantsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tenants", abstract: "Create and inspect tenants.",
         subcommands: [Create.self, List.self, Show.self, Update.self])
 
-    struct Create: ParsableCommand {
+    struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a tenant; prints its id.")
         @OptionGroup var common: CommonOptions
         @Argument(help: "A unique name.") var name: String
         @Option(help: "IANA time zone for calendar periods.") var timezone: String = "UTC"
 
-        func run() throws {
-            let store = try GatewayStore(dataDirectory: common.data)
+        func run() async throws {
+            let store = try await CLI.openStore(common)
             do {
-                let tenant = try store.createTenant(name: name, timezone: timezone)
+                let tenant = try await store.createTenant(name: name, timezone: timezone)
                 print(tenant.id)
             } catch let error as StoreError {
                 throw CLI.fail(error.description)
@@ -25,28 +25,28 @@ struct TenantsCommand: ParsableCommand {
         }
     }
 
-    struct List: ParsableCommand {
+    struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List tenants.")
         @OptionGroup var common: CommonOptions
 
-        func run() throws {
-            let store = try GatewayStore(dataDirectory: common.data)
+        func run() async throws {
+            let store = try await CLI.openStore(common)
             print("ID\tNAME\tSTATUS\tTIMEZONE\tCREATED")
-            for t in try store.tenants() {
+            for t in try await store.tenants() {
                 print("\(t.id)\t\(t.name)\t\(t.status.rawValue)\t\(t.timezone)\t\(CLI.iso(t.createdAt))")
             }
         }
     }
 
-    struct Show: ParsableCommand {
+    struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show one tenant and its keys.")
         @OptionGroup var common: CommonOptions
         @Argument(help: "Tenant id or name.") var tenant: String
 
-        func run() throws {
-            let store = try GatewayStore(dataDirectory: common.data)
+        func run() async throws {
+            let store = try await CLI.openStore(common)
             do {
-                let t = try store.tenant(tenant)
+                let t = try await store.tenant(tenant)
                 print("id:        \(t.id)")
                 print("name:      \(t.name)")
                 print("status:    \(t.status.rawValue)")
@@ -55,7 +55,7 @@ struct TenantsCommand: ParsableCommand {
                 print("currency:  \(t.currency ?? "-")")
                 if let budget = t.budget { print("budget:    \(CLI.describe(budget))") }
                 print("created:   \(CLI.iso(t.createdAt))")
-                let keys = try store.keys(tenant: t.id)
+                let keys = try await store.keys(tenant: t.id)
                 print(
                     "keys:      \(keys.filter { !$0.isRevoked }.count) active, \(keys.filter(\.isRevoked).count) revoked"
                 )
@@ -65,7 +65,7 @@ struct TenantsCommand: ParsableCommand {
         }
     }
 
-    struct Update: ParsableCommand {
+    struct Update: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Change a tenant's plan, time zone, currency or status.")
         @OptionGroup var common: CommonOptions
@@ -75,7 +75,7 @@ struct TenantsCommand: ParsableCommand {
         @Option(help: "ISO 4217 currency the tenant is billed in.") var currency: String?
         @Option(help: "active or suspended (a suspended tenant's keys are refused).") var status: String?
 
-        func run() throws {
+        func run() async throws {
             if let plan {
                 let policies = try CLI.loadPolicies(common)
                 guard policies.plans.plans[plan] != nil else {
@@ -84,9 +84,9 @@ struct TenantsCommand: ParsableCommand {
                     )
                 }
             }
-            let store = try CLI.openStore(common)
-            let t = try CLI.run {
-                try store.updateTenant(
+            let store = try await CLI.openStore(common)
+            let t = try await CLI.run {
+                try await store.updateTenant(
                     tenant, .init(plan: plan, timezone: timezone, currency: currency, status: status))
             }
             print(

@@ -1,6 +1,6 @@
-"""Three gateway replicas on one PostgreSQL (a throwaway cluster started here): a key created through one
-replica works on all of them, every answered request has its record in the shared ledger, and a key
-revoked through one replica gets 401 from every replica within a second."""
+"""Three gateway replicas on one PostgreSQL (a throwaway cluster started here): a tenant made through one
+replica's admin API and a key made by the CLI work on all of them, every answered request has its record in
+the shared ledger, and a key revoked by one CLI call gets 401 from every replica within a second."""
 import json
 import os
 import shutil
@@ -68,10 +68,11 @@ def test_three_replicas_share_keys_ledger_and_revocation(cluster):
 
     status, body = _call(urls[0], "/admin/v1/tenants", {"name": "shared"}, ADMIN_TOKEN)
     assert status == 201, body
-    status, body = _call(urls[0], "/admin/v1/tenants/shared/keys", {"name": "k"}, ADMIN_TOKEN)
-    assert status == 201, body
-    created = json.loads(body)
-    secret, key_id = created["secret"], created["id"]
+    # The key comes from the CLI, on the same database.
+    out = subprocess.run([BIN, "keys", "create", "--tenant", "shared", "--name", "k", "--database-url", url],
+                         cwd=ROOT, check=True, capture_output=True, text=True, timeout=60).stdout
+    secret = out.strip().splitlines()[-1]
+    key_id = out.split("key id: ")[1].split()[0]
 
     chat = {"model": "mock-gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
     answered = []
@@ -91,8 +92,9 @@ def test_three_replicas_share_keys_ledger_and_revocation(cluster):
         assert len({r["request_id"] for r in records}) == 30
         assert all(r["status"] == "completed" for r in records)
 
-    status, body = _call(urls[1], f"/admin/v1/keys/{key_id}/revoke", {}, ADMIN_TOKEN)
-    assert status == 200, body
+    # Revoked through one CLI call.
+    subprocess.run([BIN, "keys", "revoke", key_id, "--database-url", url], cwd=ROOT, check=True,
+                   capture_output=True, timeout=60)
     revoked_at = time.monotonic()
     pending = set(range(REPLICAS))
     while pending and time.monotonic() - revoked_at < 1.0:

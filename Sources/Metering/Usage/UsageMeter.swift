@@ -105,10 +105,12 @@ public struct UsageMeter: Sendable {
     mutating func observeOpenAIChunk(_ scan: JSONScan, _ top: Range<Int>) -> (usage: Range<Int>?, choices: Range<Int>?)
     {
         var usage: Range<Int>?
+        var usageMembers = 0
         var choices: Range<Int>?
         scan.forEachMember(top) { key, value in
             if scan.keyEquals(key, "usage") {
                 usage = value
+                usageMembers += 1
             } else if scan.keyEquals(key, "choices") {
                 choices = value
             }
@@ -138,7 +140,9 @@ public struct UsageMeter: Sendable {
                 if let s = text.flatMap(scan.string) { count(s, "\(c):text") }
             }
         }
-        return (usage, choices)
+        // A repeated `usage` is metered as the last one, but not rewritten: which one a client's reader
+        // would take is not ours to change.
+        return (usageMembers == 1 ? usage : nil, choices)
     }
 
     private mutating func report(_ scan: JSONScan, _ usage: Range<Int>) {

@@ -102,14 +102,18 @@ public func fuzzSSE(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     var framer1 = SSEEventFramer()
     check(framer1.feed(body) == framed, "SSEEventFramer events depend on chunking")
     for event in framed {
-        let (forward, json) = ResponseMeter.strippingInjectedUsage(event)
-        guard let forward, forward != event else { continue }
-        // Rewritten: `"usage": null` taken out of the only data line; the rest must be the same object.
-        guard let before = json, let payload = dataPayload(forward) else {
+        var stripper = ResponseMeter(
+            endpoint: .chatCompletions, streaming: true, encoding: enc, stripInjectedUsage: true)
+        guard let forward = stripper.meterStripping(event), forward != event else { continue }
+        // Rewritten: its one `"usage": null` taken out of the only data line; the rest must be the same
+        // object.
+        guard let original = dataPayload(event), let before = try? JSONReader.parse(original),
+            let payload = dataPayload(forward)
+        else {
             check(false, "rewritten event without JSON: \(hex(event))")
             continue
         }
-        guard let after = try? JSONReader.parseTopLevelObject(payload).value else {
+        guard let after = try? JSONReader.parse(payload), after.objectValue != nil else {
             check(false, "rewritten event is not a JSON object: \(hex(event)) -> \(hex(forward))")
             continue
         }
