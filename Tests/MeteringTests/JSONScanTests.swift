@@ -195,4 +195,30 @@ struct JSONScanTests {
         #expect(meter.usage.reported == Usage(prompt: 5, completion: 2))
         #expect(meter.endReached)
     }
+
+    @Test("stripping on an Anthropic stream meters as without stripping (a fuzz find)", arguments: [false, true])
+    func strippingOnlyOpenAI(whole: Bool) {
+        // The `sse` target's input: a message_delta whose usage has a key of invalid UTF-8.
+        let body: [UInt8] =
+            Array(",}}\n\nevenda: messae_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"".utf8)
+            + [0xFE, 0xFF] + Array("ns\":37}}\n:}\n\n".utf8)
+        func run(strip: Bool) -> (Usage?, Int, [UInt8]) {
+            var meter = ResponseMeter(
+                endpoint: .messages, streaming: true, encoding: UsageMeterTests.o200k, stripInjectedUsage: strip)
+            var out: [UInt8] = []
+            let pieces = whole ? [body[...]] : [body[..<20], body[20...]]
+            for piece in pieces {
+                switch meter.feed(piece) {
+                case .unchanged: out += piece
+                case .replaced(let bytes): out += bytes
+                }
+            }
+            out += meter.finish()
+            return (meter.usage.reported, meter.usage.localCompletionTokens, out)
+        }
+        let stripped = run(strip: true)
+        let plain = run(strip: false)
+        #expect(stripped.0 == plain.0 && stripped.1 == plain.1)
+        #expect(stripped.2 == body && plain.2 == body)
+    }
 }

@@ -55,12 +55,31 @@ final class PolicyReloader: Service, Sendable {
         }
     }
 
-    private func fileStamps(_ files: [String]) -> [String: Date] {
-        var out: [String: Date] = [:]
-        for file in files {
-            out[file] = (try? FileManager.default.attributesOfItem(atPath: file)[.modificationDate]) as? Date
-        }
+    private func fileStamps(_ files: [String]) -> [String: FileStamp] {
+        var out: [String: FileStamp] = [:]
+        for file in files { out[file] = FileStamp(path: file) }
         return out
+    }
+
+    /// What tells a policy file changed: the file it resolves to (through symlinks), its inode, size and
+    /// modification time. A Kubernetes ConfigMap swaps a `..data` symlink to a new directory and leaves
+    /// the file's own symlink untouched, so the link's times never move; the target's inode does.
+    struct FileStamp: Equatable {
+        var device: UInt64
+        var inode: UInt64
+        var size: Int64
+        var modifiedSeconds: Int
+        var modifiedNanoseconds: Int
+
+        init?(path: String) {
+            var info = stat()
+            guard stat(path, &info) == 0 else { return nil }
+            device = UInt64(info.st_dev)
+            inode = UInt64(info.st_ino)
+            size = Int64(info.st_size)
+            modifiedSeconds = Int(info.st_mtim.tv_sec)
+            modifiedNanoseconds = Int(info.st_mtim.tv_nsec)
+        }
     }
 
     func run() async throws {

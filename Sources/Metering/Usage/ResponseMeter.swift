@@ -49,6 +49,11 @@ public struct ResponseMeter: Sendable {
 
     /// Meters one event and returns it as the client should see it (nil to drop it).
     mutating func meterStripping(_ event: [UInt8]) -> [UInt8]? {
+        // Only OpenAI chunks carry usage the gateway asked for; anything else is metered as it is.
+        guard usage.endpoint != .messages && usage.endpoint != .responses else {
+            usage.observe(rawEvent: event)
+            return event
+        }
         // The single `data:` line of an OpenAI chunk; anything else (`[DONE]`, comments) as it is.
         guard let payload = Self.dataLine(in: event) else {
             usage.observe(rawEvent: event)
