@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libsqlite3-dev libcurl4-openssl-dev libssl-dev openssl postgresql python3-venv ca-certificates curl)
-if [ "${1:-}" = "--bench" ]; then packages+=(wrk nginx-light valgrind); fi
+# nginx and systemd-analyze: the deploy tests check the load balancer config and the units with them.
+packages+=(nginx-light systemd)
+if [ "${1:-}" = "--bench" ]; then packages+=(wrk valgrind); fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -20,7 +22,7 @@ fi
 
 # Python venv for the SDK tests and the tokenizer reference (tiktoken).
 if [ "${1:-}" != "--no-python" ]; then
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, anthropic, pytest, tiktoken, jsonschema, yaml, schemathesis" 2>/dev/null; then
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, anthropic, pytest, tiktoken, jsonschema, yaml, schemathesis, kubernetes_validate" 2>/dev/null; then
     python3 -m venv --clear .venv  # --clear: a venv left half-made (an interrupted run) is made anew
     .venv/bin/pip install -q --disable-pip-version-check -r Tests/sdk/requirements.txt
   fi
