@@ -5,6 +5,8 @@
 #
 #   scripts/pg-cluster.sh start DIR PORT   # prints the URL of its database `gateway`
 #   scripts/pg-cluster.sh stop DIR         # stops the cluster and removes DIR
+#   scripts/pg-cluster.sh pause DIR        # stops the server, keeps its data (a database gone away)
+#   scripts/pg-cluster.sh resume DIR PORT  # starts it again
 set -euo pipefail
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -n "$bin" ] || { echo "PostgreSQL is not installed (scripts/install-deps.sh installs it)" >&2; exit 1; }
@@ -28,6 +30,14 @@ case "$cmd" in
     as_owner "$bin/createdb" -h 127.0.0.1 -p "$port" -U gateway gateway
     echo "postgres://gateway@127.0.0.1:$port/gateway"
     ;;
+  pause)
+    as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+    ;;
+  resume)
+    port=${3:?a port}
+    as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+    ;;
   stop)
     if [ -d "$dir/data" ]; then
       as_owner "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
@@ -35,7 +45,7 @@ case "$cmd" in
     rm -rf "$dir"
     ;;
   *)
-    echo "usage: $0 start DIR PORT | stop DIR" >&2
+    echo "usage: $0 start DIR PORT | pause DIR | resume DIR PORT | stop DIR" >&2
     exit 2
     ;;
 esac

@@ -35,13 +35,14 @@ def cluster():
     work = tempfile.mkdtemp(prefix="gw-pgrep-")
     # Its own folder under /tmp: the server runs as another user, who cannot enter `work`.
     pg_dir = tempfile.mkdtemp(prefix="gw-pg-")
+    port = _free_port()
     url = subprocess.run(
-        [os.path.join(ROOT, "scripts", "pg-cluster.sh"), "start", pg_dir, str(_free_port())],
+        [os.path.join(ROOT, "scripts", "pg-cluster.sh"), "start", pg_dir, str(port)],
         check=True, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120,
     ).stdout.strip().splitlines()[-1]
     procs = []
     try:
-        yield url, work, procs
+        yield url, work, procs, pg_dir, port
     finally:
         for proc in procs:
             proc.terminate()
@@ -55,7 +56,7 @@ def cluster():
 
 
 def test_three_replicas_share_keys_ledger_and_revocation(cluster):
-    url, work, procs = cluster
+    url, work, procs, _, _ = cluster
     os.environ["GATEWAY_DATABASE_URL"] = url
     try:
         ports = [_free_port() for _ in range(REPLICAS)]
@@ -106,3 +107,27 @@ def test_three_replicas_share_keys_ledger_and_revocation(cluster):
     assert not pending, f"replicas {sorted(pending)} still accepted the key 1 s after its revocation"
     for proc in procs:
         assert proc.poll() is None
+
+
+def test_readyz_says_not_ready_while_the_database_is_gone_and_recovers(cluster):
+    url, work, procs, pg_dir, pg_port = cluster
+    script = os.path.join(ROOT, "scripts", "pg-cluster.sh")
+    os.environ["GATEWAY_DATABASE_URL"] = url
+    try:
+        port = _free_port()
+        procs.append(start_gateway(os.path.join(work, "replica"), port))
+    finally:
+        del os.environ["GATEWAY_DATABASE_URL"]
+    base = f"http://127.0.0.1:{port}"
+    assert _call(base, "/readyz")[0] == 200
+    subprocess.run([script, "pause", pg_dir], check=True, timeout=60)
+    started = time.monotonic()
+    status, _ = _call(base, "/readyz")
+    assert status == 503
+    assert time.monotonic() - started < 4, "readiness must not hang on a database that is gone"
+    subprocess.run([script, "resume", pg_dir, str(pg_port)], check=True, timeout=60)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _call(base, "/readyz")[0] != 200:
+        time.sleep(0.2)
+    assert _call(base, "/readyz")[0] == 200
+    assert procs[0].poll() is None

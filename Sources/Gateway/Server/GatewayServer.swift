@@ -64,7 +64,18 @@ public enum GatewayServer {
         router.get("/healthz") { _, _ in JSONResponse.text(200, #"{"status":"ok"}"#, requestID: nil) }
         router.get("/readyz") { _, _ -> Response in
             do {
-                try await offEventLoop { try await store.ping() }
+                // Bounded: a database that does not answer (PostgreSQL gone) is not ready, at once.
+                try await offEventLoop {
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask { try await store.ping() }
+                        group.addTask {
+                            try await Task.sleep(for: .seconds(2))
+                            throw StoreError.invalid("the store did not answer within 2 s")
+                        }
+                        try await group.next()
+                        group.cancelAll()
+                    }
+                }
                 return JSONResponse.text(200, #"{"status":"ready"}"#, requestID: nil)
             } catch {
                 return JSONResponse.text(503, #"{"status":"store unavailable"}"#, requestID: nil)
