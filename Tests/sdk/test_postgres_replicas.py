@@ -109,7 +109,7 @@ def test_three_replicas_share_keys_ledger_and_revocation(cluster):
         assert proc.poll() is None
 
 
-def test_readyz_says_not_ready_while_the_database_is_gone_and_recovers(cluster):
+def test_database_gone_503_store_unavailable_then_recovers(cluster):
     url, work, procs, pg_dir, pg_port = cluster
     script = os.path.join(ROOT, "scripts", "pg-cluster.sh")
     os.environ["GATEWAY_DATABASE_URL"] = url
@@ -119,15 +119,35 @@ def test_readyz_says_not_ready_while_the_database_is_gone_and_recovers(cluster):
     finally:
         del os.environ["GATEWAY_DATABASE_URL"]
     base = f"http://127.0.0.1:{port}"
+    subprocess.run([BIN, "tenants", "create", "t", "--database-url", url], cwd=ROOT, check=True,
+                   capture_output=True, timeout=60)
+    secret = subprocess.run([BIN, "keys", "create", "--tenant", "t", "--database-url", url], cwd=ROOT,
+                            check=True, capture_output=True, text=True, timeout=60).stdout.strip().splitlines()[-1]
+    chat = {"model": "mock-gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]}
+    assert _call(base, "/v1/chat/completions", chat, secret)[0] == 200
     assert _call(base, "/readyz")[0] == 200
+
     subprocess.run([script, "pause", pg_dir], check=True, timeout=60)
     started = time.monotonic()
     status, _ = _call(base, "/readyz")
     assert status == 503
     assert time.monotonic() - started < 4, "readiness must not hang on a database that is gone"
+    # Once the background check has seen it (every second, 2 s to answer), requests are refused at once
+    # in the client's format, and none is admitted that could not be recorded.
+    time.sleep(3.5)
+    started = time.monotonic()
+    status, body = _call(base, "/v1/chat/completions", chat, secret)
+    assert status == 503, body
+    assert json.loads(body)["error"]["code"] == "store_unavailable"
+    assert time.monotonic() - started < 2
+
     subprocess.run([script, "resume", pg_dir, str(pg_port)], check=True, timeout=60)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and _call(base, "/readyz")[0] != 200:
         time.sleep(0.2)
     assert _call(base, "/readyz")[0] == 200
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _call(base, "/v1/chat/completions", chat, secret)[0] != 200:
+        time.sleep(0.3)
+    assert _call(base, "/v1/chat/completions", chat, secret)[0] == 200
     assert procs[0].poll() is None

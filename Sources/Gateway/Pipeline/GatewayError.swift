@@ -149,6 +149,11 @@ public struct GatewayError: Error, Sendable {
         return fields
     }
 
+    /// The store does not answer: nothing is admitted until it does.
+    static let storeUnavailable = GatewayError(
+        status: 503, message: "The gateway's store is unavailable, so requests cannot be metered; try again shortly.",
+        openAIType: "api_error", code: "store_unavailable")
+
     /// The upstream answered but the answer's billing record could not be stored.
     static let recordNotStored = GatewayError(
         status: 503, message: "The gateway could not store this request's billing record; try again.",

@@ -31,6 +31,7 @@ public struct RequestPipeline: Sendable {
     let tokenizers: [String: ModelTokenizer]
     let promptCache: TokenCountCache
     let recorder: BillingRecorder
+    let storeHealth: StoreHealth
     let relay: ResponseRelay
     let policy: PolicyService
     let metrics: GatewayMetrics
@@ -38,8 +39,10 @@ public struct RequestPipeline: Sendable {
 
     public init(
         policies: Policies, keys: KeyDirectory, upstreams: UpstreamClients, mockTransport: (any UpstreamTransport)?,
-        ledger: any Ledger, policy: PolicyService, metrics: GatewayMetrics, logger: Logger
+        ledger: any Ledger, storeHealth: StoreHealth = StoreHealth(), policy: PolicyService, metrics: GatewayMetrics,
+        logger: Logger
     ) throws {
+        self.storeHealth = storeHealth
         self.mockTransport = mockTransport
         self.config = policies.gateway
         self.upstreams = upstreams
@@ -61,6 +64,10 @@ public struct RequestPipeline: Sendable {
     /// A proxied request of a tenant whose key ``TenantAuthentication`` accepted.
     func handle(_ endpoint: APIEndpoint, request: Request, context: TenantRequestContext) async -> Response {
         let key = context.key
+        // Nothing is admitted that could not be recorded; nor is this refusal (the store is the problem).
+        guard storeHealth.isAvailable else {
+            return GatewayError.storeUnavailable.response(dialect: endpoint.dialect, requestID: context.requestID)
+        }
         var draft = BillingDraft(
             requestID: context.requestID, tenantID: key.tenantID, keyID: key.keyID, startedAt: Date(),
             endpoint: endpoint.rawValue)

@@ -55,8 +55,10 @@ public enum GatewayServer {
         let policy = PolicyService(
             plans: policies.plans, prices: policies.prices, store: store, notifier: notifier, metrics: metrics,
             reservationTTL: TimeInterval(config.server.reservationTTLSeconds))
+        let health = StoreHealth()
         let pipeline = try RequestPipeline(
             policies: policies, keys: keys, upstreams: upstreams, mockTransport: mockTransport, ledger: ledger,
+            storeHealth: health,
             policy: policy, metrics: metrics, logger: logger)
         let counting = TokenCountEndpoint(config: config, cache: TokenCountCache())
 
@@ -65,16 +67,8 @@ public enum GatewayServer {
         router.get("/readyz") { _, _ -> Response in
             do {
                 // Bounded: a database that does not answer (PostgreSQL gone) is not ready, at once.
-                try await offEventLoop {
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        group.addTask { try await store.ping() }
-                        group.addTask {
-                            try await Task.sleep(for: .seconds(2))
-                            throw StoreError.invalid("the store did not answer within 2 s")
-                        }
-                        try await group.next()
-                        group.cancelAll()
-                    }
+                guard await offEventLoop({ await StoreHealth.check(store, timeout: .seconds(2)) }) else {
+                    throw StoreError.invalid("the store does not answer")
                 }
                 return JSONResponse.text(200, #"{"status":"ready"}"#, requestID: nil)
             } catch {
@@ -146,6 +140,7 @@ public enum GatewayServer {
                 availableConnectionsDelegate: .maximum(config.server.maxConnections, logger: appLogger)),
             services: [
                 KeyDirectoryRefresher(directory: keys, logger: logger),
+                StoreHealthMonitor(store: store, health: health, logger: logger),
                 ReservationSweeper(policy: policy, metrics: metrics, logger: logger, interval: .seconds(10)),
                 UpstreamClientsService(clients: upstreams),
                 notifier,
