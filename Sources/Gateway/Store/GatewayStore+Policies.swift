@@ -22,22 +22,7 @@ extension GatewayStore {
 
     @discardableResult
     public func updateTenant(_ idOrName: String, _ update: TenantUpdate) throws -> Tenant {
-        if let tz = update.timezone, TimeZone(identifier: tz) == nil {
-            throw StoreError.invalid("unknown time zone '\(tz)'")
-        }
-        if let c = update.currency { try Self.checkCurrency(c) }
-        let status = try update.status.map { text in
-            guard let status = Tenant.Status(rawValue: text) else {
-                throw StoreError.invalid("status must be active or suspended")
-            }
-            return status
-        }
-        return try modifyTenant(idOrName) { tenant in
-            if let plan = update.plan { tenant.plan = plan }
-            if let tz = update.timezone { tenant.timezone = tz }
-            if let c = update.currency { tenant.currency = c }
-            if let status { tenant.status = status }
-        }
+        try modifyTenant(idOrName, try Self.change(update))
     }
 
     /// Sets (or with `limit: nil` clears) the tenant's own budget, replacing its plan's.
@@ -46,14 +31,41 @@ extension GatewayStore {
         _ idOrName: String, limit: String?, currency: String? = nil, period: CalendarPeriod.Kind = .month,
         soft: Bool = false
     ) throws -> Tenant {
+        try modifyTenant(idOrName, try Self.budgetChange(limit: limit, currency: currency, period: period, soft: soft))
+    }
+
+    /// An update checked as every store checks it, as the change it makes to a tenant.
+    static func change(_ update: TenantUpdate) throws -> @Sendable (inout Tenant) -> Void {
+        if let tz = update.timezone, TimeZone(identifier: tz) == nil {
+            throw StoreError.invalid("unknown time zone '\(tz)'")
+        }
+        if let c = update.currency { try checkCurrency(c) }
+        let status = try update.status.map { text in
+            guard let status = Tenant.Status(rawValue: text) else {
+                throw StoreError.invalid("status must be active or suspended")
+            }
+            return status
+        }
+        return { tenant in
+            if let plan = update.plan { tenant.plan = plan }
+            if let tz = update.timezone { tenant.timezone = tz }
+            if let c = update.currency { tenant.currency = c }
+            if let status { tenant.status = status }
+        }
+    }
+
+    /// A budget override (nil limit clears it) checked as every store checks it, as its change to a tenant.
+    static func budgetChange(limit: String?, currency: String?, period: CalendarPeriod.Kind, soft: Bool) throws
+        -> @Sendable (inout Tenant) -> Void
+    {
         let nanos = try limit.map { text in
             guard let nanos = Money.parseNanos(text) else {
                 throw StoreError.invalid("the limit must be a decimal amount such as 25.00")
             }
             return nanos
         }
-        if let currency { try Self.checkCurrency(currency) }
-        return try modifyTenant(idOrName) { tenant in
+        if let currency { try checkCurrency(currency) }
+        return { tenant in
             tenant.budget = nanos.map {
                 Tenant.BudgetOverride(
                     limit: Money(nanos: $0, currency: currency ?? tenant.currency ?? "USD"), period: period, soft: soft)

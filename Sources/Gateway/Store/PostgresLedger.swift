@@ -86,74 +86,25 @@ enum PostgresBillingRow {
     }
 }
 
-/// The billing ledger in PostgreSQL, with group commit as in ``SQLiteLedger``: `append` returns once the
-/// record is committed, and records that arrive while a commit runs go together in the next one (one
-/// multi-row insert, one WAL flush). A record already stored (a retried batch) is not stored twice.
+/// The billing ledger in PostgreSQL: `append` returns once the record is committed; concurrent records
+/// share commits (``GroupCommit``), each one multi-row insert. A record already stored (a retried batch)
+/// is not stored twice.
 public final class PostgresLedger: Ledger {
-    private struct State {
-        var pending: [(BillingRecord, CheckedContinuation<Void, any Error>)] = []
-        var flushing = false
-    }
-
-    private let store: PostgresStore
-    private let state = Mutex(State())
-    private let onCommit: @Sendable (SQLiteLedger.CommitStats) -> Void
+    private let group: GroupCommit
     /// Rows per insert: PostgreSQL takes at most 65,535 parameters in one statement.
     static let batchLimit = 1_000
 
     public init(store: PostgresStore, onCommit: @escaping @Sendable (SQLiteLedger.CommitStats) -> Void = { _ in }) {
-        self.store = store
-        self.onCommit = onCommit
-    }
-
-    public var queueDepth: Int { state.withLock { $0.pending.count } }
-
-    public func append(_ record: BillingRecord) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let startFlusher = state.withLock { state in
-                state.pending.append((record, continuation))
-                if state.flushing { return false }
-                state.flushing = true
-                return true
-            }
-            // Its own task: a caller that is cancelled (its client went away) still gets its record written.
-            if startFlusher { Task { await self.flush() } }
+        group = GroupCommit(batchLimit: Self.batchLimit, onCommit: onCommit) { records in
+            try await Self.insert(records, into: store)
         }
     }
 
-    private func flush() async {
-        while true {
-            let batch = state.withLock { state in
-                let batch = Array(state.pending.prefix(Self.batchLimit))
-                state.pending.removeFirst(batch.count)
-                if batch.isEmpty { state.flushing = false }
-                return batch
-            }
-            if batch.isEmpty { return }
-            let started = ContinuousClock.now
-            var failure: (any Error)?
-            for attempt in 0..<4 {
-                do {
-                    try await insert(batch.map(\.0))
-                    failure = nil
-                    break
-                } catch {
-                    failure = error
-                    try? await Task.sleep(for: .milliseconds(25 << (2 * attempt)))
-                }
-            }
-            let elapsed = ContinuousClock.now - started
-            onCommit(
-                .init(
-                    records: batch.count,
-                    seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18))
-            for (_, continuation) in batch {
-                if let failure { continuation.resume(throwing: failure) } else { continuation.resume() }
-            }
-        }
-    }
+    public var queueDepth: Int { group.queueDepth }
 
-    private func insert(_ records: [BillingRecord]) async throws {
+    public func append(_ record: BillingRecord) async throws { try await group.append(record) }
+
+    private static func insert(_ records: [BillingRecord], into store: PostgresStore) async throws {
         let width = BillingRecordRow.columns.count
         var query = PostgresQuery(unsafeSQL: "")
         var rows: [String] = []

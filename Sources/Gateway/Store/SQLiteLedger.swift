@@ -6,79 +6,28 @@ import Synchronization
 
 /// The billing ledger in the embedded SQLite store, with group commit.
 ///
-/// `append` returns once the record is committed (WAL, `synchronous = FULL`). Records that arrive while
-/// a commit is running wait and go together in the next transaction, so concurrent requests share one
-/// sync instead of paying one each: throughput grows with concurrency while every caller still waits for
-/// its own record to be durable.
+/// `append` returns once the record is committed (WAL, `synchronous = FULL`); concurrent records share
+/// commits (``GroupCommit``), so throughput grows with concurrency while every caller still waits for its
+/// own record to be durable.
 public final class SQLiteLedger: Ledger {
     public struct CommitStats: Sendable {
         public var records: Int
         public var seconds: Double
     }
 
-    private struct State {
-        var pending: [(BillingRecord, CheckedContinuation<Void, any Error>)] = []
-        var flushing = false
-    }
-
-    private let pool: DatabasePool
-    private let state = Mutex(State())
-    private let onCommit: @Sendable (CommitStats) -> Void
+    private let group: GroupCommit
 
     public init(store: GatewayStore, onCommit: @escaping @Sendable (CommitStats) -> Void = { _ in }) {
-        self.pool = store.pool
-        self.onCommit = onCommit
+        let pool = store.pool
+        group = GroupCommit(onCommit: onCommit) { records in
+            try await pool.writeWithoutTransaction { db in try Self.commit(records, db) }
+        }
     }
 
     /// Records waiting for the next commit.
-    public var queueDepth: Int { state.withLock { $0.pending.count } }
+    public var queueDepth: Int { group.queueDepth }
 
-    public func append(_ record: BillingRecord) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let startFlusher = state.withLock { state in
-                state.pending.append((record, continuation))
-                if state.flushing { return false }
-                state.flushing = true
-                return true
-            }
-            // The flusher is its own task: a caller that is cancelled (its client went away) still gets
-            // its record written.
-            if startFlusher { Task { await self.flush() } }
-        }
-    }
-
-    private func flush() async {
-        while true {
-            let batch = state.withLock { state in
-                let batch = state.pending
-                state.pending = []
-                if batch.isEmpty { state.flushing = false }
-                return batch
-            }
-            if batch.isEmpty { return }
-            let started = ContinuousClock.now
-            var failure: (any Error)?
-            for attempt in 0..<4 {
-                do {
-                    try await pool.writeWithoutTransaction { db in try Self.commit(batch.map(\.0), db) }
-                    failure = nil
-                    break
-                } catch {
-                    failure = error
-                    // A busy or briefly unavailable database: back off and retry the same batch.
-                    try? await Task.sleep(for: .milliseconds(25 << (2 * attempt)))
-                }
-            }
-            let elapsed = ContinuousClock.now - started
-            onCommit(
-                CommitStats(
-                    records: batch.count,
-                    seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18))
-            for (_, continuation) in batch {
-                if let failure { continuation.resume(throwing: failure) } else { continuation.resume() }
-            }
-        }
-    }
+    public func append(_ record: BillingRecord) async throws { try await group.append(record) }
 
     static let insertSQL =
         "INSERT INTO billing_records (\(BillingRecordRow.columns.joined(separator: ", "))) VALUES ("
