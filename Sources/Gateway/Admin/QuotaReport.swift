@@ -59,8 +59,9 @@ public enum QuotaReport {
 }
 
 extension QuotaReport {
-    /// A tenant's plan and the standing of each of its pools, rebuilt from the ledger (for the CLI, which
-    /// runs apart from the gateway and so sees no reservations in flight).
+    /// A tenant's plan and the standing of each of its pools (for the CLI, which runs apart from the
+    /// gateway): on the embedded store rebuilt from the ledger, without the reservations in flight; on
+    /// PostgreSQL the shared counters, with them.
     public static func standing(
         tenant: Tenant, policies: Policies, store: any BillingStore
     ) async throws -> (plan: Plan, standing: [(PolicyEngine.CounterKey, Int64, Int64, Int64)]) {
@@ -68,7 +69,7 @@ extension QuotaReport {
             plans: policies.plans, prices: policies.prices, store: store,
             notifier: AlertNotifier(
                 webhook: nil, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "quota")),
-            metrics: GatewayMetrics())
+            metrics: GatewayMetrics(), shared: (store as? PostgresStore).map { PostgresLedger(store: $0) })
         let standing = try await service.standing(tenant: tenant)
         return (service.context(for: tenant, key: nil).plan, standing)
     }

@@ -11,24 +11,19 @@ struct BillingRecorder: Sendable {
     /// Settles the request's reservation (the free/paid split goes into the record), then returns once
     /// the record is durable; throws if it could not be stored, in which case the response must not
     /// complete normally (a client never gets a complete answer without its record).
-    ///
-    /// The split is taken from the counters under their lock (so concurrent settlements draw free quota
-    /// in order), and given back if the ledger refuses the record: the counters never hold usage that
-    /// no stored record accounts for, and a restart rebuilds them to the same values.
     func record(_ record: BillingRecord, reservation: Reservation?) async throws {
-        var record = record
-        let split = policy.settle(&record, reservation: reservation)
+        let stored: BillingRecord
+        let split: ChargeSplit?
         do {
-            try await ledger.append(record)
+            (stored, split) = try await policy.settleAndStore(record, reservation: reservation, in: ledger)
         } catch {
-            if let reservation, let split { policy.revert(reservation, split) }
             logger.error(
                 "billing record could not be stored",
                 metadata: ["request_id": "\(record.requestID)", "error": "\(error)"])
             throw error
         }
         if let split { policy.announce(split) }
-        metrics.recorded(record)
+        metrics.recorded(stored)
     }
 
     /// A request's owner was dropped unfinished; its record is written by the owner's last resort.

@@ -3,8 +3,12 @@ import Logging
 import Metering
 import Synchronization
 
-/// The admit stage's adapter: plans from `policies/plans.yaml` with the tenant's overrides from the
-/// store, the policy engine behind one lock, and counters rebuilt from the ledger on first use.
+/// The admit and settle stages' adapter: plans from `policies/plans.yaml` with the tenant's overrides
+/// from the store, and the counters they run against.
+///
+/// On the embedded store the policy engine lives here behind one lock, its counters rebuilt from the
+/// ledger on first use. On PostgreSQL (``PostgresLedger`` given) the counters, reservations and rate
+/// windows are shared by every replica and each step is a transaction there (``PostgresPolicyStore``).
 public final class PolicyService: Sendable {
     /// The estimate for a request that names no output limit and whose plan sets no cap.
     public static let defaultMaxOutput = 4096
@@ -14,12 +18,18 @@ public final class PolicyService: Sendable {
     private let store: any BillingStore
     private let notifier: AlertNotifier
     private let metrics: GatewayMetrics
+    private let shared: PostgresLedger?
+    private let reservationTTL: TimeInterval
+    /// Shared mode: reservations this replica admitted and has not settled (for `/metrics`).
+    private let sharedOutstanding = Atomic(0)
 
     init(
         plans: PlanBook, prices: PriceBook, store: any BillingStore, notifier: AlertNotifier, metrics: GatewayMetrics,
-        reservationTTL: TimeInterval = 3600
+        reservationTTL: TimeInterval = 3600, shared: PostgresLedger? = nil
     ) {
         self.state = Mutex(PolicyEngine(reservationTTL: reservationTTL))
+        self.shared = shared
+        self.reservationTTL = reservationTTL
         self.policies = Mutex((plans, prices))
         self.store = store
         self.notifier = notifier
@@ -62,7 +72,7 @@ public final class PolicyService: Sendable {
             createdAt: tenant.createdAt, plan: plan, keyLimits: keyLimits)
     }
 
-    private func convert(at instant: Date) -> (Money, String) -> Money? {
+    private func convert(at instant: Date) -> @Sendable (Money, String) -> Money? {
         let prices = policies.withLock { $0.prices }
         return { money, currency in prices.convert(money, to: currency, at: instant) }
     }
@@ -84,25 +94,59 @@ public final class PolicyService: Sendable {
 
     func admit(_ key: AuthenticatedKey, _ request: AdmissionRequest) async throws -> Admission {
         let context = context(for: key.tenant, key: key.key)
-        try await ensureCounters(context, model: request.model, now: request.now)
         let convert = convert(at: request.now)
+        if let shared {
+            let admission = try await shared.policy.admit(
+                context, request, reservationTTL: reservationTTL, convert: convert)
+            if case .admitted(let r, _) = admission, r.id != 0 { sharedOutstanding.add(1, ordering: .relaxed) }
+            return admission
+        }
+        try await ensureCounters(context, model: request.model, now: request.now)
         return state.withLock { $0.admit(context, request, convert: convert) }
     }
 
-    /// Releases reservations that outlived their expiry (their requests never settled) and returns them.
-    func sweepExpired(now: Date = Date()) -> [Reservation] {
-        state.withLock { $0.sweep(now: now) }
+    /// Settles the request's reservation against the record's usage (the free and paid split goes into
+    /// the record) and stores the record; returns the stored record and the split. On the embedded store
+    /// the split is taken from the counters under their lock and given back if the ledger refuses the
+    /// record; on PostgreSQL both happen in one transaction. Either way the counters never hold usage no
+    /// stored record accounts for.
+    func settleAndStore(_ record: BillingRecord, reservation: Reservation?, in ledger: any Ledger) async throws
+        -> (BillingRecord, ChargeSplit?)
+    {
+        if let shared {
+            let settled = try await shared.append(
+                record, settling: reservation, convert: convert(at: record.startedAt))
+            if let reservation, reservation.id != 0 { sharedOutstanding.subtract(1, ordering: .relaxed) }
+            return settled
+        }
+        var record = record
+        let split = settle(&record, reservation: reservation)
+        do {
+            try await ledger.append(record)
+        } catch {
+            if let reservation, let split { revert(reservation, split) }
+            throw error
+        }
+        return (record, split)
     }
 
-    /// Requests admitted and not yet settled.
-    var outstandingReservations: Int { state.withLock { $0.outstandingCount } }
+    /// Releases reservations that outlived their expiry (their requests never settled) and returns whose
+    /// they were.
+    func sweepExpired(now: Date = Date()) async throws -> [ExpiredReservation] {
+        if let shared { return try await shared.policy.sweep(now: now) }
+        return state.withLock { $0.sweep(now: now) }.map {
+            .init(tenantID: $0.tenantID, keyID: $0.keyID, model: $0.model)
+        }
+    }
 
-    /// Requests in flight for a key, as its concurrency limit counts them.
-    func inflight(keyID: String) -> Int { state.withLock { $0.inflight(scope: "k|" + keyID) } }
+    /// Requests admitted and not yet settled (on PostgreSQL, those this replica admitted).
+    var outstandingReservations: Int {
+        shared == nil ? state.withLock { $0.outstandingCount } : sharedOutstanding.load(ordering: .relaxed)
+    }
 
     /// Settles the reservation against the record's usage and writes the split into the record. The
     /// returned split is what ``revert(_:_:)`` takes back if the record is not stored.
-    func settle(_ record: inout BillingRecord, reservation: Reservation?) -> ChargeSplit? {
+    private func settle(_ record: inout BillingRecord, reservation: Reservation?) -> ChargeSplit? {
         guard let reservation else { return nil }
         let convert = convert(at: record.startedAt)
         let split = state.withLock {
@@ -125,15 +169,20 @@ public final class PolicyService: Sendable {
     }
 
     /// A settled record the ledger refused: its usage leaves the counters again.
-    func revert(_ reservation: Reservation, _ split: ChargeSplit) {
+    private func revert(_ reservation: Reservation, _ split: ChargeSplit) {
         state.withLock { $0.revert(reservation, split) }
     }
 
     /// Used and reserved amounts of each pool for the tenant now (quota show, `/v1/usage`).
     func standing(tenant: Tenant, now: Date = Date()) async throws -> [(PolicyEngine.CounterKey, Int64, Int64, Int64)] {
         let context = context(for: tenant, key: nil)
-        try await ensureCounters(context, model: "", now: now)
-        let state = state.withLock { $0.remaining(context, model: nil, now: now) }
+        let state: [PolicyEngine.CounterKey: (used: Int64, reserved: Int64)]
+        if let shared {
+            state = try await shared.policy.standing(context, now: now)
+        } else {
+            try await ensureCounters(context, model: "", now: now)
+            state = self.state.withLock { $0.remaining(context, model: nil, now: now) }
+        }
         return state.map { key, value in
             let limit: Int64
             switch key.pool {

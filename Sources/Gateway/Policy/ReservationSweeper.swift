@@ -17,13 +17,20 @@ struct ReservationSweeper: Service {
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 try await Task.sleep(for: interval)
-                sweep()
+                await sweep()
             }
         }
     }
 
-    func sweep() {
-        for reservation in policy.sweepExpired() {
+    func sweep() async {
+        let expired: [ExpiredReservation]
+        do {
+            expired = try await policy.sweepExpired()
+        } catch {
+            logger.warning("expired reservations could not be released now", metadata: ["error": "\(error)"])
+            return
+        }
+        for reservation in expired {
             metrics.reservationExpired()
             logger.error(
                 "reservation expired unsettled; released",
@@ -33,4 +40,11 @@ struct ReservationSweeper: Service {
                 ])
         }
     }
+}
+
+/// A reservation the sweeper released: whose it was, for the log.
+struct ExpiredReservation: Sendable {
+    var tenantID: String
+    var keyID: String
+    var model: String
 }

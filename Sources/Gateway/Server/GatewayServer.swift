@@ -54,7 +54,7 @@ public enum GatewayServer {
             webhook: policies.plans.alertWebhook, eventLoopGroup: eventLoopGroup, logger: logger)
         let policy = PolicyService(
             plans: policies.plans, prices: policies.prices, store: store, notifier: notifier, metrics: metrics,
-            reservationTTL: TimeInterval(config.server.reservationTTLSeconds))
+            reservationTTL: TimeInterval(config.server.reservationTTLSeconds), shared: ledger as? PostgresLedger)
         let health = StoreHealth()
         let pipeline = try RequestPipeline(
             policies: policies, keys: keys, upstreams: upstreams, mockTransport: mockTransport, ledger: ledger,
@@ -141,7 +141,10 @@ public enum GatewayServer {
             services: [
                 KeyDirectoryRefresher(directory: keys, logger: logger),
                 StoreHealthMonitor(store: store, health: health, logger: logger),
-                ReservationSweeper(policy: policy, metrics: metrics, logger: logger, interval: .seconds(10)),
+                // A quarter of the expiry (at most 10 s): an expired hold lasts at most 25% longer.
+                ReservationSweeper(
+                    policy: policy, metrics: metrics, logger: logger,
+                    interval: .milliseconds(min(10_000, config.server.reservationTTLSeconds * 250))),
                 UpstreamClientsService(clients: upstreams),
                 notifier,
                 PolicyReloader(configPath: configPath, gateway: config, policy: policy, logger: logger),

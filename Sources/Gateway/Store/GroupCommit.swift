@@ -4,22 +4,25 @@ import Synchronization
 /// Group commit for a ledger: `append` returns once its record is committed, and records that arrive
 /// while a commit runs wait and go together in the next one, so concurrent requests share one commit
 /// (and one sync) instead of paying one each. Both ledgers (SQLite, PostgreSQL) commit through it.
-final class GroupCommit: Sendable {
+///
+/// An item is what one caller stores (a record, or a record with the reservation it settles); the commit
+/// returns one output per item, in order.
+final class GroupCommit<Item: Sendable, Output: Sendable>: Sendable {
     private struct State {
-        var pending: [(BillingRecord, CheckedContinuation<Void, any Error>)] = []
+        var pending: [(Item, CheckedContinuation<Output, any Error>)] = []
         var flushing = false
     }
 
     private let state = Mutex(State())
     private let batchLimit: Int
-    private let commit: @Sendable ([BillingRecord]) async throws -> Void
+    private let commit: @Sendable ([Item]) async throws -> [Output]
     private let onCommit: @Sendable (SQLiteLedger.CommitStats) -> Void
 
-    /// `commit` stores its records in one transaction, all or none; a record already stored (a retried
-    /// batch) must not be stored twice.
+    /// `commit` stores its items in one transaction, all or none; a record already stored (a retried
+    /// batch) must not be stored or settled twice.
     init(
         batchLimit: Int = .max, onCommit: @escaping @Sendable (SQLiteLedger.CommitStats) -> Void,
-        commit: @escaping @Sendable ([BillingRecord]) async throws -> Void
+        commit: @escaping @Sendable ([Item]) async throws -> [Output]
     ) {
         self.batchLimit = batchLimit
         self.onCommit = onCommit
@@ -29,10 +32,10 @@ final class GroupCommit: Sendable {
     /// Records waiting for the next commit.
     var queueDepth: Int { state.withLock { $0.pending.count } }
 
-    func append(_ record: BillingRecord) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+    func append(_ item: Item) async throws -> Output {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Output, any Error>) in
             let startFlusher = state.withLock { state in
-                state.pending.append((record, continuation))
+                state.pending.append((item, continuation))
                 if state.flushing { return false }
                 state.flushing = true
                 return true
@@ -54,9 +57,10 @@ final class GroupCommit: Sendable {
             if batch.isEmpty { return }
             let started = ContinuousClock.now
             var failure: (any Error)?
+            var outputs: [Output] = []
             for attempt in 0..<4 {
                 do {
-                    try await commit(batch.map(\.0))
+                    outputs = try await commit(batch.map(\.0))
                     failure = nil
                     break
                 } catch {
@@ -70,8 +74,14 @@ final class GroupCommit: Sendable {
                 SQLiteLedger.CommitStats(
                     records: batch.count,
                     seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18))
-            for (_, continuation) in batch {
-                if let failure { continuation.resume(throwing: failure) } else { continuation.resume() }
+            for (index, (_, continuation)) in batch.enumerated() {
+                if let failure {
+                    continuation.resume(throwing: failure)
+                } else if index < outputs.count {
+                    continuation.resume(returning: outputs[index])
+                } else {
+                    continuation.resume(throwing: StoreError.invalid("the commit returned too few results"))
+                }
             }
         }
     }

@@ -7,7 +7,7 @@ import Synchronization
 /// A billing record as a row of the PostgreSQL `billing_records` table: the columns of
 /// ``BillingRecordRow``, bound and read with PostgresNIO.
 enum PostgresBillingRow {
-    static func bind(_ r: BillingRecord, into binds: inout PostgresBindings) throws {
+    static func bind(_ r: BillingRecord, into binds: inout PostgresBindings) {
         binds.append(r.id)
         binds.append(r.requestID)
         binds.append(r.tenantID)
@@ -88,34 +88,79 @@ enum PostgresBillingRow {
 
 /// The billing ledger in PostgreSQL: `append` returns once the record is committed; concurrent records
 /// share commits (``GroupCommit``), each one multi-row insert. A record already stored (a retried batch)
-/// is not stored twice.
+/// is not stored, or settled, twice.
+///
+/// A record that settles a reservation is stored in the same transaction that settles it against the
+/// shared counters (``PostgresPolicyStore``), so counters and records always agree.
 public final class PostgresLedger: Ledger {
-    private let group: GroupCommit
+    typealias Settled = (record: BillingRecord, split: ChargeSplit?)
+
+    private let group: GroupCommit<PostgresPolicyStore.Settling, Settled>
+    let policy: PostgresPolicyStore
     /// Rows per insert: PostgreSQL takes at most 65,535 parameters in one statement.
     static let batchLimit = 1_000
 
     public init(store: PostgresStore, onCommit: @escaping @Sendable (SQLiteLedger.CommitStats) -> Void = { _ in }) {
-        group = GroupCommit(batchLimit: Self.batchLimit, onCommit: onCommit) { records in
-            try await Self.insert(records, into: store)
+        policy = PostgresPolicyStore(store: store)
+        group = GroupCommit(batchLimit: Self.batchLimit, onCommit: onCommit) { items in
+            try await Self.commit(items, into: store)
         }
     }
 
     public var queueDepth: Int { group.queueDepth }
 
-    public func append(_ record: BillingRecord) async throws { try await group.append(record) }
+    public func append(_ record: BillingRecord) async throws {
+        _ = try await group.append(.init(record: record, reservation: nil, convert: { _, _ in nil }))
+    }
 
-    private static func insert(_ records: [BillingRecord], into store: PostgresStore) async throws {
+    /// Settles `reservation` against the shared counters and stores the record, in one transaction;
+    /// returns the record with its free and paid split, and the split.
+    func append(
+        _ record: BillingRecord, settling reservation: Reservation?,
+        convert: @escaping @Sendable (Money, String) -> Money?
+    ) async throws -> Settled {
+        try await group.append(.init(record: record, reservation: reservation, convert: convert))
+    }
+
+    private static func commit(_ items: [PostgresPolicyStore.Settling], into store: PostgresStore) async throws
+        -> [Settled]
+    {
+        guard items.contains(where: { $0.reservation != nil }) else {
+            var query = insertQuery(items.map(\.record))
+            query.sql += " ON CONFLICT (id) DO NOTHING"
+            _ = try await store.client.query(query, logger: store.logger)
+            return items.map { ($0.record, nil) }
+        }
+        return try await store.inTransaction { connection in
+            // A batch retried after a commit whose answer was lost: what it stored is settled already.
+            let ids = items.map(\.record.id)
+            var stored = Set<String>()
+            for try await id in try await connection.query(
+                "SELECT id FROM billing_records WHERE id = ANY(\(ids)::text[])", logger: store.logger
+            ).decode(String.self) {
+                stored.insert(id)
+            }
+            let settled = try await PostgresPolicyStore.settle(items, skip: stored, on: connection)
+            let fresh = settled.map(\.0).filter { !stored.contains($0.id) }
+            if !fresh.isEmpty {
+                _ = try await connection.query(insertQuery(fresh), logger: store.logger)
+            }
+            return settled.map { ($0.0, $0.1) }
+        }
+    }
+
+    private static func insertQuery(_ records: [BillingRecord]) -> PostgresQuery {
         let width = BillingRecordRow.columns.count
         var query = PostgresQuery(unsafeSQL: "")
         var rows: [String] = []
         rows.reserveCapacity(records.count)
         for (i, record) in records.enumerated() {
-            try PostgresBillingRow.bind(record, into: &query.binds)
+            PostgresBillingRow.bind(record, into: &query.binds)
             rows.append("(" + (1...width).map { "$\(i * width + $0)" }.joined(separator: ", ") + ")")
         }
         query.sql =
             "INSERT INTO billing_records (\(BillingRecordRow.columns.joined(separator: ", "))) VALUES "
-            + rows.joined(separator: ", ") + " ON CONFLICT (id) DO NOTHING"
-        _ = try await store.client.query(query, logger: store.logger)
+            + rows.joined(separator: ", ")
+        return query
     }
 }

@@ -110,14 +110,87 @@ extension PostgresStore {
             """
             CREATE INDEX billing_records_tenant_started ON billing_records(tenant_id, started_at)
             """,
-        ]
+        ],
+        // 2: policy state shared by replicas (docs/scale-out.md). Period starts are microseconds since
+        // the epoch (the grant, which has no period, uses the smallest bigint); the currency is '' for
+        // token pools.
+        [
+            """
+            CREATE TABLE policy_counters (
+                tenant_id text NOT NULL,
+                pool text NOT NULL,
+                period_start bigint NOT NULL,
+                currency text NOT NULL,
+                used bigint NOT NULL,
+                reserved bigint NOT NULL DEFAULT 0,
+                PRIMARY KEY (tenant_id, pool, period_start, currency)
+            )
+            """,
+            """
+            CREATE TABLE policy_reservations (
+                id bigserial PRIMARY KEY,
+                tenant_id text NOT NULL,
+                key_id text NOT NULL,
+                model text NOT NULL,
+                replica text NOT NULL,
+                created_at bigint NOT NULL,
+                expires_at bigint NOT NULL,
+                free_period bigint,
+                free_units bigint NOT NULL DEFAULT 0,
+                grant_units bigint NOT NULL DEFAULT 0,
+                budget_period bigint,
+                budget_currency text,
+                budget_units bigint NOT NULL DEFAULT 0
+            )
+            """,
+            """
+            CREATE INDEX policy_reservations_tenant ON policy_reservations(tenant_id)
+            """,
+            """
+            CREATE INDEX policy_reservations_key ON policy_reservations(key_id)
+            """,
+            """
+            CREATE INDEX policy_reservations_expiry ON policy_reservations(expires_at)
+            """,
+            // One fixed one-minute window per rate scope (`t|tenant`, `k|key`); window_start in seconds.
+            """
+            CREATE TABLE policy_rates (
+                scope text PRIMARY KEY,
+                window_start bigint NOT NULL DEFAULT 0,
+                requests bigint NOT NULL DEFAULT 0,
+                tokens bigint NOT NULL DEFAULT 0
+            )
+            """,
+            // Budget thresholds already announced, once per tenant, period and percent.
+            """
+            CREATE TABLE policy_alerts (
+                tenant_id text NOT NULL,
+                period_start bigint NOT NULL,
+                percent integer NOT NULL,
+                fired_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (tenant_id, period_start, percent)
+            )
+            """,
+        ],
     ]
 
     /// An arbitrary constant: the advisory lock that serializes migrations across replicas.
     static let migrationLock: Int64 = 0x6761_7465_7761_7931
 
-    /// Applies the migrations this database has not seen, one transaction each, under the advisory lock.
-    public func migrate() async throws {
+    /// The migrations this database has applied, in order.
+    public func appliedMigrations() async throws -> [Int] {
+        var versions: [Int] = []
+        for try await version in try await client.query(
+            "SELECT version FROM schema_migrations ORDER BY version", logger: logger
+        ).decode(Int.self) {
+            versions.append(version)
+        }
+        return versions
+    }
+
+    /// Applies the migrations this database has not seen (up to `version`, all by default), one
+    /// transaction each, under the advisory lock.
+    public func migrate(through version: Int = .max) async throws {
         try await client.withConnection { connection in
             _ = try await connection.query("SELECT pg_advisory_lock(\(Self.migrationLock))", logger: logger)
             do {
@@ -130,7 +203,8 @@ extension PostgresStore {
                 ).decode(Int.self) {
                     applied.insert(version)
                 }
-                for (index, statements) in Self.migrations.enumerated() where !applied.contains(index + 1) {
+                for (index, statements) in Self.migrations.enumerated()
+                where !applied.contains(index + 1) && index < version {
                     let version = index + 1
                     try await connection.withTransaction(logger: logger) { transaction in
                         for sql in statements {

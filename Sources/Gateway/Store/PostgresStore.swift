@@ -18,13 +18,14 @@ public final class PostgresStore: TenantStore, KeyStore, BillingStore, Sendable 
     /// Connects to `url` (`postgres://user[:password]@host[:port]/database`), starts the pool and brings
     /// the schema up to date.
     public static func open(
-        url: String, logger: Logger = Logger(label: "gateway.postgres"), connectTimeout: Duration = .seconds(30)
+        url: String, logger: Logger = Logger(label: "gateway.postgres"), connectTimeout: Duration = .seconds(30),
+        migrateThrough version: Int = .max
     ) async throws -> PostgresStore {
         let store = try PostgresStore(configuration: try Self.configuration(url), logger: logger)
         do {
             // The pool retries a database it cannot reach; a start-up that cannot reach it says so.
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await store.migrate() }
+                group.addTask { try await store.migrate(through: version) }
                 group.addTask {
                     try await Task.sleep(for: connectTimeout)
                     throw StoreError.invalid("no answer from the database within \(connectTimeout)")
@@ -69,7 +70,7 @@ public final class PostgresStore: TenantStore, KeyStore, BillingStore, Sendable 
     }
 
     /// Runs `body` in a transaction; a store error from `body` comes out as itself, not wrapped.
-    private func inTransaction<T: Sendable>(
+    func inTransaction<T: Sendable>(
         _ body: nonisolated(nonsending) (PostgresConnection) async throws -> sending T
     ) async throws -> T {
         do {

@@ -15,12 +15,13 @@ public final class SQLiteLedger: Ledger {
         public var seconds: Double
     }
 
-    private let group: GroupCommit
+    private let group: GroupCommit<BillingRecord, Void>
 
     public init(store: GatewayStore, onCommit: @escaping @Sendable (CommitStats) -> Void = { _ in }) {
         let pool = store.pool
         group = GroupCommit(onCommit: onCommit) { records in
             try await pool.writeWithoutTransaction { db in try Self.commit(records, db) }
+            return Array(repeating: (), count: records.count)
         }
     }
 

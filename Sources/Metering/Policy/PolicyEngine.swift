@@ -72,7 +72,8 @@ public struct PolicyEngine: Sendable {
         if counters[key] == nil { counters[key] = Counter(used: used) }
     }
 
-    static func keys(_ tenant: TenantContext, model: String, now: Date) -> [CounterKey] {
+    /// The counters a request of this tenant for `model` at `now` draws on, in the order free, grant, budget.
+    public static func keys(_ tenant: TenantContext, model: String, now: Date) -> [CounterKey] {
         var keys: [CounterKey] = []
         if let q = tenant.plan.freeQuota, q.applies(toModel: model) {
             let p = CalendarPeriod.containing(now, kind: q.period, timeZone: tenant.timeZone)
@@ -87,6 +88,46 @@ public struct PolicyEngine: Sendable {
                     currency: b.limit.currency))
         }
         return keys
+    }
+
+    /// The rate-limit scopes that hold this tenant and key (`t|ID`, `k|ID`), with their limits; scopes
+    /// without limits are left out.
+    public static func rateScopes(_ tenant: TenantContext) -> [(scope: String, limits: RateLimits)] {
+        [("t|" + tenant.tenantID, tenant.plan.tenantLimits), ("k|" + tenant.keyID, tenant.keyLimits)]
+            .filter { !$0.1.isEmpty }
+    }
+
+    // MARK: State held elsewhere
+
+    /// Loads a counter's settled and reserved amounts as a shared store holds them (read under its lock),
+    /// so that one admit or settle runs against them here.
+    public mutating func load(_ key: CounterKey, used: Int64, reserved: Int64) {
+        counters[key] = Counter(used: used, reserved: reserved)
+    }
+
+    /// A counter's amounts now (after an admit or settle, what a shared store writes back).
+    public func counter(_ key: CounterKey) -> (used: Int64, reserved: Int64)? {
+        counters[key].map { ($0.used, $0.reserved) }
+    }
+
+    /// Loads a scope's window as a shared store counts it: a fixed window from `start`, and the requests
+    /// in flight.
+    public mutating func loadRate(scope: String, windowStart: Date, requests: Int, tokens: Int, inflight: Int) {
+        var window = RateWindow()
+        window.load(start: windowStart, requests: requests, tokens: tokens)
+        windows[scope] = window
+        self.inflight[scope] = inflight
+    }
+
+    /// Requests and tokens a scope's window holds now (after an admit, what a shared store writes back).
+    public func rateWindow(scope: String) -> (requests: Int, tokens: Int) {
+        windows[scope].map { ($0.requests, $0.tokens) } ?? (0, 0)
+    }
+
+    /// Registers a reservation admitted elsewhere and still held in a shared store, so that settling it
+    /// here releases what it reserved.
+    public mutating func hold(_ reservation: Reservation) {
+        outstanding[reservation.id] = reservation
     }
 
     // MARK: Admit
@@ -118,9 +159,9 @@ public struct PolicyEngine: Sendable {
         }
 
         // Rate limits: tenant, then key.
-        let scopes = [("t|" + tenant.tenantID, plan.tenantLimits), ("k|" + tenant.keyID, tenant.keyLimits)]
+        let scopes = Self.rateScopes(tenant)
         var status: RateLimitStatus?
-        for (scope, limits) in scopes where !limits.isEmpty {
+        for (scope, limits) in scopes {
             var window = windows[scope] ?? RateWindow()
             window.prune(now: now)
             windows[scope] = window
@@ -147,7 +188,7 @@ public struct PolicyEngine: Sendable {
         var reservation = Reservation(
             tenantID: tenant.tenantID, keyID: tenant.keyID, model: request.model, estimate: request.estimate,
             estimatedCost: estimatedCost, scopes: [])
-        reservation.scopes = scopes.filter { !$0.1.isEmpty }.map(\.0)
+        reservation.scopes = scopes.map(\.scope)
         let keys = Self.keys(tenant, model: request.model, now: now)
 
         // Free quota first: the periodic allowance, then the grant. Both pools are attached whenever

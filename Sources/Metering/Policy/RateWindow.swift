@@ -3,14 +3,15 @@ import Foundation
 /// Requests and tokens admitted in the last minute, for one tenant or key (a sliding window).
 struct RateWindow: Sendable {
     static let length: TimeInterval = 60
-    private var entries: [(at: Date, tokens: Int)] = []
+    /// Each entry is one admission, or (``load(start:requests:tokens:)``) a shared store's fixed window.
+    private var entries: [(at: Date, requests: Int, tokens: Int)] = []
     private var head = 0
     private(set) var requests = 0
     private(set) var tokens = 0
 
     mutating func prune(now: Date) {
         while head < entries.count, now.timeIntervalSince(entries[head].at) >= Self.length {
-            requests -= 1
+            requests -= entries[head].requests
             tokens.saturatingSubtract(entries[head].tokens)
             head += 1
         }
@@ -21,8 +22,16 @@ struct RateWindow: Sendable {
     }
 
     mutating func add(tokens: Int, now: Date) {
-        entries.append((now, tokens))
+        entries.append((now, 1, tokens))
         requests += 1
+        self.tokens.saturatingAdd(tokens)
+    }
+
+    /// A window counted elsewhere (a shared store's fixed minute): `requests` and `tokens` admitted since
+    /// `start`, which all count until `start` plus the window's length.
+    mutating func load(start: Date, requests: Int, tokens: Int) {
+        entries.append((start, requests, tokens))
+        self.requests.saturatingAdd(requests)
         self.tokens.saturatingAdd(tokens)
     }
 
@@ -37,7 +46,7 @@ struct RateWindow: Sendable {
         }
         if fits() { return 0 }
         for i in head..<entries.count {
-            requests -= 1
+            requests -= entries[i].requests
             tokens.saturatingSubtract(entries[i].tokens)
             if fits() { return max(1, Int((Self.length - now.timeIntervalSince(entries[i].at)).rounded(.up))) }
         }
