@@ -35,7 +35,7 @@ struct SharedPolicyTests {
         var list: [Replica] = []
         for _ in 0..<replicas {
             let store = try await PostgresStore.open(url: url)
-            let ledger = PostgresLedger(store: store)
+            let ledger = PostgresLedger(store: store, reservationTTL: ttl)
             let policy = PolicyService(
                 plans: plans, prices: prices, store: store,
                 notifier: AlertNotifier(

@@ -164,7 +164,8 @@ public struct RequestPipeline: Sendable {
                     model: parsed.model, estimate: Usage(prompt: draft.prompt.tokens, completion: maxOutput),
                     requestedMaxOutput: parsed.maxOutputTokens, price: draft.price, now: draft.startedAt))
         } catch {
-            throw GatewayError(status: 503, message: "The policy store is unavailable; try again.")
+            // The shared store went away between the health check and the admission.
+            throw GatewayError.storeUnavailable
         }
         var rateHeaders = HTTPFields()
         switch admission {

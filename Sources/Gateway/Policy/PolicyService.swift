@@ -19,7 +19,6 @@ public final class PolicyService: Sendable {
     private let notifier: AlertNotifier
     private let metrics: GatewayMetrics
     private let shared: PostgresLedger?
-    private let reservationTTL: TimeInterval
     /// Shared mode: reservations this replica admitted and has not settled (for `/metrics`).
     private let sharedOutstanding = Atomic(0)
 
@@ -29,7 +28,6 @@ public final class PolicyService: Sendable {
     ) {
         self.state = Mutex(PolicyEngine(reservationTTL: reservationTTL))
         self.shared = shared
-        self.reservationTTL = reservationTTL
         self.policies = Mutex((plans, prices))
         self.store = store
         self.notifier = notifier
@@ -96,8 +94,7 @@ public final class PolicyService: Sendable {
         let context = context(for: key.tenant, key: key.key)
         let convert = convert(at: request.now)
         if let shared {
-            let admission = try await shared.policy.admit(
-                context, request, reservationTTL: reservationTTL, convert: convert)
+            let admission = try await shared.policy.admit(context, request, convert: convert)
             if case .admitted(let r, _) = admission, r.id != 0 { sharedOutstanding.add(1, ordering: .relaxed) }
             return admission
         }
@@ -152,11 +149,7 @@ public final class PolicyService: Sendable {
         let split = state.withLock {
             $0.settle(reservation, actual: record.usage, cost: record.cost, convert: convert)
         }
-        record.freeUnits = split.freeUnits
-        record.grantUnits = split.grantUnits
-        record.freeCost = split.freeCost
-        record.charged = split.charged
-        record.budgetCharge = split.budgetCharge
+        record.apply(split)
         return split
     }
 

@@ -40,7 +40,7 @@ public enum GatewayServer {
         let store = backend.store
         let keys = try await KeyDirectory(store: store)
         let metrics = GatewayMetrics()
-        let ledger = backend.makeLedger { metrics.ledgerCommit($0) }
+        let ledger = backend.makeLedger(TimeInterval(config.server.reservationTTLSeconds)) { metrics.ledgerCommit($0) }
         for model in policies.unpricedModels {
             logger.warning(
                 "model has no price in force; its requests are recorded unpriced", metadata: ["model": "\(model)"])

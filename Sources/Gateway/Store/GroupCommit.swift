@@ -15,14 +15,14 @@ final class GroupCommit<Item: Sendable, Output: Sendable>: Sendable {
 
     private let state = Mutex(State())
     private let batchLimit: Int
-    private let commit: @Sendable ([Item]) async throws -> [Output]
+    private let commit: @Sendable ([Item], _ attempt: Int) async throws -> [Output]
     private let onCommit: @Sendable (SQLiteLedger.CommitStats) -> Void
 
     /// `commit` stores its items in one transaction, all or none; a record already stored (a retried
-    /// batch) must not be stored or settled twice.
+    /// batch: `attempt` above 0) must not be stored or settled twice.
     init(
         batchLimit: Int = .max, onCommit: @escaping @Sendable (SQLiteLedger.CommitStats) -> Void,
-        commit: @escaping @Sendable ([Item]) async throws -> [Output]
+        commit: @escaping @Sendable ([Item], _ attempt: Int) async throws -> [Output]
     ) {
         self.batchLimit = batchLimit
         self.onCommit = onCommit
@@ -60,7 +60,7 @@ final class GroupCommit<Item: Sendable, Output: Sendable>: Sendable {
             var outputs: [Output] = []
             for attempt in 0..<4 {
                 do {
-                    outputs = try await commit(batch.map(\.0))
+                    outputs = try await commit(batch.map(\.0), attempt)
                     failure = nil
                     break
                 } catch {

@@ -100,10 +100,13 @@ public final class PostgresLedger: Ledger {
     /// Rows per insert: PostgreSQL takes at most 65,535 parameters in one statement.
     static let batchLimit = 1_000
 
-    public init(store: PostgresStore, onCommit: @escaping @Sendable (SQLiteLedger.CommitStats) -> Void = { _ in }) {
-        policy = PostgresPolicyStore(store: store)
-        group = GroupCommit(batchLimit: Self.batchLimit, onCommit: onCommit) { items in
-            try await Self.commit(items, into: store)
+    public init(
+        store: PostgresStore, reservationTTL: TimeInterval = 3600,
+        onCommit: @escaping @Sendable (SQLiteLedger.CommitStats) -> Void = { _ in }
+    ) {
+        policy = PostgresPolicyStore(store: store, reservationTTL: reservationTTL)
+        group = GroupCommit(batchLimit: Self.batchLimit, onCommit: onCommit) { items, attempt in
+            try await Self.commit(items, retried: attempt > 0, into: store)
         }
     }
 
@@ -122,34 +125,31 @@ public final class PostgresLedger: Ledger {
         try await group.append(.init(record: record, reservation: reservation, convert: convert))
     }
 
-    private static func commit(_ items: [PostgresPolicyStore.Settling], into store: PostgresStore) async throws
-        -> [Settled]
+    private static func commit(_ items: [PostgresPolicyStore.Settling], retried: Bool, into store: PostgresStore)
+        async throws -> [Settled]
     {
-        guard items.contains(where: { $0.reservation != nil }) else {
-            var query = insertQuery(items.map(\.record))
-            query.sql += " ON CONFLICT (id) DO NOTHING"
-            _ = try await store.client.query(query, logger: store.logger)
-            return items.map { ($0.record, nil) }
+        guard items.contains(where: { ($0.reservation?.id ?? 0) != 0 }) else {
+            // No shared counter to settle: one statement, no transaction (a record already stored, in a
+            // retried batch, is skipped). A reservation held nowhere still gets its split.
+            let settled = items.map { item -> Settled in
+                guard let reservation = item.reservation else { return (item.record, nil) }
+                var engine = PolicyEngine()
+                var record = item.record
+                let split = engine.settle(reservation, actual: record.usage, cost: record.cost, convert: item.convert)
+                record.apply(split)
+                return (record, split)
+            }
+            _ = try await store.client.query(
+                insertQuery(settled.map(\.record), skippingStored: true), logger: store.logger)
+            return settled
         }
-        return try await store.inTransaction { connection in
-            // A batch retried after a commit whose answer was lost: what it stored is settled already.
-            let ids = items.map(\.record.id)
-            var stored = Set<String>()
-            for try await id in try await connection.query(
-                "SELECT id FROM billing_records WHERE id = ANY(\(ids)::text[])", logger: store.logger
-            ).decode(String.self) {
-                stored.insert(id)
-            }
-            let settled = try await PostgresPolicyStore.settle(items, skip: stored, on: connection)
-            let fresh = settled.map(\.0).filter { !stored.contains($0.id) }
-            if !fresh.isEmpty {
-                _ = try await connection.query(insertQuery(fresh), logger: store.logger)
-            }
-            return settled.map { ($0.0, $0.1) }
+        return try await store.pipelinedTransaction { transaction in
+            try await PostgresPolicyStore.settleAndInsert(items, retried: retried, transaction).map { ($0.0, $0.1) }
         }
     }
 
-    private static func insertQuery(_ records: [BillingRecord]) -> PostgresQuery {
+    /// One multi-row insert of `records`; with `skippingStored`, a record already stored is skipped.
+    static func insertQuery(_ records: [BillingRecord], skippingStored: Bool) -> PostgresQuery {
         let width = BillingRecordRow.columns.count
         var query = PostgresQuery(unsafeSQL: "")
         var rows: [String] = []
@@ -160,7 +160,7 @@ public final class PostgresLedger: Ledger {
         }
         query.sql =
             "INSERT INTO billing_records (\(BillingRecordRow.columns.joined(separator: ", "))) VALUES "
-            + rows.joined(separator: ", ")
+            + rows.joined(separator: ", ") + (skippingStored ? " ON CONFLICT (id) DO NOTHING" : "")
         return query
     }
 }

@@ -19,7 +19,7 @@ public final class SQLiteLedger: Ledger {
 
     public init(store: GatewayStore, onCommit: @escaping @Sendable (CommitStats) -> Void = { _ in }) {
         let pool = store.pool
-        group = GroupCommit(onCommit: onCommit) { records in
+        group = GroupCommit(onCommit: onCommit) { records, _ in
             try await pool.writeWithoutTransaction { db in try Self.commit(records, db) }
             return Array(repeating: (), count: records.count)
         }

@@ -82,17 +82,20 @@ extension PostgresLedger: GroupCommitLedger {}
 public struct StoreBackend: Sendable {
     public let store: any Store
     let makeLedger:
-        @Sendable (_ onCommit: @escaping @Sendable (SQLiteLedger.CommitStats) -> Void) -> any GroupCommitLedger
+        @Sendable (
+            _ reservationTTL: TimeInterval, _ onCommit: @escaping @Sendable (SQLiteLedger.CommitStats) -> Void
+        ) -> any GroupCommitLedger
     /// Where the records live, for the start-up log line (never a password).
     public let location: String
 
     public static func sqlite(_ store: GatewayStore) -> StoreBackend {
         StoreBackend(
-            store: store, makeLedger: { SQLiteLedger(store: store, onCommit: $0) }, location: store.path)
+            store: store, makeLedger: { SQLiteLedger(store: store, onCommit: $1) }, location: store.path)
     }
 
     public static func postgres(_ store: PostgresStore, location: String) -> StoreBackend {
         StoreBackend(
-            store: store, makeLedger: { PostgresLedger(store: store, onCommit: $0) }, location: location)
+            store: store, makeLedger: { PostgresLedger(store: store, reservationTTL: $0, onCommit: $1) },
+            location: location)
     }
 }

@@ -134,6 +134,17 @@ public struct ChargeSplit: Sendable, Equatable {
     }
 }
 
+extension BillingRecord {
+    /// Writes a settlement's free and paid split into the record.
+    public mutating func apply(_ split: ChargeSplit) {
+        freeUnits = split.freeUnits
+        grantUnits = split.grantUnits
+        freeCost = split.freeCost
+        charged = split.charged
+        budgetCharge = split.budgetCharge
+    }
+}
+
 /// A budget threshold crossed, once per period.
 public struct BudgetAlert: Sendable, Equatable {
     public var tenantID: String
