@@ -65,12 +65,18 @@ extension QuotaReport {
     public static func standing(
         tenant: Tenant, policies: Policies, store: any BillingStore
     ) async throws -> (plan: Plan, standing: [(PolicyEngine.CounterKey, Int64, Int64, Int64)]) {
-        let service = PolicyService(
+        let service = policyService(policies: policies, store: store)
+        let standing = try await service.standing(tenant: tenant)
+        return (service.context(for: tenant, key: nil).plan, standing)
+    }
+
+    /// A policy service for a process apart from the gateway (the CLI): on PostgreSQL it reads the shared
+    /// counters, on SQLite it rebuilds them from the ledger.
+    public static func policyService(policies: Policies, store: any BillingStore) -> PolicyService {
+        PolicyService(
             plans: policies.plans, prices: policies.prices, store: store,
             notifier: AlertNotifier(
                 webhook: nil, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "quota")),
             metrics: GatewayMetrics(), shared: (store as? PostgresStore).map { PostgresLedger(store: $0) })
-        let standing = try await service.standing(tenant: tenant)
-        return (service.context(for: tenant, key: nil).plan, standing)
     }
 }

@@ -162,7 +162,8 @@ public struct RequestPipeline: Sendable {
                 key,
                 AdmissionRequest(
                     model: parsed.model, estimate: Usage(prompt: draft.prompt.tokens, completion: maxOutput),
-                    requestedMaxOutput: parsed.maxOutputTokens, price: draft.price, now: draft.startedAt))
+                    requestedMaxOutput: parsed.maxOutputTokens, price: draft.price, now: draft.startedAt,
+                    admittedAt: Date()))
         } catch {
             // The shared store went away between the health check and the admission.
             throw GatewayError.storeUnavailable

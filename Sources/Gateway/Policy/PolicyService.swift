@@ -36,6 +36,9 @@ public final class PolicyService: Sendable {
 
     var plans: PlanBook { policies.withLock { $0.plans } }
 
+    /// The price book in force now (reloads swap it).
+    var prices: PriceBook { policies.withLock { $0.prices } }
+
     /// The price entry in force at `instant`, from the current price book.
     func price(for priceID: String, at instant: Date) -> PriceEntry? {
         policies.withLock { $0.prices.price(for: priceID, at: instant) }

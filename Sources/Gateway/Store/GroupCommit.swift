@@ -15,16 +15,18 @@ final class GroupCommit<Item: Sendable, Output: Sendable>: Sendable {
 
     private let state = Mutex(State())
     private let batchLimit: Int
+    private let attempts: Int
     private let commit: @Sendable ([Item], _ attempt: Int) async throws -> [Output]
     private let onCommit: @Sendable (SQLiteLedger.CommitStats) -> Void
 
     /// `commit` stores its items in one transaction, all or none; a record already stored (a retried
     /// batch: `attempt` above 0) must not be stored or settled twice.
     init(
-        batchLimit: Int = .max, onCommit: @escaping @Sendable (SQLiteLedger.CommitStats) -> Void,
+        batchLimit: Int = .max, attempts: Int = 4, onCommit: @escaping @Sendable (SQLiteLedger.CommitStats) -> Void,
         commit: @escaping @Sendable ([Item], _ attempt: Int) async throws -> [Output]
     ) {
         self.batchLimit = batchLimit
+        self.attempts = attempts
         self.onCommit = onCommit
         self.commit = commit
     }
@@ -58,7 +60,7 @@ final class GroupCommit<Item: Sendable, Output: Sendable>: Sendable {
             let started = ContinuousClock.now
             var failure: (any Error)?
             var outputs: [Output] = []
-            for attempt in 0..<4 {
+            for attempt in 0..<attempts {
                 do {
                     outputs = try await commit(batch.map(\.0), attempt)
                     failure = nil
@@ -66,7 +68,7 @@ final class GroupCommit<Item: Sendable, Output: Sendable>: Sendable {
                 } catch {
                     failure = error
                     // A busy or briefly unavailable database: back off and retry the same batch.
-                    try? await Task.sleep(for: .milliseconds(25 << (2 * attempt)))
+                    if attempt + 1 < attempts { try? await Task.sleep(for: .milliseconds(25 << (2 * attempt))) }
                 }
             }
             let elapsed = ContinuousClock.now - started

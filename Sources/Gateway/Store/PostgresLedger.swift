@@ -125,7 +125,7 @@ public final class PostgresLedger: Ledger {
         try await group.append(.init(record: record, reservation: reservation, convert: convert))
     }
 
-    private static func commit(_ items: [PostgresPolicyStore.Settling], retried: Bool, into store: PostgresStore)
+    static func commit(_ items: [PostgresPolicyStore.Settling], retried: Bool, into store: PostgresStore)
         async throws -> [Settled]
     {
         guard items.contains(where: { ($0.reservation?.id ?? 0) != 0 }) else {
@@ -143,8 +143,8 @@ public final class PostgresLedger: Ledger {
                 insertQuery(settled.map(\.record), skippingStored: true), logger: store.logger)
             return settled
         }
-        return try await store.pipelinedTransaction { transaction in
-            try await PostgresPolicyStore.settleAndInsert(items, retried: retried, transaction).map { ($0.0, $0.1) }
+        return try await store.inTransaction { connection in
+            try await PostgresPolicyStore.settleAndInsert(items, retried: retried, on: connection).map { ($0.0, $0.1) }
         }
     }
 

@@ -15,16 +15,16 @@ extension PostgresPolicyStore {
         var counters: [Identity: (used: Int64, reserved: Int64)] = [:]
         var rates: [String: (windowStart: Int64, requests: Int64, tokens: Int64)] = [:]
 
-        /// One statement: deletes the reservations being settled, finds records already stored, and locks
-        /// the rate rows and then the counter rows (each in sorted order, so no two transactions wait on
+        /// One statement: deletes the reservations being settled, and locks the rate rows and then the
+        /// counter rows (each in sorted order, so no two transactions wait on
         /// each other in a cycle). Locked rows are read as the last transaction to hold them left them.
         static func lock(
-            release: [Int64] = [], stored: [String] = [], counters: Set<Identity> = [], scopes: [String] = [],
+            release: [Int64] = [], counters: Set<Identity> = [], scopes: [String] = [],
             on connection: PostgresConnection
         ) async throws -> Snapshot {
             let ids = Array(counters)
             let statement = LockStatement(
-                release: release, stored: stored, scopes: scopes, tenants: ids.map(\.tenant), pools: ids.map(\.pool),
+                release: release, scopes: scopes, tenants: ids.map(\.tenant), pools: ids.map(\.pool),
                 periods: ids.map(\.periodStart), currencies: ids.map(\.currency))
             var snapshot = Snapshot()
             for try await (kind, a, b, n, currency, x, y) in try await connection.execute(
@@ -32,13 +32,23 @@ extension PostgresPolicyStore {
             {
                 switch kind {
                 case "d": if let id = Int64(a) { snapshot.held.insert(UInt64(bitPattern: id)) }
-                case "s": snapshot.stored.insert(a)
                 case "r": snapshot.rates[a] = (n, x, y)
                 default:
                     snapshot.counters[Identity(tenant: a, pool: b, periodStart: n, currency: currency)] = (x, y)
                 }
             }
             return snapshot
+        }
+
+        /// Which of these records the ledger already holds.
+        static func stored(_ ids: [String], on connection: PostgresConnection) async throws -> Set<String> {
+            var out = Set<String>()
+            for try await id in try await connection.query(
+                "SELECT id FROM billing_records WHERE id = ANY(\(ids)::text[])", logger: Logger(label: "gateway.policy")
+            ).decode(String.self) {
+                out.insert(id)
+            }
+            return out
         }
 
         /// Requests in flight by scope (`t|tenant`, `k|key`): the reservations held. A statement of its
@@ -67,17 +77,17 @@ extension PostgresPolicyStore {
         }
     }
 
-    /// What a transaction writes back as its last statement, sent with its COMMIT: counters and rate rows
-    /// (locked by the snapshot) with their new amounts, new reservations, and records (a statement of
-    /// their own, sent just before).
+    /// What a transaction writes back: counters and rate rows (locked by the snapshot) with their new
+    /// amounts and new reservations, in one statement, and records (a statement of their own, before).
     struct Write {
         var counters: [Identity: (used: Int64, reserved: Int64)] = [:]
         var rates: [String: (windowStart: Int64, requests: Int64, tokens: Int64)] = [:]
         var reservations: [Reservation] = []
         var records: [BillingRecord] = []
 
-        /// Writes and commits; returns the new reservations' ids, in order.
-        func commit(replica: String, _ transaction: PostgresStore.Pipelined) async throws -> [UInt64] {
+        /// Writes the records (if any), then everything else in one statement; returns the new
+        /// reservations' ids, in order.
+        func run(replica: String, on connection: PostgresConnection) async throws -> [UInt64] {
             let c = Array(counters)
             let r = Array(rates)
             let none = PostgresPolicyStore.noPeriod
@@ -95,10 +105,16 @@ extension PostgresPolicyStore {
                 budgetPeriods: reservations.map { $0.budget.map { Identity($0.key).periodStart } ?? none },
                 budgetCurrencies: reservations.map { $0.budget?.key.currency ?? "" },
                 budgetUnits: reservations.map { $0.budget?.units ?? 0 })
-            let insert = records.isEmpty ? nil : PostgresLedger.insertQuery(records, skippingStored: true)
-            let ids = try await transaction.commit(after: statement, preceded: insert)
+            if !records.isEmpty {
+                _ = try await connection.query(
+                    PostgresLedger.insertQuery(records, skippingStored: true), logger: Logger(label: "gateway.policy"))
+            }
+            var ids: [UInt64] = []
+            for try await id in try await connection.execute(statement, logger: Logger(label: "gateway.policy")) {
+                ids.append(UInt64(bitPattern: id))
+            }
             // Ids come from one sequence, drawn in the order the rows were inserted.
-            return ids.map { UInt64(bitPattern: $0) }.sorted()
+            return ids.sorted()
         }
     }
 
@@ -107,20 +123,18 @@ extension PostgresPolicyStore {
         static let sql = """
             WITH d AS (DELETE FROM policy_reservations WHERE id = ANY($1::int8[]) RETURNING id),
             r AS (SELECT scope, window_start, requests, tokens FROM policy_rates
-                  WHERE scope = ANY($3::text[]) ORDER BY scope FOR UPDATE),
+                  WHERE scope = ANY($2::text[]) ORDER BY scope FOR UPDATE),
             c AS (SELECT tenant_id, pool, period_start, currency, used, reserved FROM policy_counters
                   WHERE (tenant_id, pool, period_start, currency) IN (
-                      SELECT * FROM unnest($4::text[], $5::text[], $6::int8[], $7::text[]))
+                      SELECT * FROM unnest($3::text[], $4::text[], $5::int8[], $6::text[]))
                   ORDER BY tenant_id, pool, period_start, currency FOR UPDATE)
             SELECT 'd'::text, id::text, ''::text, 0::int8, ''::text, 0::int8, 0::int8 FROM d
-            UNION ALL SELECT 's', id, '', 0, '', 0, 0 FROM billing_records WHERE id = ANY($2::text[])
             UNION ALL SELECT 'r', scope, '', window_start, '', requests, tokens FROM r
             UNION ALL SELECT 'c', tenant_id, pool, period_start, currency, used, reserved FROM c
             """
         typealias Row = (String, String, String, Int64, String, Int64, Int64)
 
         var release: [Int64]
-        var stored: [String]
         var scopes: [String]
         var tenants: [String]
         var pools: [String]
@@ -128,9 +142,8 @@ extension PostgresPolicyStore {
         var currencies: [String]
 
         func makeBindings() -> PostgresBindings {
-            var b = PostgresBindings(capacity: 7)
+            var b = PostgresBindings(capacity: 6)
             b.append(release)
-            b.append(stored)
             b.append(scopes)
             b.append(tenants)
             b.append(pools)
@@ -225,8 +238,7 @@ extension PostgresPolicyStore {
     /// Releases reservations whose expiry has passed (a replica that died, or a request that outlived
     /// it), at most `limit` at a time; rows another transaction holds are left for the next sweep.
     func sweep(now: Date, limit: Int = 1_000) async throws -> [ExpiredReservation] {
-        try await store.pipelinedTransaction { transaction in
-            let connection = transaction.connection
+        try await store.inTransaction { connection in
             let rows = try await connection.query(
                 """
                 DELETE FROM policy_reservations WHERE id IN (
@@ -260,7 +272,7 @@ extension PostgresPolicyStore {
             for (id, row) in snapshot.counters {
                 write.counters[id] = (row.used, max(0, row.reserved.saturatingSubtracting(release[id] ?? 0)))
             }
-            _ = try await write.commit(replica: "", transaction)
+            _ = try await write.run(replica: "", on: connection)
             return expired
         }
     }

@@ -68,7 +68,8 @@ final class PostgresPolicyStore: Sendable {
         self.store = store
         self.replica = replica
         self.reservationTTL = reservationTTL
-        admissions = GroupCommit(batchLimit: 256, onCommit: { _ in }) { items, _ in
+        // Not retried: a batch whose COMMIT answer was lost would reserve twice (held until expiry).
+        admissions = GroupCommit(batchLimit: 256, attempts: 1, onCommit: { _ in }) { items, _ in
             try await Self.admit(items, store: store, reservationTTL: reservationTTL, replica: replica)
         }
     }
@@ -143,24 +144,32 @@ final class PostgresPolicyStore: Sendable {
         }
         let latest = items.map(\.request.now).max() ?? Date()
         let windowStart = Int64((latest.timeIntervalSince1970 / 60).rounded(.down)) * 60
-        return try await store.pipelinedTransaction { transaction in
-            let connection = transaction.connection
+        return try await store.inTransaction { connection in
             let snapshot = try await Snapshot.lock(
                 counters: Set(keys.map(Identity.init)), scopes: scopes.keys.sorted(), on: connection)
             let inflight = try await Snapshot.inflight(tenants: concurrencyTenants, on: connection)
             var engine = PolicyEngine(reservationTTL: reservationTTL)
             try snapshot.load(keys, into: &engine)
+            // A scope's window never goes back: a row already in a later minute (another replica's clock,
+            // or requests that started earlier) is this batch's minute for that scope.
+            var windows: [String: Int64] = [:]
             for scope in scopes.keys {
-                let row = snapshot.rates[scope].flatMap { $0.windowStart == windowStart ? $0 : nil }
+                let row = snapshot.rates[scope]
+                let start = max(windowStart, row?.windowStart ?? windowStart)
+                windows[scope] = start
+                let current = row.flatMap { $0.windowStart == start ? $0 : nil }
                 engine.loadRate(
-                    scope: scope, windowStart: Date(timeIntervalSince1970: TimeInterval(windowStart)),
-                    requests: Int(min(row?.requests ?? 0, Int64(Int32.max))),
-                    tokens: Int(min(row?.tokens ?? 0, .max / 2)), inflight: inflight[scope] ?? 0)
+                    scope: scope, windowStart: Date(timeIntervalSince1970: TimeInterval(start)),
+                    requests: Int(min(current?.requests ?? 0, Int64(Int32.max))),
+                    tokens: Int(min(current?.tokens ?? 0, .max / 2)), inflight: inflight[scope] ?? 0)
             }
             var out: [Admission] = []
             var admitted: [(index: Int, reservation: Reservation)] = []
+            let admittedAt = Date()
             for item in items {
-                let admission = engine.admit(item.context, item.request, convert: item.convert)
+                var request = item.request
+                request.admittedAt = max(request.admittedAt, admittedAt)
+                let admission = engine.admit(item.context, request, convert: item.convert)
                 if case .admitted(let r, _) = admission { admitted.append((out.count, r)) }
                 out.append(admission)
             }
@@ -169,10 +178,10 @@ final class PostgresPolicyStore: Sendable {
             for key in keys { if let c = engine.counter(key) { write.counters[Identity(key)] = c } }
             for (scope, _) in scopes {
                 let w = engine.rateWindow(scope: scope)
-                write.rates[scope] = (windowStart, Int64(w.requests), Int64(w.tokens))
+                write.rates[scope] = (windows[scope] ?? windowStart, Int64(w.requests), Int64(w.tokens))
             }
             write.reservations = admitted.map(\.reservation)
-            let ids = try await write.commit(replica: replica, transaction)
+            let ids = try await write.run(replica: replica, on: connection)
             for ((index, reservation), id) in zip(admitted, ids) {
                 guard case .admitted(_, let status) = out[index] else { continue }
                 var held = reservation
@@ -190,15 +199,17 @@ final class PostgresPolicyStore: Sendable {
     /// touch, runs the engine's settlement in order, writes the counters and inserts the records.
     /// Returns each record with its split filled in. In a `retried` batch, a record an earlier attempt
     /// stored (its commit's answer was lost) is neither settled nor stored again.
-    static func settleAndInsert(_ items: [Settling], retried: Bool, _ transaction: PostgresStore.Pipelined)
+    static func settleAndInsert(_ items: [Settling], retried: Bool, on connection: PostgresConnection)
         async throws -> [(BillingRecord, ChargeSplit?)]
     {
-        let connection = transaction.connection
         let shared = items.compactMap(\.reservation).filter { $0.id != 0 }
         let keys = shared.flatMap { r in [r.free, r.grant, r.budget].compactMap { $0?.key } }
-        let snapshot = try await Snapshot.lock(
-            release: shared.map { Int64(bitPattern: $0.id) }, stored: retried ? items.map(\.record.id) : [],
-            counters: Set(keys.map(Identity.init)), on: connection)
+        var snapshot = try await Snapshot.lock(
+            release: shared.map { Int64(bitPattern: $0.id) }, counters: Set(keys.map(Identity.init)), on: connection)
+        if retried {
+            // After the locks: an earlier attempt still committing held them, so this sees its records.
+            snapshot.stored = try await Snapshot.stored(items.map(\.record.id), on: connection)
+        }
         var engine = PolicyEngine()
         try snapshot.load(keys, into: &engine)
         for r in shared where snapshot.held.contains(r.id) { engine.hold(r) }
@@ -223,7 +234,7 @@ final class PostgresPolicyStore: Sendable {
         }
         for key in keys { if let c = engine.counter(key) { write.counters[Identity(key)] = c } }
         let announced = try await announceOnce(out, on: connection)
-        _ = try await write.commit(replica: "", transaction)
+        _ = try await write.run(replica: "", on: connection)
         return announced
     }
 

@@ -13,15 +13,6 @@ import Synchronization
 public final class PostgresStore: TenantStore, KeyStore, BillingStore, Sendable {
     let client: PostgresClient
     private let runner: Task<Void, Never>
-    /// Prepared statements by connection (`id|name`), for ``Pipelined``.
-    private let prepared = PreparedStatements()
-
-    /// Which statements each connection has prepared.
-    final class PreparedStatements: Sendable {
-        private let names = Mutex<Set<String>>([])
-        func contains(_ name: String) -> Bool { names.withLock { $0.contains(name) } }
-        func insert(_ name: String) { _ = names.withLock { $0.insert(name) } }
-    }
     let logger: Logger
 
     /// Connects to `url` (`postgres://user[:password]@host[:port]/database`), starts the pool and brings
@@ -90,80 +81,6 @@ public final class PostgresStore: TenantStore, KeyStore, BillingStore, Sendable 
         } catch let error as PostgresTransactionError {
             if let inner = error.closureError as? StoreError { throw inner }
             throw error
-        }
-    }
-
-    /// A transaction that costs no round trip of its own: BEGIN goes out ahead of the body's first
-    /// statement and the body's last statement goes out with COMMIT (``Pipelined/commit(after:)``);
-    /// PostgreSQL answers them in order. The hot path (admission, settlement) runs in these.
-    func pipelinedTransaction<T: Sendable>(_ body: (Pipelined) async throws -> T) async throws -> T {
-        try await client.withConnection { connection in
-            let transaction = Pipelined(connection: connection, logger: logger, prepared: prepared)
-            let begin: EventLoopFuture<PostgresQueryResult> = connection.query("BEGIN", logger: logger)
-            do {
-                let result = try await body(transaction)
-                _ = try await begin.get()
-                if !transaction.committed {
-                    _ = try await connection.query("ROLLBACK", logger: logger)
-                }
-                return result
-            } catch {
-                _ = try? await begin.get()
-                _ = try? await connection.query("ROLLBACK", logger: logger)
-                throw error
-            }
-        }
-    }
-
-    /// A connection inside ``pipelinedTransaction(_:)``.
-    final class Pipelined {
-        let connection: PostgresConnection
-        let logger: Logger
-        fileprivate(set) var committed = false
-        private let prepared: PreparedStatements
-
-        fileprivate init(connection: PostgresConnection, logger: Logger, prepared: PreparedStatements) {
-            self.connection = connection
-            self.logger = logger
-            self.prepared = prepared
-        }
-
-        /// Sends `before` (if any), then `last`, then COMMIT, without waiting in between; returns `last`'s
-        /// rows. If a statement fails, the COMMIT rolls the transaction back and the error is thrown.
-        func commit<S: PostgresPreparedStatement>(after last: S, preceded before: PostgresQuery? = nil)
-            async throws -> [S.Row] where S.Row: Sendable
-        {
-            let connection = connection
-            let logger = logger
-            // A statement's first use on a connection prepares it first, and PostgresNIO queues that
-            // behind whatever was sent already, so it could land after the COMMIT: not pipelined then.
-            let name = "\(connection.id)|\(S.name)"
-            guard prepared.contains(name) else {
-                if let before { _ = try await connection.query(before, logger: logger) }
-                var rows: [S.Row] = []
-                for try await row in try await connection.execute(last, logger: logger) { rows.append(row) }
-                committed = true
-                _ = try await connection.query("COMMIT", logger: logger)
-                prepared.insert(name)
-                return rows
-            }
-            let earlier: EventLoopFuture<PostgresQueryResult>? = before.map { connection.query($0, logger: logger) }
-            // Runs at once up to its first wait, so `last` is queued on the connection before the COMMIT.
-            let statement = Task.immediate { () async throws -> [S.Row] in
-                var rows: [S.Row] = []
-                for try await row in try await connection.execute(last, logger: logger) { rows.append(row) }
-                return rows
-            }
-            let commit: EventLoopFuture<PostgresQueryResult> = connection.query("COMMIT", logger: logger)
-            committed = true
-            // Every answer is awaited before returning, so the connection goes back to the pool idle.
-            var failure: (any Error)?
-            do { _ = try await earlier?.get() } catch { failure = error }
-            var rows: [S.Row] = []
-            do { rows = try await statement.value } catch { failure = failure ?? error }
-            do { _ = try await commit.get() } catch { failure = failure ?? error }
-            if let failure { throw failure }
-            return rows
         }
     }
 

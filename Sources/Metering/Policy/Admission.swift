@@ -29,14 +29,22 @@ public struct AdmissionRequest: Sendable {
     public var estimate: Usage
     public var requestedMaxOutput: Int?
     public var price: PriceEntry?
+    /// When the request started: its periods and rate windows.
     public var now: Date
+    /// When it is admitted (its body read, which a slow client can stretch): its reservation's expiry
+    /// runs from here, so a reservation never starts out already expired.
+    public var admittedAt: Date
 
-    public init(model: String, estimate: Usage, requestedMaxOutput: Int?, price: PriceEntry?, now: Date) {
+    public init(
+        model: String, estimate: Usage, requestedMaxOutput: Int?, price: PriceEntry?, now: Date,
+        admittedAt: Date? = nil
+    ) {
         self.model = model
         self.estimate = estimate
         self.requestedMaxOutput = requestedMaxOutput
         self.price = price
         self.now = now
+        self.admittedAt = max(now, admittedAt ?? now)
     }
 }
 

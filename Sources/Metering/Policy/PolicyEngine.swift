@@ -257,7 +257,7 @@ public struct PolicyEngine: Sendable {
         }
         reservation.id = nextReservationID
         nextReservationID += 1
-        reservation.expiresAt = now.addingTimeInterval(reservationTTL)
+        reservation.expiresAt = request.admittedAt.addingTimeInterval(reservationTTL)
         outstanding[reservation.id] = reservation
         return .admitted(reservation, status)
     }
