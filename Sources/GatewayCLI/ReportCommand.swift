@@ -9,7 +9,9 @@ struct ReportCommand: AsyncParsableCommand {
         subcommands: [Inflation.self, WhatIf.self, Forecast.self])
 
     static func range(_ from: String, _ to: String) throws -> (Date, Date) {
-        guard let start = CalendarPeriod.instant(from) else { throw CLI.fail("--from: expected RFC 3339 or YYYY-MM-DD") }
+        guard let start = CalendarPeriod.instant(from) else {
+            throw CLI.fail("--from: expected RFC 3339 or YYYY-MM-DD")
+        }
         guard let end = CalendarPeriod.instant(to) else { throw CLI.fail("--to: expected RFC 3339 or YYYY-MM-DD") }
         guard start < end else { throw CLI.fail("--from must be before --to") }
         return (start, end)
@@ -63,7 +65,9 @@ struct ReportCommand: AsyncParsableCommand {
             let format = try ReportCommand.format(format)
             var instant: Date?
             if let at {
-                guard let parsed = CalendarPeriod.instant(at) else { throw CLI.fail("--at: expected RFC 3339 or YYYY-MM-DD") }
+                guard let parsed = CalendarPeriod.instant(at) else {
+                    throw CLI.fail("--at: expected RFC 3339 or YYYY-MM-DD")
+                }
                 instant = parsed
             }
             guard prices != nil || instant != nil else { throw CLI.fail("give --prices, --at, or both") }

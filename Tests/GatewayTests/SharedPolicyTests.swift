@@ -170,12 +170,30 @@ struct SharedPolicyTests {
             return
         }
 
+        // A request that started in an earlier minute (a slow body, a replica's clock behind) does not take
+        // the window back to that minute and start it afresh.
+        for _ in 0..<6 { _ = try await cluster.replicas[1].policy.admit(rpm, Self.request(later)) }
+        guard case .rejected = try await cluster.replicas[2].policy.admit(rpm, Self.request(Self.now)) else {
+            Issue.record("an earlier minute reopened the window")
+            return
+        }
+        guard case .rejected = try await cluster.replicas[0].policy.admit(rpm, Self.request(later)) else {
+            Issue.record("the current minute's window was reset")
+            return
+        }
+
         let concurrent = try await Self.key(cluster.admin, limits: RateLimits(concurrent: 2))
-        var held: [(Reservation, Replica)] = []
-        for i in 0..<6 {
-            let replica = cluster.replicas[i % 3]
-            if case .admitted(let r, _) = try await replica.policy.admit(concurrent, Self.request(Self.now)) {
-                held.append((r, replica))
+        let held = try await withThrowingTaskGroup(of: (Reservation, Int)?.self) { group in
+            for i in 0..<12 {
+                group.addTask {
+                    let replica = cluster.replicas[i % 3]
+                    guard case .admitted(let r, _) = try await replica.policy.admit(concurrent, Self.request(Self.now))
+                    else { return nil }
+                    return (r, i % 3)
+                }
+            }
+            return try await group.reduce(into: [(Reservation, Replica)]()) {
+                if let (r, i) = $1 { $0.append((r, cluster.replicas[i])) }
             }
         }
         #expect(held.count == 2)
@@ -255,5 +273,44 @@ extension SharedPolicyTests {
         #expect(admitted == 20)
         let standing = try await cluster.replicas[0].policy.standing(tenant: key.tenant, now: Self.now)
         #expect(standing.map(\.1) == [10_000_000] && standing.map(\.2) == [40_000_000])
+    }
+}
+
+extension SharedPolicyTests {
+    @Test("a retried settlement batch (its COMMIT answer lost) settles and stores nothing twice")
+    func retriedSettlement() async throws {
+        let cluster = try await Self.cluster(replicas: 1)
+        defer { cluster.close() }
+        let key = try await Self.key(cluster.admin, budget: "1.00")
+        let replica = cluster.replicas[0]
+        guard case .admitted(let r, _) = try await replica.policy.admit(key, Self.request(Self.now)) else {
+            Issue.record("admit")
+            return
+        }
+        let record = try Self.record(key, at: Self.now, usage: Usage(prompt: 1_000, completion: 500))
+        let item = PostgresPolicyStore.Settling(record: record, reservation: r, convert: { m, _ in m })
+        let first = try await PostgresLedger.commit([item], retried: false, into: replica.store)
+        let standing = try await replica.policy.standing(tenant: key.tenant, now: Self.now)
+        // The same batch again, as GroupCommit retries it when the first answer never came.
+        _ = try await PostgresLedger.commit([item], retried: true, into: replica.store)
+        let after = try await replica.policy.standing(tenant: key.tenant, now: Self.now)
+        #expect(first[0].record.budgetCharge?.nanos == 1_500_000)
+        #expect(after.map(\.1) == standing.map(\.1) && after.map(\.1) == [1_500_000])
+        #expect(try await cluster.admin.counterTotal(after[0].0) == 1_500_000)
+    }
+
+    @Test("a reservation's expiry runs from its admission, not from the request's start")
+    func expiryFromAdmission() async throws {
+        let cluster = try await Self.cluster(replicas: 1, ttl: 60)
+        defer { cluster.close() }
+        let key = try await Self.key(cluster.admin, budget: "1.00")
+        // A request that started two hours ago (a body sent a byte at a time) is admitted now.
+        let started = Date().addingTimeInterval(-7_200)
+        guard case .admitted(let r, _) = try await cluster.replicas[0].policy.admit(key, Self.request(started)) else {
+            Issue.record("admit")
+            return
+        }
+        #expect(r.expiresAt > Date().addingTimeInterval(50))
+        #expect(try await cluster.replicas[0].policy.sweepExpired(now: Date()).isEmpty)
     }
 }

@@ -77,11 +77,13 @@ struct ReportTests {
             }
             #expect(!report.changes.isEmpty)
             for change in report.changes {
-                #expect(change.volume + change.mix + change.intensity + change.price == change.cost - change.previousCost)
+                #expect(
+                    change.volume + change.mix + change.intensity + change.price == change.cost - change.previousCost)
             }
             // Each row's bucket is its tenant's own: midnight in Shanghai is 16:00 UTC.
             let shanghaiRow = try #require(report.rows.first { $0.tenantID == "t-sh" })
-            let hour = Calendar(identifier: .gregorian).dateComponents(in: Self.utc, from: shanghaiRow.bucket.start).hour
+            let hour = Calendar(identifier: .gregorian).dateComponents(in: Self.utc, from: shanghaiRow.bucket.start)
+                .hour
             #expect(hour == 16)
         }
     }
@@ -140,7 +142,8 @@ struct ReportTests {
         let other = PriceBook(entries: [
             "a": [
                 PriceEntry(
-                    id: "a@x", effectiveFrom: .distantPast, currency: "CNY", input: 7_000_000_000, output: 21_000_000_000)
+                    id: "a@x", effectiveFrom: .distantPast, currency: "CNY", input: 7_000_000_000,
+                    output: 21_000_000_000)
             ],
             "b": [
                 PriceEntry(

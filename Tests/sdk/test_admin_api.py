@@ -127,6 +127,30 @@ def test_every_documented_operation_matches_the_live_server(gateway):
     assert revoked["revoked_at"] is not None
     call(gateway, "get", "/admin/v1/tenants", token="wrong", expect=401)
 
+    # Reports (docs/reports.md): all tenants as the admin, the tenant's own with its key.
+    span = "from=2020-01-01&to=2100-01-01"
+    inflation = call(gateway, "get", "/admin/v1/reports/inflation", f"/admin/v1/reports/inflation?{span}&by=month&tenant={tid}")
+    assert {r["tenant_id"] for r in inflation["rows"]} == {tid} and sum(r["requests"] for r in inflation["rows"]) >= 1
+    call(gateway, "get", "/admin/v1/reports/inflation", "/admin/v1/reports/inflation?from=yesterday&to=2100-01-01", expect=400)
+    call(gateway, "get", "/admin/v1/reports/inflation", f"/admin/v1/reports/inflation?{span}&by=fortnight", expect=400)
+    later = call(gateway, "get", "/admin/v1/reports/whatif", f"/admin/v1/reports/whatif?{span}&at=2030-01-01&tenant={tid}")
+    assert later["prices"] == "own" and later["rows"][0]["records"] >= 1
+    call(gateway, "get", "/admin/v1/reports/whatif", f"/admin/v1/reports/whatif?{span}", expect=400)
+    other_book = "prices:\n  mock-gpt-4o-mini:\n    - {effective_from: 2020-01-01, currency: CNY, input: \"1\", output: \"2\"}\n"
+    given = call(gateway, "post", "/admin/v1/reports/whatif", f"/admin/v1/reports/whatif?{span}&tenant={tid}", body={"prices": other_book})
+    assert given["prices"] == "given" and given["rows"][0]["whatif_currency"] == "CNY"
+    call(gateway, "post", "/admin/v1/reports/whatif", f"/admin/v1/reports/whatif?{span}", body={"prices": "prices: [not a book"}, expect=400)
+    forecast = call(gateway, "get", "/admin/v1/tenants/{tenant}/forecast", f"/admin/v1/tenants/{tid}/forecast")
+    assert forecast["tenant_id"] == tid and {r["pool"] for r in forecast["rows"]} >= {"free"}
+    call(gateway, "get", "/admin/v1/tenants/{tenant}/forecast", "/admin/v1/tenants/nobody/forecast", expect=404)
+    own_inflation = call(gateway, "get", "/v1/usage/inflation", f"/v1/usage/inflation?{span}", token=gateway.key)
+    assert tid not in {r["tenant_id"] for r in own_inflation["rows"]}, "a key sees only its own tenant"
+    call(gateway, "get", "/v1/usage/inflation", "/v1/usage/inflation?from=2020-01-01", token=gateway.key, expect=400)
+    call(gateway, "get", "/v1/usage/whatif", f"/v1/usage/whatif?{span}&at=2030-01-01", token=gateway.key)
+    call(gateway, "get", "/v1/usage/whatif", f"/v1/usage/whatif?{span}", token=gateway.key, expect=400)
+    call(gateway, "get", "/v1/usage/forecast", token=gateway.key)
+    call(gateway, "get", "/v1/usage/forecast", token="sk-gw-not-a-key", expect=401)
+
     # The export is streamed text; check it is documented and answers.
     req = urllib.request.Request(gateway.url + "/admin/v1/billing/export?from=2020-01-01&to=2100-01-01&format=jsonl",
                                  headers={"Authorization": f"Bearer {gateway.admin_token}"})

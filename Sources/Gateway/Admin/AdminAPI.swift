@@ -152,7 +152,7 @@ struct AdminAPI: Sendable {
             return JSONResponse.make(200, .object(members), requestID: context.requestID)
         }
         served.append(("/v1/usage", [.get]))
-        registerReports(route, tenant: tenant, served: &served)
+        served += registerReports(route, tenant: tenant)
 
         // A known path asked with a method it does not serve: 405 with `Allow`, before authorization (the
         // paths are public in docs/openapi.yaml). Anything else under /admin: 404, in OpenAI's format.

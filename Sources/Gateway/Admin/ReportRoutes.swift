@@ -6,10 +6,12 @@ import Metering
 /// The reports as JSON: all tenants under the admin API, a tenant's own under `/v1/usage/...` with its key
 /// (`docs/openapi.yaml`).
 extension AdminAPI {
+    /// Registers the admin routes through `route` and the tenant's own on `tenant`; returns the tenant
+    /// paths, for the 405 answers.
     func registerReports(
-        _ route: (HTTPRequest.Method, String, @escaping Handler) -> Void, tenant: RouterGroup<TenantRequestContext>,
-        served: inout [(path: String, methods: [HTTPRequest.Method])]
-    ) {
+        _ route: (HTTPRequest.Method, String, @escaping Handler) -> Void, tenant: RouterGroup<TenantRequestContext>
+    ) -> [(path: String, methods: [HTTPRequest.Method])] {
+        var served: [(path: String, methods: [HTTPRequest.Method])] = []
         route(.get, "/admin/v1/reports/inflation") { request, _ in
             (200, try await inflation(request, tenantID: try await tenantID(request)))
         }
@@ -44,6 +46,7 @@ extension AdminAPI {
         own("usage/inflation") { request, owner in try await inflation(request, tenantID: owner.id) }
         own("usage/whatif") { request, owner in try await whatIf(request, tenantID: owner.id, prices: nil) }
         own("usage/forecast") { _, owner in try await forecast(owner) }
+        return served
     }
 
     static func query(_ request: Request, _ name: String) -> String? {

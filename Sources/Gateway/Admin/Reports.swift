@@ -91,7 +91,8 @@ public struct Reports: Sendable {
                 .string(BillingExportFormat.timestamp(end)), amount(used), amount(reserved),
                 limit.map(amount) ?? .null,
                 limit.map { amount(max(0, $0.saturatingSubtracting(used).saturatingSubtracting(reserved))) } ?? .null,
-                amount(f.ratePerDay), limit == nil ? .null : f.runsOutAt.map { .string(BillingExportFormat.timestamp($0)) } ?? .null,
+                amount(f.ratePerDay),
+                limit == nil ? .null : f.runsOutAt.map { .string(BillingExportFormat.timestamp($0)) } ?? .null,
                 amount(f.projectedTotal),
             ])
         }

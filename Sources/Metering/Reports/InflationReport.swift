@@ -117,7 +117,8 @@ public struct InflationReport: Sendable {
                 return
             }
             let key = Key(
-                start: bucket.start, tenant: record.tenantID, model: record.model, currency: record.cost?.currency ?? "")
+                start: bucket.start, tenant: record.tenantID, model: record.model, currency: record.cost?.currency ?? ""
+            )
             var row =
                 sums[key] ?? Row(bucket: bucket, tenantID: record.tenantID, model: record.model, currency: key.currency)
             if record.status != .rejected { row.requests += 1 }
@@ -156,7 +157,9 @@ public struct InflationReport: Sendable {
             for group in Set(inRange.map { Group(start: $0.start, tenant: $0.tenant, currency: $0.currency) }) {
                 let current = groups[group] ?? []
                 guard let sample = current.first.flatMap({ sums[$0] }) else { continue }
-                let prior = groups[Group(start: previousStart(sample.bucket), tenant: group.tenant, currency: group.currency)] ?? []
+                let prior =
+                    groups[Group(start: previousStart(sample.bucket), tenant: group.tenant, currency: group.currency)]
+                    ?? []
                 guard !prior.isEmpty else { continue }
                 changes.append(
                     InflationReport.decompose(

@@ -70,7 +70,9 @@ extension InflationReport {
             "completion_tokens", "reasoning_tokens", "tokens_per_request", "cached_share", "currency", "cost",
             "previous_cost", "cost_change", "change_volume", "change_mix", "change_intensity", "change_price",
         ])
-        func money(_ nanos: Int64?) -> JSONValue { nanos.map { .string(Money(nanos: $0, currency: "").decimalString) } ?? .null }
+        func money(_ nanos: Int64?) -> JSONValue {
+            nanos.map { .string(Money(nanos: $0, currency: "").decimalString) } ?? .null
+        }
         func int(_ n: Int64) -> JSONValue { .number(String(n)) }
         func fixed(_ n: Int64?, _ decimals: Int) -> JSONValue {
             guard let n else { return .null }
@@ -88,7 +90,8 @@ extension InflationReport {
                 .string(BillingExportFormat.timestamp(row.bucket.end)), .string(row.tenantID), .string(row.model),
                 int(row.requests), int(row.promptTokens), int(row.cachedTokens), int(row.completionTokens),
                 int(row.reasoningTokens), fixed(row.tokensPerRequestHundredths, 2),
-                fixed(row.cachedShareTenThousandths, 4), .string(row.currency), money(row.cost), money(row.previousCost),
+                fixed(row.cachedShareTenThousandths, 4), .string(row.currency), money(row.cost),
+                money(row.previousCost),
                 money(row.previousCost.map { row.cost.saturatingSubtracting($0) }), .null, .null, .null, .null,
             ])
         }
@@ -99,7 +102,8 @@ extension InflationReport {
                 .string(BillingExportFormat.timestamp(change.bucket.start)),
                 .string(BillingExportFormat.timestamp(change.bucket.end)), .string(change.tenantID), .string("(all)"),
                 int(change.requests), .null, .null, .null, .null, .null, .null, .string(change.currency),
-                money(change.cost), money(change.previousCost), money(change.cost.saturatingSubtracting(change.previousCost)),
+                money(change.cost), money(change.previousCost),
+                money(change.cost.saturatingSubtracting(change.previousCost)),
                 money(change.volume), money(change.mix), money(change.intensity), money(change.price),
             ])
         }

@@ -48,8 +48,10 @@ public struct WhatIfReport: Sendable {
         public mutating func add(_ record: BillingRecord) {
             guard record.status == .completed else { return }
             let when = instant ?? record.startedAt
-            let entry = record.priceID.flatMap { prices.price(for: $0, at: when) } ?? prices.price(
-                for: record.model, at: when)
+            let entry =
+                record.priceID.flatMap { prices.price(for: $0, at: when) }
+                ?? prices.price(
+                    for: record.model, at: when)
             let cost = entry.flatMap { try? $0.cost(of: record.usage) }
             let key = Key(
                 tenant: record.tenantID, model: record.model, actual: record.cost?.currency ?? "",
