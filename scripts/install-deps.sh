@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 packages=(libsqlite3-dev libcurl4-openssl-dev libssl-dev openssl postgresql python3-venv ca-certificates curl)
 # nginx and systemd-analyze: the deploy tests check the load balancer config and the units with them.
 packages+=(nginx-light systemd)
+# Chromium and its WebDriver: the console test drives a real headless browser (Tests/sdk/test_console.py).
+packages+=(chromium chromium-driver)
 if [ "${1:-}" = "--bench" ]; then packages+=(wrk valgrind); fi
 
 missing=()
@@ -22,7 +24,7 @@ fi
 
 # Python venv for the SDK tests and the tokenizer reference (tiktoken).
 if [ "${1:-}" != "--no-python" ]; then
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, anthropic, pytest, tiktoken, jsonschema, yaml, schemathesis, kubernetes_validate" 2>/dev/null; then
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, anthropic, pytest, tiktoken, jsonschema, yaml, schemathesis, kubernetes_validate, selenium" 2>/dev/null; then
     python3 -m venv --clear .venv  # --clear: a venv left half-made (an interrupted run) is made anew
     .venv/bin/pip install -q --disable-pip-version-check -r Tests/sdk/requirements.txt
   fi

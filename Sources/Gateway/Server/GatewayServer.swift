@@ -118,6 +118,9 @@ public enum GatewayServer {
         AdminRoutes(store: store).register(on: adminAPI)
         AdminAPI(store: store, policy: policy).register(on: router, admin: adminAPI, tenant: tenantAPI)
 
+        // The web console (docs/console.md): HTML pages with a sign-in of their own.
+        Console(store: store, policy: policy, keys: keys, environment: environment).register(on: router)
+
         // Anything else under /v1 answers 404 in the client's own error format.
         let notFound: @Sendable (Request, GatewayRequestContext) async throws -> Response = { request, _ in
             throw GatewayError.notFound(path: request.uri.path)
