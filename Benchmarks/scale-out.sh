@@ -32,6 +32,8 @@ pg_dir=$(mktemp -d /tmp/gw-bench-pg-XXXXXX)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # Gateways start inside command substitutions, so their pids are in a file, not in `pids`.
+  [ -f "$work/gateway.pids" ] && xargs -r kill <"$work/gateway.pids" 2>/dev/null || true
   scripts/pg-cluster.sh stop "$pg_dir" >/dev/null 2>&1 || true
   rm -rf "$work" "$pg_dir"
 }
@@ -73,7 +75,7 @@ gateway() {
   [ "$1" = pg ] && env=(GATEWAY_DATABASE_URL="$URL")
   env "${env[@]}" "$BIN" serve --data "$work/$1" --config "$work/policies/gateway.yaml" --port "$port" \
     --threads 1 >"$work/gateway-$port.log" 2>&1 &
-  pids+=($!)
+  echo $! >>"$work/gateway.pids"
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
   echo "$port"
 }

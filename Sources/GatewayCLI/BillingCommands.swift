@@ -19,7 +19,7 @@ struct ExportCommand: AsyncParsableCommand {
     @Option(help: "Only this tenant (id or name).")
     var tenant: String?
 
-    @Option(help: "csv or jsonl.")
+    @Option(help: "csv, jsonl or focus (FinOps FOCUS columns, CSV).")
     var format: String = "csv"
 
     @Option(help: "Write here instead of stdout.")
@@ -28,7 +28,9 @@ struct ExportCommand: AsyncParsableCommand {
     func run() async throws {
         guard let from = CalendarPeriod.instant(from) else { throw CLI.fail("--from: expected RFC 3339 or YYYY-MM-DD") }
         guard let to = CalendarPeriod.instant(to) else { throw CLI.fail("--to: expected RFC 3339 or YYYY-MM-DD") }
-        guard let format = BillingExportFormat(rawValue: format) else { throw CLI.fail("--format: csv or jsonl") }
+        guard let format = BillingExportFormat(rawValue: format) else {
+            throw CLI.fail("--format: csv, jsonl or focus")
+        }
         let store = try await CLI.openStore(common)
         var tenantID: String?
         if let tenant { tenantID = try await CLI.run { try await store.tenant(tenant).id } }

@@ -12,7 +12,7 @@ struct GatewayCommand: AsyncParsableCommand {
         subcommands: [
             ServeCommand.self, MigrateCommand.self, TenantsCommand.self, KeysCommand.self, BudgetsCommand.self,
             QuotaCommand.self,
-            ExportCommand.self, UsageCommand.self, ReportCommand.self,
+            ExportCommand.self, UsageCommand.self, ReportCommand.self, SinksCommand.self,
             TokensCommand.self, EmulatorCommand.self,
         ]
     )

@@ -67,13 +67,15 @@ struct TenantsCommand: AsyncParsableCommand {
 
     struct Update: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Change a tenant's plan, time zone, currency or status.")
+            abstract: "Change a tenant's plan, time zone, currency, status or Stripe customer.")
         @OptionGroup var common: CommonOptions
         @Argument(help: "Tenant id or name.") var tenant: String
         @Option(help: "Plan name from plans.yaml.") var plan: String?
         @Option(help: "IANA time zone for calendar periods, such as Asia/Shanghai.") var timezone: String?
         @Option(help: "ISO 4217 currency the tenant is billed in.") var currency: String?
         @Option(help: "active or suspended (a suspended tenant's keys are refused).") var status: String?
+        @Option(help: "The tenant's Stripe customer id (cus_…) for a stripe billing sink; \"\" clears it.")
+        var stripeCustomer: String?
 
         func run() async throws {
             if let plan {
@@ -87,10 +89,14 @@ struct TenantsCommand: AsyncParsableCommand {
             let store = try await CLI.openStore(common)
             let t = try await CLI.run {
                 try await store.updateTenant(
-                    tenant, .init(plan: plan, timezone: timezone, currency: currency, status: status))
+                    tenant,
+                    .init(
+                        plan: plan, timezone: timezone, currency: currency, status: status,
+                        stripeCustomerID: stripeCustomer))
             }
             print(
                 "\(t.id)\t\(t.name)\tplan=\(t.plan ?? "(default)")\ttimezone=\(t.timezone)\tstatus=\(t.status.rawValue)"
+                    + (t.stripeCustomerID.map { "\tstripe_customer=\($0)" } ?? "")
             )
         }
     }

@@ -151,6 +151,15 @@ def test_every_documented_operation_matches_the_live_server(gateway):
     call(gateway, "get", "/v1/usage/forecast", token=gateway.key)
     call(gateway, "get", "/v1/usage/forecast", token="sk-gw-not-a-key", expect=401)
 
+    # Billing sinks: none configured here (Tests/sdk/test_sinks.py delivers to live receivers).
+    assert call(gateway, "get", "/admin/v1/sinks")["data"] == []
+    call(gateway, "get", "/admin/v1/sinks/{sink}/dead", "/admin/v1/sinks/nosuch/dead", expect=404)
+    call(gateway, "post", "/admin/v1/sinks/{sink}/retry", "/admin/v1/sinks/nosuch/retry", body={}, expect=404)
+    billed = call(gateway, "patch", "/admin/v1/tenants/{tenant}", f"/admin/v1/tenants/{tid}", body={"stripe_customer_id": "cus_T1"})
+    assert billed["stripe_customer_id"] == "cus_T1"
+    call(gateway, "patch", "/admin/v1/tenants/{tenant}", f"/admin/v1/tenants/{tid}", body={"stripe_customer_id": "two words"}, expect=400)
+    assert call(gateway, "patch", "/admin/v1/tenants/{tenant}", f"/admin/v1/tenants/{tid}", body={"stripe_customer_id": None})["stripe_customer_id"] is None
+
     # The export is streamed text; check it is documented and answers.
     req = urllib.request.Request(gateway.url + "/admin/v1/billing/export?from=2020-01-01&to=2100-01-01&format=jsonl",
                                  headers={"Authorization": f"Bearer {gateway.admin_token}"})

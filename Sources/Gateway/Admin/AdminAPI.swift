@@ -9,6 +9,7 @@ import NIOCore
 struct AdminAPI: Sendable {
     let store: any Store
     let policy: PolicyService
+    var sinks: [BillingSinkConfig] = []
 
     typealias Handler = @Sendable (Request, GatewayRequestContext) async throws -> (Int, JSONValue)
 
@@ -62,7 +63,8 @@ struct AdminAPI: Sendable {
             let body = try await Self.body(request)
             let update = GatewayStore.TenantUpdate(
                 plan: try checkedPlan(body), timezone: try Self.timeZone(body), currency: try Self.currency(body),
-                status: try body.choice("status", ["active", "suspended"]))
+                status: try body.choice("status", ["active", "suspended"]),
+                stripeCustomerID: try Self.stripeCustomer(body))
             return (
                 200,
                 Self.tenantJSON(
@@ -153,6 +155,7 @@ struct AdminAPI: Sendable {
         }
         served.append(("/v1/usage", [.get]))
         served += registerReports(route, tenant: tenant)
+        registerSinks(route)
 
         // A known path asked with a method it does not serve: 405 with `Allow`, before authorization (the
         // paths are public in docs/openapi.yaml). Anything else under /admin: 404, in OpenAI's format.
@@ -331,6 +334,7 @@ struct AdminAPI: Sendable {
             ("timezone", .string(t.timezone)), ("plan", t.plan.map(JSONValue.string) ?? .null),
             ("currency", t.currency.map(JSONValue.string) ?? .null),
             ("created_at", .string(BillingExportFormat.timestamp(t.createdAt))), ("budget", budget), ("quota", quota),
+            ("stripe_customer_id", t.stripeCustomerID.map(JSONValue.string) ?? .null),
         ])
     }
 

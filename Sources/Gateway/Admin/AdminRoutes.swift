@@ -35,7 +35,7 @@ struct AdminRoutes: Sendable {
             let to = try instant("to")
             let formatText = q["format"].map(String.init) ?? "csv"
             guard let format = BillingExportFormat(rawValue: formatText) else {
-                throw GatewayError(status: 400, message: "format must be csv or jsonl.", param: "format")
+                throw GatewayError(status: 400, message: "format must be csv, jsonl or focus.", param: "format")
             }
             var tenantID: String?
             if let tenant = q["tenant"].map(String.init) {

@@ -40,7 +40,9 @@ public enum GatewayServer {
         let store = backend.store
         let keys = try await KeyDirectory(store: store)
         let metrics = GatewayMetrics()
-        let ledger = backend.makeLedger(TimeInterval(config.server.reservationTTLSeconds)) { metrics.ledgerCommit($0) }
+        let ledger = backend.makeLedger(
+            TimeInterval(config.server.reservationTTLSeconds), config.billingSinks.map(\.name)
+        ) { metrics.ledgerCommit($0) }
         for model in policies.unpricedModels {
             logger.warning(
                 "model has no price in force; its requests are recorded unpriced", metadata: ["model": "\(model)"])
@@ -116,7 +118,8 @@ public enum GatewayServer {
         let adminAPI = router.group("admin/v1").add(
             middleware: AdminAuthentication(authenticator: AdminAuthenticator(environment: environment)))
         AdminRoutes(store: store).register(on: adminAPI)
-        AdminAPI(store: store, policy: policy).register(on: router, admin: adminAPI, tenant: tenantAPI)
+        AdminAPI(store: store, policy: policy, sinks: config.billingSinks).register(
+            on: router, admin: adminAPI, tenant: tenantAPI)
 
         // The web console (docs/console.md): HTML pages with a sign-in of their own.
         Console(store: store, policy: policy, keys: keys, environment: environment).register(on: router)
@@ -149,6 +152,9 @@ public enum GatewayServer {
                     policy: policy, metrics: metrics, logger: logger,
                     interval: .milliseconds(min(10_000, config.server.reservationTTLSeconds * 250))),
                 UpstreamClientsService(clients: upstreams),
+                BillingSinks(
+                    sinks: config.billingSinks, outbox: store, metrics: metrics, eventLoopGroup: eventLoopGroup,
+                    environment: environment, logger: logger),
                 notifier,
                 PolicyReloader(configPath: configPath, gateway: config, policy: policy, logger: logger),
             ],

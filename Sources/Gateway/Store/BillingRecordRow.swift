@@ -59,6 +59,19 @@ enum BillingRecordRow {
         return binder.result
     }
 
+    /// Binds an outbox entry (record id, sink, due and written at `now`) to `outboxSQL`.
+    static func bindOutbox(recordID: String, sink: String, now: Int64, to statement: SQLiteStatement) -> Int32 {
+        var binder = Binder(statement: statement)
+        binder.text(recordID)
+        binder.text(sink)
+        binder.int(now)
+        binder.int(now)
+        return binder.result
+    }
+
+    static let outboxSQL =
+        "INSERT OR IGNORE INTO billing_outbox (record_id, sink, next_attempt_at, created_at) VALUES (?, ?, ?, ?)"
+
     private struct Binder {
         let statement: SQLiteStatement
         var index: Int32 = 1

@@ -11,12 +11,18 @@ extension GatewayStore {
         public var timezone: String?
         public var currency: String?
         public var status: String?
+        /// The tenant's Stripe customer id; an empty string clears it.
+        public var stripeCustomerID: String?
 
-        public init(plan: String? = nil, timezone: String? = nil, currency: String? = nil, status: String? = nil) {
+        public init(
+            plan: String? = nil, timezone: String? = nil, currency: String? = nil, status: String? = nil,
+            stripeCustomerID: String? = nil
+        ) {
             self.plan = plan
             self.timezone = timezone
             self.currency = currency
             self.status = status
+            self.stripeCustomerID = stripeCustomerID
         }
     }
 
@@ -46,7 +52,11 @@ extension GatewayStore {
             }
             return status
         }
+        if let id = update.stripeCustomerID, id.count > 200 || id.contains(where: { $0.isWhitespace || $0.isNewline }) {
+            throw StoreError.invalid("a Stripe customer id is one word (such as cus_123), at most 200 characters")
+        }
         return { tenant in
+            if let id = update.stripeCustomerID { tenant.stripeCustomerID = id.isEmpty ? nil : id }
             if let plan = update.plan { tenant.plan = plan }
             if let tz = update.timezone { tenant.timezone = tz }
             if let c = update.currency { tenant.currency = c }

@@ -145,6 +145,10 @@ public final class GatewayStore: Sendable {
                     ALTER TABLE tenants ADD COLUMN quota_period TEXT;
                     """)
         }
+        m.registerMigration("v5-billing-outbox") { db in
+            try db.execute(sql: "ALTER TABLE tenants ADD COLUMN stripe_customer_id TEXT")
+            try db.execute(sql: BillingOutbox.sqliteSchema)
+        }
         return m
     }
 

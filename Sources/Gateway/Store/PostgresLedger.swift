@@ -100,13 +100,14 @@ public final class PostgresLedger: Ledger {
     /// Rows per insert: PostgreSQL takes at most 65,535 parameters in one statement.
     static let batchLimit = 1_000
 
+    /// `sinks`: the billing sinks each record gets a delivery entry for, in its own commit.
     public init(
-        store: PostgresStore, reservationTTL: TimeInterval = 3600,
+        store: PostgresStore, reservationTTL: TimeInterval = 3600, sinks: [String] = [],
         onCommit: @escaping @Sendable (SQLiteLedger.CommitStats) -> Void = { _ in }
     ) {
         policy = PostgresPolicyStore(store: store, reservationTTL: reservationTTL)
         group = GroupCommit(batchLimit: Self.batchLimit, onCommit: onCommit) { items, attempt in
-            try await Self.commit(items, retried: attempt > 0, into: store)
+            try await Self.commit(items, retried: attempt > 0, sinks: sinks, into: store)
         }
     }
 
@@ -125,9 +126,9 @@ public final class PostgresLedger: Ledger {
         try await group.append(.init(record: record, reservation: reservation, convert: convert))
     }
 
-    static func commit(_ items: [PostgresPolicyStore.Settling], retried: Bool, into store: PostgresStore)
-        async throws -> [Settled]
-    {
+    static func commit(
+        _ items: [PostgresPolicyStore.Settling], retried: Bool, sinks: [String] = [], into store: PostgresStore
+    ) async throws -> [Settled] {
         guard items.contains(where: { ($0.reservation?.id ?? 0) != 0 }) else {
             // No shared counter to settle: one statement, no transaction (a record already stored, in a
             // retried batch, is skipped). A reservation held nowhere still gets its split.
@@ -140,16 +141,19 @@ public final class PostgresLedger: Ledger {
                 return (record, split)
             }
             _ = try await store.client.query(
-                insertQuery(settled.map(\.record), skippingStored: true), logger: store.logger)
+                insertQuery(settled.map(\.record), skippingStored: true, sinks: sinks), logger: store.logger)
             return settled
         }
         return try await store.inTransaction { connection in
-            try await PostgresPolicyStore.settleAndInsert(items, retried: retried, on: connection).map { ($0.0, $0.1) }
+            try await PostgresPolicyStore.settleAndInsert(items, retried: retried, sinks: sinks, on: connection).map {
+                ($0.0, $0.1)
+            }
         }
     }
 
-    /// One multi-row insert of `records`; with `skippingStored`, a record already stored is skipped.
-    static func insertQuery(_ records: [BillingRecord], skippingStored: Bool) -> PostgresQuery {
+    /// One multi-row insert of `records`; with `skippingStored`, a record already stored is skipped. With
+    /// `sinks`, each record inserted gets its delivery entries in the same statement.
+    static func insertQuery(_ records: [BillingRecord], skippingStored: Bool, sinks: [String] = []) -> PostgresQuery {
         let width = BillingRecordRow.columns.count
         var query = PostgresQuery(unsafeSQL: "")
         var rows: [String] = []
@@ -158,9 +162,21 @@ public final class PostgresLedger: Ledger {
             PostgresBillingRow.bind(record, into: &query.binds)
             rows.append("(" + (1...width).map { "$\(i * width + $0)" }.joined(separator: ", ") + ")")
         }
-        query.sql =
+        let insert =
             "INSERT INTO billing_records (\(BillingRecordRow.columns.joined(separator: ", "))) VALUES "
             + rows.joined(separator: ", ") + (skippingStored ? " ON CONFLICT (id) DO NOTHING" : "")
+        guard !sinks.isEmpty else {
+            query.sql = insert
+            return query
+        }
+        query.binds.append(sinks)
+        query.binds.append(SQLiteLedger.microseconds(Date()))
+        let n = query.binds.count
+        query.sql = """
+            WITH r AS (\(insert) RETURNING id)
+            INSERT INTO billing_outbox (record_id, sink, next_attempt_at, created_at)
+            SELECT r.id, s.sink, $\(n)::int8, $\(n)::int8 FROM r CROSS JOIN unnest($\(n - 1)::text[]) AS s(sink)
+            """
         return query
     }
 }

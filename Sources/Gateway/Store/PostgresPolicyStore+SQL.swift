@@ -84,6 +84,8 @@ extension PostgresPolicyStore {
         var rates: [String: (windowStart: Int64, requests: Int64, tokens: Int64)] = [:]
         var reservations: [Reservation] = []
         var records: [BillingRecord] = []
+        /// Billing sinks each record gets a delivery entry for.
+        var sinks: [String] = []
 
         /// Writes the records (if any), then everything else in one statement; returns the new
         /// reservations' ids, in order.
@@ -107,7 +109,8 @@ extension PostgresPolicyStore {
                 budgetUnits: reservations.map { $0.budget?.units ?? 0 })
             if !records.isEmpty {
                 _ = try await connection.query(
-                    PostgresLedger.insertQuery(records, skippingStored: true), logger: Logger(label: "gateway.policy"))
+                    PostgresLedger.insertQuery(records, skippingStored: true, sinks: sinks),
+                    logger: Logger(label: "gateway.policy"))
             }
             var ids: [UInt64] = []
             for try await id in try await connection.execute(statement, logger: Logger(label: "gateway.policy")) {

@@ -199,9 +199,9 @@ final class PostgresPolicyStore: Sendable {
     /// touch, runs the engine's settlement in order, writes the counters and inserts the records.
     /// Returns each record with its split filled in. In a `retried` batch, a record an earlier attempt
     /// stored (its commit's answer was lost) is neither settled nor stored again.
-    static func settleAndInsert(_ items: [Settling], retried: Bool, on connection: PostgresConnection)
-        async throws -> [(BillingRecord, ChargeSplit?)]
-    {
+    static func settleAndInsert(
+        _ items: [Settling], retried: Bool, sinks: [String] = [], on connection: PostgresConnection
+    ) async throws -> [(BillingRecord, ChargeSplit?)] {
         let shared = items.compactMap(\.reservation).filter { $0.id != 0 }
         let keys = shared.flatMap { r in [r.free, r.grant, r.budget].compactMap { $0?.key } }
         var snapshot = try await Snapshot.lock(
@@ -234,6 +234,7 @@ final class PostgresPolicyStore: Sendable {
         }
         for key in keys { if let c = engine.counter(key) { write.counters[Identity(key)] = c } }
         let announced = try await announceOnce(out, on: connection)
+        write.sinks = sinks
         _ = try await write.run(replica: "", on: connection)
         return announced
     }

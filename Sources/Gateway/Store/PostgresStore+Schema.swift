@@ -172,6 +172,12 @@ extension PostgresStore {
             )
             """,
         ],
+        // 3: billing sinks: each record's delivery entries, written in the record's commit.
+        [
+            "ALTER TABLE tenants ADD COLUMN stripe_customer_id text",
+            BillingOutbox.postgresSchema,
+            "CREATE INDEX billing_outbox_due ON billing_outbox(sink, state, next_attempt_at)",
+        ],
     ]
 
     /// An arbitrary constant: the advisory lock that serializes migrations across replicas.

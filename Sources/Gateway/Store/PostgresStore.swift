@@ -91,7 +91,7 @@ public final class PostgresStore: TenantStore, KeyStore, BillingStore, Sendable 
     // MARK: Tenants
 
     static let tenantColumns =
-        "id, name, status, timezone, created_at, plan, currency, budget_limit, budget_currency, budget_period, budget_soft, quota_amount, quota_unit, quota_currency, quota_period"
+        "id, name, status, timezone, created_at, plan, currency, budget_limit, budget_currency, budget_period, budget_soft, quota_amount, quota_unit, quota_currency, quota_period, stripe_customer_id"
 
     static func tenant(_ row: PostgresRow) throws -> Tenant {
         let r = row.makeRandomAccess()
@@ -101,6 +101,7 @@ public final class PostgresStore: TenantStore, KeyStore, BillingStore, Sendable 
             status: Tenant.Status(rawValue: try r["status"].decode(String.self)) ?? .active,
             timezone: try r["timezone"].decode(String.self), createdAt: try r["created_at"].decode(Date.self),
             plan: try r["plan"].decode(String?.self), currency: currency)
+        tenant.stripeCustomerID = try r["stripe_customer_id"].decode(String?.self)
         func period(_ column: String) throws -> CalendarPeriod.Kind {
             try r[column].decode(String?.self).flatMap(CalendarPeriod.Kind.init(rawValue:)) ?? .month
         }
@@ -207,7 +208,7 @@ public final class PostgresStore: TenantStore, KeyStore, BillingStore, Sendable 
                     budget_limit = \(budgetLimit), budget_currency = \(budgetCurrency),
                     budget_period = \(budgetPeriod), budget_soft = \(budgetSoft),
                     quota_amount = \(quotaAmount), quota_unit = \(quotaUnit), quota_currency = \(credit),
-                    quota_period = \(quotaPeriod)
+                    quota_period = \(quotaPeriod), stripe_customer_id = \(tenant.stripeCustomerID)
                 WHERE id = \(tenant.id)
                 """, logger: logger)
             return tenant

@@ -17,10 +17,13 @@ public final class SQLiteLedger: Ledger {
 
     private let group: GroupCommit<BillingRecord, Void>
 
-    public init(store: GatewayStore, onCommit: @escaping @Sendable (CommitStats) -> Void = { _ in }) {
+    /// `sinks`: the billing sinks each record gets a delivery entry for, in its own commit.
+    public init(
+        store: GatewayStore, sinks: [String] = [], onCommit: @escaping @Sendable (CommitStats) -> Void = { _ in }
+    ) {
         let pool = store.pool
         group = GroupCommit(onCommit: onCommit) { records, _ in
-            try await pool.writeWithoutTransaction { db in try Self.commit(records, db) }
+            try await pool.writeWithoutTransaction { db in try Self.commit(records, sinks: sinks, db) }
             return Array(repeating: (), count: records.count)
         }
     }
@@ -37,12 +40,21 @@ public final class SQLiteLedger: Ledger {
     /// Inserts `records` in one transaction, through SQLite's C API on statements prepared once: at one
     /// record per commit, GRDB's general path (arguments boxed per value, bookkeeping per statement) cost
     /// more than SQLite's insert and commit. No GRDB transaction observer is registered on this store.
-    static func commit(_ records: [BillingRecord], _ db: Database) throws {
+    static func commit(_ records: [BillingRecord], sinks: [String] = [], _ db: Database) throws {
         try step(db.cachedStatement(sql: "BEGIN IMMEDIATE"), db)
         do {
             let insert = try db.cachedStatement(sql: insertSQL)
+            let outbox = sinks.isEmpty ? nil : try db.cachedStatement(sql: BillingRecordRow.outboxSQL)
+            let now = microseconds(Date())
             for record in records {
                 try step(insert, db) { BillingRecordRow.bind(record, to: $0) }
+                if let outbox {
+                    for sink in sinks {
+                        try step(outbox, db) {
+                            BillingRecordRow.bindOutbox(recordID: record.id, sink: sink, now: now, to: $0)
+                        }
+                    }
+                }
             }
             try step(db.cachedStatement(sql: "COMMIT"), db)
         } catch {

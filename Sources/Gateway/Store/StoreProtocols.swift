@@ -64,7 +64,7 @@ public protocol BillingStore: Sendable {
 }
 
 /// Everything the gateway's adapters need from one backend.
-public typealias Store = TenantStore & KeyStore & BillingStore
+public typealias Store = TenantStore & KeyStore & BillingStore & OutboxStore
 
 extension GatewayStore: TenantStore, KeyStore, BillingStore {}
 
@@ -83,19 +83,20 @@ public struct StoreBackend: Sendable {
     public let store: any Store
     let makeLedger:
         @Sendable (
-            _ reservationTTL: TimeInterval, _ onCommit: @escaping @Sendable (SQLiteLedger.CommitStats) -> Void
+            _ reservationTTL: TimeInterval, _ sinks: [String],
+            _ onCommit: @escaping @Sendable (SQLiteLedger.CommitStats) -> Void
         ) -> any GroupCommitLedger
     /// Where the records live, for the start-up log line (never a password).
     public let location: String
 
     public static func sqlite(_ store: GatewayStore) -> StoreBackend {
         StoreBackend(
-            store: store, makeLedger: { SQLiteLedger(store: store, onCommit: $1) }, location: store.path)
+            store: store, makeLedger: { SQLiteLedger(store: store, sinks: $1, onCommit: $2) }, location: store.path)
     }
 
     public static func postgres(_ store: PostgresStore, location: String) -> StoreBackend {
         StoreBackend(
-            store: store, makeLedger: { PostgresLedger(store: store, reservationTTL: $0, onCommit: $1) },
+            store: store, makeLedger: { PostgresLedger(store: store, reservationTTL: $0, sinks: $1, onCommit: $2) },
             location: location)
     }
 }

@@ -61,6 +61,8 @@ public struct Tenant: Codable, Sendable, Equatable, FetchableRecord, Persistable
     public var currency: String?
     public var budget: BudgetOverride?
     public var quota: QuotaOverride?
+    /// The tenant's customer in Stripe, for a `stripe` billing sink.
+    public var stripeCustomerID: String?
 
     public init(
         id: String, name: String, status: Status = .active, timezone: String = "UTC", createdAt: Date,
@@ -90,6 +92,7 @@ public struct Tenant: Codable, Sendable, Equatable, FetchableRecord, Persistable
         case quotaUnit = "quota_unit"
         case quotaCurrency = "quota_currency"
         case quotaPeriod = "quota_period"
+        case stripeCustomerID = "stripe_customer_id"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -101,6 +104,7 @@ public struct Tenant: Codable, Sendable, Equatable, FetchableRecord, Persistable
         createdAt = try c.decode(Date.self, forKey: .createdAt)
         plan = try c.decodeIfPresent(String.self, forKey: .plan)
         currency = try c.decodeIfPresent(String.self, forKey: .currency)
+        stripeCustomerID = try c.decodeIfPresent(String.self, forKey: .stripeCustomerID)
         func period(_ key: CodingKeys) throws -> CalendarPeriod.Kind {
             try c.decodeIfPresent(String.self, forKey: key).flatMap(CalendarPeriod.Kind.init(rawValue:)) ?? .month
         }
@@ -143,6 +147,7 @@ public struct Tenant: Codable, Sendable, Equatable, FetchableRecord, Persistable
         try c.encode(quota.map { _ in credit == nil ? "tokens" : "credit" }, forKey: .quotaUnit)
         try c.encode(credit, forKey: .quotaCurrency)
         try c.encode(quota?.period.rawValue, forKey: .quotaPeriod)
+        try c.encode(stripeCustomerID, forKey: .stripeCustomerID)
     }
 }
 

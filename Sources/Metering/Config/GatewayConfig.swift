@@ -44,6 +44,8 @@ public struct GatewayConfig: Sendable, Equatable, YAMLDocument {
     public var priceBookFile: String
     /// The plans file (`plans:`), relative to this file; default `plans.yaml` beside it.
     public var plansFile: String
+    /// Where billing records are pushed (`billing_sinks:`), through the outbox.
+    public var billingSinks: [BillingSinkConfig] = []
 
     public init(
         server: ServerConfig = .init(), providers: [ProviderConfig], models: [ModelRoute],
@@ -66,7 +68,7 @@ public struct GatewayConfig: Sendable, Equatable, YAMLDocument {
     public static let knownEncodings: Set<String> = ["o200k_base", "cl100k_base", "qwen"]
 
     public static func parse(_ root: YAMLField) throws(ConfigError) -> GatewayConfig {
-        _ = try root.mapping(allowed: ["server", "providers", "models", "price_book", "plans"])
+        _ = try root.mapping(allowed: ["server", "providers", "models", "price_book", "plans", "billing_sinks"])
         let priceBookFile = try root.optional("price_book")?.nonEmptyString() ?? "prices.yaml"
         let plansFile = try root.optional("plans")?.nonEmptyString() ?? "plans.yaml"
 
@@ -116,8 +118,10 @@ public struct GatewayConfig: Sendable, Equatable, YAMLDocument {
             }
             models.append(model)
         }
-        return GatewayConfig(
+        var config = GatewayConfig(
             server: server, providers: providers, models: models, priceBookFile: priceBookFile, plansFile: plansFile)
+        if let sinks = root.optional("billing_sinks") { config.billingSinks = try BillingSinkConfig.parseList(sinks) }
+        return config
     }
 
     private static func parseProvider(_ field: YAMLField) throws(ConfigError) -> ProviderConfig {

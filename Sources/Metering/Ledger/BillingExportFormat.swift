@@ -1,6 +1,7 @@
 import Foundation
 
-/// How billing records are written for export: RFC 4180 CSV or JSON Lines, one record per row.
+/// How billing records are written for export: RFC 4180 CSV or JSON Lines, one record per row, or the
+/// FinOps FOCUS cost-and-usage columns (CSV, one row per priced record; ``FocusExport``).
 ///
 /// Times are RFC 3339 in UTC with milliseconds; money is a decimal string with all nine decimals and its
 /// currency in its own column, so a spreadsheet or a script can add the rows exactly. The columns are
@@ -8,6 +9,7 @@ import Foundation
 public enum BillingExportFormat: String, Sendable, CaseIterable {
     case csv
     case jsonl
+    case focus
 
     public static let columns = [
         "record_id", "request_id", "tenant_id", "tenant_name", "key_id", "started_at", "ended_at", "ttft_ms",
@@ -20,7 +22,7 @@ public enum BillingExportFormat: String, Sendable, CaseIterable {
 
     public var contentType: String {
         switch self {
-        case .csv: return "text/csv; charset=utf-8"
+        case .csv, .focus: return "text/csv; charset=utf-8"
         case .jsonl: return "application/x-ndjson"
         }
     }
@@ -30,10 +32,12 @@ public enum BillingExportFormat: String, Sendable, CaseIterable {
         switch self {
         case .csv: return Self.columns.joined(separator: ",") + "\r\n"
         case .jsonl: return ""
+        case .focus: return FocusExport.columns.joined(separator: ",") + "\r\n"
         }
     }
 
     public func line(_ r: BillingRecord, tenantName: String) -> String {
+        if self == .focus { return FocusExport.line(r, tenantName: tenantName) }
         let values: [JSONValue] = [
             .string(r.id), .string(r.requestID), .string(r.tenantID), .string(tenantName), .string(r.keyID),
             .string(Self.timestamp(r.startedAt)), .string(Self.timestamp(r.endedAt)),
@@ -53,7 +57,7 @@ public enum BillingExportFormat: String, Sendable, CaseIterable {
         switch self {
         case .jsonl:
             return JSONWriter.serialize(.object(Array(zip(Self.columns, values)))) + "\n"
-        case .csv:
+        case .csv, .focus:
             var line = ""
             for (i, value) in values.enumerated() {
                 if i > 0 { line += "," }

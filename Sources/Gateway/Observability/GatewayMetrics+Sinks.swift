@@ -1,0 +1,61 @@
+import Foundation
+import Prometheus
+
+/// Billing sinks' series: deliveries, failed attempts, entries parked, the backlog and the delivery lag.
+extension GatewayMetrics {
+    static let lagBuckets: [Duration] = [
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5),
+        .seconds(5), .seconds(10), .seconds(30), .seconds(60), .seconds(300), .seconds(3_600),
+    ]
+
+    func sinkDelivered(sink: String, lag: TimeInterval?) {
+        registry.makeCounter(
+            descriptor: .init(
+                namespace: "gateway", metricName: "sink_delivered", unitName: "total",
+                helpText: "Billing records a sink accepted."),
+            labels: [("sink", sink)]
+        ).increment()
+        if let lag {
+            registry.makeDurationHistogram(
+                descriptor: .init(
+                    namespace: "gateway", metricName: "sink_lag", unitName: "seconds",
+                    helpText: "From a record's end to its delivery to a sink."),
+                labels: [("sink", sink)], buckets: Self.lagBuckets
+            ).record(.nanoseconds(Int64(max(0, lag) * 1e9)))
+        }
+    }
+
+    func sinkFailed(sink: String) {
+        registry.makeCounter(
+            descriptor: .init(
+                namespace: "gateway", metricName: "sink_failed_attempts", unitName: "total",
+                helpText: "Delivery attempts that failed and will be retried."),
+            labels: [("sink", sink)]
+        ).increment()
+    }
+
+    func sinkDead(sink: String) {
+        registry.makeCounter(
+            descriptor: .init(
+                namespace: "gateway", metricName: "sink_dead_lettered", unitName: "total",
+                helpText: "Records a sink refused for good, parked in the dead-letter list."),
+            labels: [("sink", sink)]
+        ).increment()
+    }
+
+    /// The outbox as last read: entries waiting and entries in the dead-letter list.
+    func sinkBacklog(sink: String, pending: Int, dead: Int) {
+        registry.makeGauge(
+            descriptor: .init(
+                namespace: "gateway", metricName: "sink_pending", unitName: "records",
+                helpText: "Records waiting for delivery to a sink."),
+            labels: [("sink", sink)]
+        ).set(Int64(pending))
+        registry.makeGauge(
+            descriptor: .init(
+                namespace: "gateway", metricName: "sink_dead_letters", unitName: "records",
+                helpText: "Records in a sink's dead-letter list."),
+            labels: [("sink", sink)]
+        ).set(Int64(dead))
+    }
+}
