@@ -15,4 +15,7 @@ struct EncodingOptions {
     var encodedPaths = true
     /// `false`: merge CJK pieces without cutting them between characters.
     var charCuts = true
+    /// deepseek_v3: pieces at least this long merge by ``PairMerger/mergeLong(_:_:emit:)``; 2 sends
+    /// every piece there, `.max` none.
+    var longMergeFrom = PairMerger.defaultLongFrom
 }

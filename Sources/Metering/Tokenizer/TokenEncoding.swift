@@ -1,10 +1,13 @@
 import Foundation
 
-/// A tiktoken-compatible encoding: o200k_base, cl100k_base or qwen.
+/// An encoding: the tiktoken-compatible o200k_base, cl100k_base and qwen, or deepseek_v3, a Hugging
+/// Face byte-level BPE (``byteLevel``, `TokenEncoding+ByteLevel.swift`).
 ///
-/// Encoding and counting treat special-token text as ordinary text (like tiktoken's
-/// `encode_ordinary`), which is what user-supplied prompts need. Vocabularies ship as package
-/// resources and load on first use, once per process, from any thread.
+/// The tiktoken encodings treat special-token text as ordinary text (like tiktoken's
+/// `encode_ordinary`), which is what user-supplied prompts need. deepseek_v3 counts as Hugging Face's
+/// `encode` does, which matches its added tokens (`<think>`, `<｜User｜>`) wherever they appear, as
+/// DeepSeek's own tokenizer sees them. Vocabularies ship as package resources and load on first use,
+/// once per process, from any thread.
 public final class TokenEncoding: Sendable {
     public let name: String
     let pattern: PretokenizerPattern
@@ -14,15 +17,21 @@ public final class TokenEncoding: Sendable {
     let specialTokens: [Int: String]
     /// Qwen's reference tokenizer normalizes to NFC before encoding.
     let normalizesNFC: Bool
+    /// deepseek_v3's merge list and added tokens; nil for the tiktoken encodings. Its `vocabulary`
+    /// holds its byte strings (rank = id − 3), and `pattern` and `merges`, tiktoken's, go unused.
+    let byteLevel: ByteLevelVocabulary?
 
-    init(name: String, pattern: PretokenizerPattern, vocabulary: BPEVocabulary, specialTokens: [Int: String], nfc: Bool)
-    {
+    init(
+        name: String, pattern: PretokenizerPattern, vocabulary: BPEVocabulary, specialTokens: [Int: String], nfc: Bool,
+        byteLevel: ByteLevelVocabulary? = nil
+    ) {
         self.name = name
         self.pattern = pattern
         self.vocabulary = vocabulary
         self.merges = MergeTables(vocabulary: vocabulary)
         self.specialTokens = specialTokens
         self.normalizesNFC = nfc
+        self.byteLevel = byteLevel
     }
 
     public struct UnknownEncoding: Error, CustomStringConvertible {
@@ -32,7 +41,7 @@ public final class TokenEncoding: Sendable {
         }
     }
 
-    public static let names = ["o200k_base", "cl100k_base", "qwen"]
+    public static let names = ["o200k_base", "cl100k_base", "qwen", "deepseek_v3"]
 
     /// The encoding with this name, loading it on first use.
     public static func named(_ name: String) throws -> TokenEncoding {
@@ -40,6 +49,7 @@ public final class TokenEncoding: Sendable {
         case "o200k_base": return try o200k.get()
         case "cl100k_base": return try cl100k.get()
         case "qwen": return try qwen.get()
+        case "deepseek_v3": return try deepseekV3.get()
         default: throw UnknownEncoding(name: name)
         }
     }
@@ -66,6 +76,13 @@ public final class TokenEncoding: Sendable {
             specialTokens: specials, nfc: true)
     }
 
+    private static let deepseekV3 = Result {
+        let byteLevel = try ByteLevelVocabulary.loadResource(named: "deepseek_v3")
+        return TokenEncoding(
+            name: "deepseek_v3", pattern: .o200k, vocabulary: byteLevel.tokens, specialTokens: [:], nfc: false,
+            byteLevel: byteLevel)
+    }
+
     // MARK: Encoding
 
     /// Calls `body` with each token id of `text`, in order: normalize (qwen), pre-tokenize, and encode
@@ -81,6 +98,9 @@ public final class TokenEncoding: Sendable {
         _ body: (UInt32) -> Void
     ) {
         var text = normalizesNFC ? Self.nfc(text) : text
+        if let byteLevel {
+            return text.withUTF8 { forEachByteLevelToken(byteLevel, $0, options: options, body) }
+        }
         text.withUTF8 { utf8 in
             guard !utf8.isEmpty else { return }
             vocabulary.bytes.withUnsafeBufferPointer { bytes in
@@ -151,6 +171,7 @@ public final class TokenEncoding: Sendable {
     /// settled prefix followed by NFC of the rest. Without that, a mark arriving after the cut (e,
     /// then U+0301) would make one letter of what was counted as two pieces.
     func settledPrefix(_ text: String, keepingPieces pieces: Int) -> (length: Int, tokens: Int) {
+        if let byteLevel { return byteLevelSettledPrefix(byteLevel, text, keepingPieces: pieces) }
         var text = text
         return text.withUTF8 { utf8 -> (length: Int, tokens: Int) in
             guard !utf8.isEmpty else { return (0, 0) }
@@ -194,6 +215,10 @@ public final class TokenEncoding: Sendable {
     /// The bytes of the tokens (which need not be valid UTF-8 on their own).
     public func decodeBytes(_ tokens: [Int]) -> [UInt8] {
         var out: [UInt8] = []
+        if let byteLevel {
+            for t in tokens { out.append(contentsOf: byteLevel.bytes(of: t) ?? []) }
+            return out
+        }
         for t in tokens {
             if t >= 0 && t < vocabulary.tokenCount {
                 out.append(contentsOf: vocabulary.tokenBytes(t))

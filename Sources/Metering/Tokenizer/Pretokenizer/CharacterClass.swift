@@ -21,11 +21,17 @@ struct CharacterClass: OptionSet, Sendable {
     static let space = CharacterClass(rawValue: 32)
     /// `\r` or `\n`
     static let newline = CharacterClass(rawValue: 64)
+    /// `[\p{P}\p{S}]` (DeepSeek's pattern asks for the two together)
+    static let punctuationOrSymbol = CharacterClass(rawValue: 128)
 }
 
 /// Lookup of ``CharacterClass`` flags for any scalar value.
 struct CharacterClassTable: Sendable {
     static let shared = CharacterClassTable()
+    /// As Hugging Face `tokenizers` 0.23 sees the scalars (its Oniguruma has Unicode 16.0, where Swift
+    /// 6.3 has 17.0): characters assigned after 16.0 are unassigned there. For deepseek_v3; the
+    /// code-point sweep of `Tests/tokenizer/test_deepseek_differential.py` checks it.
+    static let unicode16 = CharacterClassTable(assignedBy: (16, 0))
 
     /// Flags for ASCII, the common case, without the two-stage indirection.
     let ascii: [UInt8]
@@ -39,11 +45,17 @@ struct CharacterClassTable: Sendable {
         0x2005, 0x2006, 0x2007, 0x2008, 0x2009, 0x200A, 0x2028, 0x2029, 0x202F, 0x205F, 0x3000,
     ]
 
-    static func classify(_ value: UInt32) -> UInt8 {
+    /// `assignedBy`: a scalar first assigned in a later Unicode version has no category flags.
+    static func classify(_ value: UInt32, assignedBy: (major: Int, minor: Int)? = nil) -> UInt8 {
         var flags: CharacterClass = []
         if whiteSpace.contains(value) { flags.insert(.space) }
         if value == 0x0A || value == 0x0D { flags.insert(.newline) }
         guard let scalar = Unicode.Scalar(value) else { return flags.rawValue }
+        if let limit = assignedBy, let age = scalar.properties.age,
+            age.major > limit.major || (age.major == limit.major && age.minor > limit.minor)
+        {
+            return flags.rawValue
+        }
         switch scalar.properties.generalCategory {
         case .uppercaseLetter, .titlecaseLetter:
             flags.formUnion([.letter, .upperish])
@@ -55,13 +67,16 @@ struct CharacterClassTable: Sendable {
             flags.formUnion([.mark, .upperish, .lowerish])
         case .decimalNumber, .letterNumber, .otherNumber:
             flags.insert(.number)
+        case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation, .initialPunctuation,
+            .finalPunctuation, .otherPunctuation, .mathSymbol, .currencySymbol, .modifierSymbol, .otherSymbol:
+            flags.insert(.punctuationOrSymbol)
         default:
             break
         }
         return flags.rawValue
     }
 
-    init() {
+    init(assignedBy: (major: Int, minor: Int)? = nil) {
         var ascii = [UInt8](repeating: 0, count: 128)
         for v in 0..<128 { ascii[v] = Self.classify(UInt32(v)) }
         var stage1 = [UInt16](repeating: 0, count: 0x1100)
@@ -73,7 +88,7 @@ struct CharacterClassTable: Sendable {
             if (0x400..<0xE00).contains(b) || b >= 0xF00 {
                 for i in 0..<256 { block[i] = 0 }
             } else {
-                for i in 0..<256 { block[i] = Self.classify(UInt32(b << 8 | i)) }
+                for i in 0..<256 { block[i] = Self.classify(UInt32(b << 8 | i), assignedBy: assignedBy) }
             }
             if let index = seen[block] {
                 stage1[b] = index

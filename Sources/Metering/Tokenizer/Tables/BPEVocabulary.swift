@@ -42,7 +42,7 @@ final class BPEVocabulary: Sendable {
     }
 
     /// Parses `base64(token) rank` lines. Ranks must be 0..<n, each once.
-    init(tiktokenFile data: [UInt8]) throws {
+    convenience init(tiktokenFile data: [UInt8]) throws {
         var entries: [(start: Int, length: Int, rank: Int)] = []
         entries.reserveCapacity(data.count / 12)
         var decoded: [UInt8] = []
@@ -83,6 +83,12 @@ final class BPEVocabulary: Sendable {
             bytes.append(contentsOf: decoded[e.start..<(e.start + e.length)])
             offsets.append(UInt32(bytes.count))
         }
+        try self.init(bytes: bytes, offsets: offsets)
+    }
+
+    /// Tokens given in rank order: `bytes[offsets[r] ..< offsets[r + 1]]` is the token of rank `r`.
+    init(bytes: [UInt8], offsets: [UInt32]) throws {
+        let n = offsets.count - 1
         var bits: UInt64 = 1
         while (1 << bits) < n * 2 { bits += 1 }
         let capacity = 1 << Int(bits)
