@@ -18,7 +18,7 @@ struct PairMerger {
     /// Pieces at least this long are merged by ``mergeLong(_:_:emit:)``.
     var longFrom = Self.defaultLongFrom
 
-    static let defaultLongFrom = 160
+    static let defaultLongFrom = 96
 
     /// `tokenBytes` is `vocabulary.tokens.bytes`, which the caller holds.
     init(vocabulary: ByteLevelVocabulary, tokenBytes: UnsafeBufferPointer<UInt8>) {

@@ -1,7 +1,7 @@
 /// Which encoding counts a model's tokens, and whether the count is exact or an estimate.
 ///
-/// OpenAI's and Qwen's tokenizers are public, so their counts are exact. Claude, Doubao, GLM, Kimi and
-/// DeepSeek do not publish theirs (or not in a form we ship): the configuration names an estimate
+/// OpenAI's, Qwen's and DeepSeek's tokenizers are public, so their counts are exact. Claude, Doubao,
+/// GLM and Kimi do not publish theirs (or not in a form we ship): the configuration names an estimate
 /// encoding and a calibration factor, and every count for them says it is an estimate.
 public struct ModelTokenizer: Sendable {
     public let encoding: TokenEncoding
@@ -17,6 +17,7 @@ public struct ModelTokenizer: Sendable {
         if o200k.contains(where: { name.hasPrefix($0) }) { return "o200k_base" }
         if cl100k.contains(where: { name.hasPrefix($0) }) { return "cl100k_base" }
         if name.hasPrefix("qwen") { return "qwen" }
+        if name.hasPrefix("deepseek") { return "deepseek_v3" }
         return nil
     }
 

@@ -2,8 +2,9 @@
 ///
 /// OpenAI chat requests follow the OpenAI cookbook's counting guide ("How to count tokens with
 /// tiktoken"): 3 tokens per message, 1 more per `name`, 3 to prime the reply, and the function-calling
-/// constants for tool definitions. Anthropic requests and models without a public tokenizer are
-/// estimates, scaled by the model's calibration factor.
+/// constants for tool definitions. DeepSeek's follow its own template (`DeepSeekPrompt.swift`).
+/// Anthropic requests and models without a public tokenizer are estimates, scaled by the model's
+/// calibration factor.
 public struct PromptCounter: Sendable {
     public struct Count: Sendable, Equatable {
         public var tokens: Int
@@ -52,7 +53,11 @@ public struct PromptCounter: Sendable {
 
     public func count(endpoint: APIEndpoint, json: JSONValue) -> Count {
         let raw: Int
+        var templateEstimate = false
         switch endpoint {
+        case .chatCompletions where tokenizer.encoding.name == "deepseek_v3":
+            (raw, templateEstimate) = deepseekChat(
+                messages: json["messages"]?.arrayValue ?? [], tools: json["tools"]?.arrayValue ?? [])
         case .chatCompletions:
             raw = chat(messages: json["messages"]?.arrayValue ?? []) + tools(json["tools"]?.arrayValue ?? [])
         case .completions:
@@ -77,7 +82,7 @@ public struct PromptCounter: Sendable {
             }
             raw = n
         }
-        let estimate = tokenizer.isEstimate || endpoint == .messages
+        let estimate = tokenizer.isEstimate || endpoint == .messages || templateEstimate
         return Count(tokens: estimate ? tokenizer.calibrated(raw) : raw, isEstimate: estimate)
     }
 
