@@ -22,9 +22,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Python venv for the SDK tests and the tokenizer reference (tiktoken).
+# Python venv for the SDK tests and the tokenizer references (tiktoken, Hugging Face tokenizers).
 if [ "${1:-}" != "--no-python" ]; then
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, anthropic, pytest, tiktoken, jsonschema, yaml, schemathesis, kubernetes_validate, selenium" 2>/dev/null; then
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import openai, anthropic, pytest, tiktoken, tokenizers, jsonschema, yaml, schemathesis, kubernetes_validate, selenium" 2>/dev/null; then
     python3 -m venv --clear .venv  # --clear: a venv left half-made (an interrupted run) is made anew
     .venv/bin/pip install -q --disable-pip-version-check -r Tests/sdk/requirements.txt
   fi

@@ -1,4 +1,6 @@
-"""Generates Tests/MeteringTests/Vectors/tokenizer_vectors.json from the corpus with the real tiktoken.
+"""Generates Tests/MeteringTests/Vectors/tokenizer_vectors.json from the corpus with the real tiktoken, and
+for deepseek_v3 with Hugging Face `tokenizers` and DeepSeek's tokenizer.json (`encode(text,
+add_special_tokens=False)`).
 
     .venv/bin/python Tests/tokenizer/generate_vectors.py
 
@@ -9,7 +11,9 @@ import glob
 import json
 import os
 
+import make_deepseek_vocab
 import tiktoken
+import tokenizers
 from tiktoken_reference import ENCODINGS, ROOT, encode_ordinary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -28,7 +32,17 @@ GENERATED = [
 ]
 
 
+DEEPSEEK = tokenizers.Tokenizer.from_file(make_deepseek_vocab.SOURCE)
+
+
+def encode(enc, text):
+    if enc == "deepseek_v3":
+        return DEEPSEEK.encode(text, add_special_tokens=False).ids
+    return encode_ordinary(enc, text)
+
+
 def main():
+    make_deepseek_vocab.check()
     cases = []
     for path in sorted(glob.glob(os.path.join(HERE, "corpus", "*.txt"))):
         name = os.path.basename(path)[:-4]
@@ -36,17 +50,17 @@ def main():
             text = f.read()
         pieces = [(name, text)] + [(f"{name}:{i + 1}", line) for i, line in enumerate(text.splitlines(keepends=True))]
         for label, t in pieces:
-            for enc in ENCODINGS:
-                cases.append({"encoding": enc, "name": label, "text": t, "tokens": encode_ordinary(enc, t)})
+            for enc in ENCODINGS + ["deepseek_v3"]:
+                cases.append({"encoding": enc, "name": label, "text": t, "tokens": encode(enc, t)})
     generated = []
     for label, unit, repeat in GENERATED:
-        for enc in ENCODINGS:
+        for enc in ENCODINGS + ["deepseek_v3"]:
             generated.append({"encoding": enc, "name": label, "unit": unit, "repeat": repeat,
-                              "count": len(encode_ordinary(enc, unit * repeat))})
+                              "count": len(encode(enc, unit * repeat))})
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w", encoding="utf-8") as f:
         json.dump({"tiktoken": tiktoken.__version__ if hasattr(tiktoken, "__version__") else "0.14",
-                   "cases": cases, "generated": generated}, f, ensure_ascii=False, indent=0)
+                   "tokenizers": tokenizers.__version__, "cases": cases, "generated": generated}, f, ensure_ascii=False, indent=0)
         f.write("\n")
     print(f"{len(cases)} cases, {len(generated)} generated → {OUT}")
 
