@@ -25,12 +25,16 @@ struct ExportCommand: AsyncParsableCommand {
     @Option(help: "Write here instead of stdout.")
     var output: String?
 
+    @Flag(help: "One row per upstream attempt (retries and fallbacks) instead of per record.")
+    var attempts = false
+
     func run() async throws {
         guard let from = CalendarPeriod.instant(from) else { throw CLI.fail("--from: expected RFC 3339 or YYYY-MM-DD") }
         guard let to = CalendarPeriod.instant(to) else { throw CLI.fail("--to: expected RFC 3339 or YYYY-MM-DD") }
-        guard let format = BillingExportFormat(rawValue: format) else {
-            throw CLI.fail("--format: csv, jsonl or focus")
+        guard let chosen = BillingExportFormat(rawValue: format) else {
+            throw CLI.fail("--format: csv, jsonl, focus or attempts")
         }
+        let format = attempts ? .attempts : chosen
         let store = try await CLI.openStore(common)
         var tenantID: String?
         if let tenant { tenantID = try await CLI.run { try await store.tenant(tenant).id } }

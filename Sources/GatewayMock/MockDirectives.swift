@@ -6,6 +6,9 @@ import HTTPTypes
 /// `x-mock-status: 503` answers with that error; `x-mock-cut-after: 3` cuts the connection after three
 /// body chunks; `x-mock-stall-ms: 2000` waits before the headers, or, with `x-mock-stall-after: N`,
 /// after N body chunks; `x-mock-chunks`, `x-mock-delay-ms` and `x-mock-words` shape the reply.
+/// `x-mock-fail-times: N` fails the first N attempts of a request (by its request id) with
+/// `x-mock-fail-status` (default 503), then answers; `x-mock-429-key: ID` answers 429 with reset
+/// headers when the attempt uses the provider key named ID.
 public struct MockDirectives: Sendable, Equatable {
     public var status: Int?
     public var cutAfterChunks: Int?
@@ -14,6 +17,9 @@ public struct MockDirectives: Sendable, Equatable {
     public var chunks: Int?
     public var chunkDelayMilliseconds: Int?
     public var replyWords: Int?
+    public var failTimes: Int?
+    public var failStatus: Int?
+    public var rateLimitedKey: String?
 
     public init() {}
 
@@ -32,5 +38,8 @@ public struct MockDirectives: Sendable, Equatable {
         chunks = int("x-mock-chunks", 1...100_000)
         chunkDelayMilliseconds = int("x-mock-delay-ms", 0...60_000)
         replyWords = int("x-mock-words", 1...1_000_000)
+        failTimes = int("x-mock-fail-times", 0...100)
+        failStatus = int("x-mock-fail-status", 400...599)
+        rateLimitedKey = HTTPField.Name("x-mock-429-key").flatMap { headers[$0] }
     }
 }

@@ -59,3 +59,33 @@ extension GatewayMetrics {
         ).set(Int64(dead))
     }
 }
+
+/// Providers' circuits and keys, sampled when `/metrics` is read.
+extension GatewayMetrics {
+    @discardableResult
+    func providers(
+        _ snapshot: [(provider: String, circuit: ProviderHealth.Circuit, keys: [(id: String, state: String)])]
+    )
+        -> GatewayMetrics
+    {
+        for p in snapshot {
+            registry.makeGauge(
+                descriptor: .init(
+                    namespace: "gateway", metricName: "provider_circuit_open", unitName: "state",
+                    helpText: "1 while a provider is skipped after repeated failures (open or half-open), else 0."),
+                labels: [("provider", p.provider)]
+            ).set(Int64(p.circuit == .closed ? 0 : 1))
+            for key in p.keys {
+                registry.makeGauge(
+                    descriptor: .init(
+                        namespace: "gateway", metricName: "provider_key_usable", unitName: "state",
+                        helpText:
+                            "1 when a provider key takes requests; 0 while it rests after a 429 or is out after 401/403."
+                    ),
+                    labels: [("provider", p.provider), ("key", key.id)]
+                ).set(Int64(key.state == "ok" ? 1 : 0))
+            }
+        }
+        return self
+    }
+}

@@ -36,12 +36,17 @@ public struct RequestPipeline: Sendable {
     let policy: PolicyService
     let metrics: GatewayMetrics
     let logger: Logger
+    /// Provider key pools and circuit breakers.
+    let health: ProviderHealth
+    /// How long a request may spend on retries and fallbacks before its answer starts.
+    let retryDeadline: Duration = .seconds(30)
 
-    public init(
+    init(
         policies: Policies, keys: KeyDirectory, upstreams: UpstreamClients, mockTransport: (any UpstreamTransport)?,
         ledger: any Ledger, storeHealth: StoreHealth = StoreHealth(), policy: PolicyService, metrics: GatewayMetrics,
-        logger: Logger
+        health: ProviderHealth? = nil, logger: Logger
     ) throws {
+        self.health = health ?? ProviderHealth(config: policies.gateway, environment: [:])
         self.storeHealth = storeHealth
         self.mockTransport = mockTransport
         self.config = policies.gateway
@@ -145,24 +150,31 @@ public struct RequestPipeline: Sendable {
         draft.prompt = PromptCounter(tokenizer: tokenizer, cache: promptCache).count(
             endpoint: endpoint, json: parsed.json)
         metrics.tokenizerTime(clock.now - countStart)
+        let plan = policy.context(for: key.tenant, key: key.key).plan
+        let steps = steps(
+            ForwardStep(
+                route: route, provider: provider, tokenizer: tokenizer, prompt: draft.prompt, price: draft.price),
+            endpoint: endpoint, parsed: parsed, plan: plan, startedAt: draft.startedAt)
 
         // admit
         // The output each answer may reach: what the request asks (checked against the model's cap
         // above), else the plan's cap or the default, never above the model's cap. Both factors are
         // bounded (10^7 tokens, 128 answers), so the product fits.
         let outputLimit =
-            parsed.maxOutputTokens
-            ?? min(
-                policy.plans.plan(named: key.tenant.plan).maxOutputTokens ?? PolicyService.defaultMaxOutput,
-                route.maxOutputTokens)
+            parsed.maxOutputTokens ?? min(plan.maxOutputTokens ?? PolicyService.defaultMaxOutput, route.maxOutputTokens)
         let maxOutput = endpoint == .embeddings ? 0 : outputLimit * parsed.choices
+        // With fallbacks, the reservation is for the dearest model the chain may reach, so whichever
+        // serves is covered; the record is billed at the one that served.
+        let reserveFor = steps.count > 1 ? dearest(steps, completion: maxOutput, at: draft.startedAt) : steps[0]
         let admission: Admission
         do {
             admission = try await policy.admit(
                 key,
                 AdmissionRequest(
-                    model: parsed.model, estimate: Usage(prompt: draft.prompt.tokens, completion: maxOutput),
-                    requestedMaxOutput: parsed.maxOutputTokens, price: draft.price, now: draft.startedAt,
+                    model: parsed.model,
+                    estimate: Usage(
+                        prompt: steps.map(\.prompt.tokens).max() ?? draft.prompt.tokens, completion: maxOutput),
+                    requestedMaxOutput: parsed.maxOutputTokens, price: reserveFor.price, now: draft.startedAt,
                     admittedAt: Date()))
         } catch {
             // The shared store went away between the health check and the admission.
@@ -180,56 +192,43 @@ public struct RequestPipeline: Sendable {
         let owner = SettlementOwner(draft: draft, recorder: recorder)
         context.connection?.attach(owner)
 
-        // forward
-        let injectUsage = parsed.needsInjectedUsage && provider.kind != .anthropic
-        // Without a limit of the client's own, the upstream gets the one the reservation was made for,
-        // so actual output cannot exceed the estimate: a hard budget is overshot by prompt-count error
-        // alone.
-        let outputCap: (member: String, tokens: Int)? =
-            draft.reservation?.limitsApply == true && parsed.maxOutputTokens == nil && endpoint != .embeddings
-            ? provider.outputLimitMember(for: endpoint).map { ($0, outputLimit) } : nil
-        var forwarded = parsed
-        if injectUsage { forwarded.includeUsage = true }
-        if let outputCap { forwarded.maxOutputTokens = outputCap.tokens }
-        let request = UpstreamRequest(
-            provider: provider, endpoint: endpoint, parsed: forwarded,
-            body: parsed.upstreamBody(model: route.upstreamModel, requestUsage: injectUsage, outputCap: outputCap),
-            clientHeaders: request.headers, requestID: draft.requestID, eventLoop: context.connection?.channel.eventLoop
-        )
-        let upstream: UpstreamResponse
-        do {
-            upstream = try await transport(for: provider).send(request, cancellation: owner.cancellation)
-        } catch {
-            if owner.isClientGone {
-                await owner.finishBestEffort(owner.clientGoneRecord(upstreamStatus: nil, meter: nil))
-                throw GatewayError.clientGone.recorded()
-            }
-            logger.warning(
-                "upstream failed", metadata: ["provider": "\(provider.name)", "request_id": "\(draft.requestID)"])
-            let failure = GatewayError.upstream(error)
-            let timedOut = failure.code == "upstream_timeout"
-            metrics.upstreamError(provider: provider.name, kind: timedOut ? "timeout" : "unavailable")
-            await owner.finishBestEffort(
-                draft.finalRecord(
-                    status: timedOut ? .upstreamTimeout : .upstreamUnavailable, httpStatus: failure.statusCode,
-                    upstreamStatus: nil, error: failure.code, meter: nil, endedAt: Date(), firstByteAt: nil))
-            throw failure.recorded()
-        }
+        // forward (with retries and fallbacks, before any byte goes to the client)
+        let forwarded = await forward(
+            steps, endpoint: endpoint, parsed: parsed, clientHeaders: request.headers, outputLimit: outputLimit,
+            owner: owner, eventLoop: context.connection?.channel.eventLoop)
         if owner.isClientGone {
             await owner.finishBestEffort(owner.clientGoneRecord(upstreamStatus: nil, meter: nil))
             throw GatewayError.clientGone.recorded()
         }
-
-        // meter → settle → record, as the response streams
-        return try await relay.relay(
-            upstream, owner: owner,
-            metering: .init(
-                endpoint: endpoint, encoding: tokenizer.encoding, injectedUsage: injectUsage,
-                idleTimeout: .milliseconds(provider.timeouts.idleReadMilliseconds)),
-            dialect: endpoint.dialect, client: context.connection?.channel, extraHeaders: rateHeaders)
+        switch forwarded {
+        case .failed(let error, let step):
+            logger.warning(
+                "upstream failed", metadata: ["provider": "\(step.provider.name)", "request_id": "\(draft.requestID)"])
+            let failure = GatewayError.upstream(error)
+            let timedOut = failure.code == "upstream_timeout"
+            // The last attempt is the record's own; the ones before it stay as failed attempts.
+            var final = owner.draft
+            if !final.failedAttempts.isEmpty { final.failedAttempts.removeLast() }
+            final.attempts = max(1, final.failedAttempts.count + 1)
+            owner.draft = final
+            await owner.finishBestEffort(
+                final.finalRecord(
+                    status: timedOut ? .upstreamTimeout : .upstreamUnavailable, httpStatus: failure.statusCode,
+                    upstreamStatus: nil, error: failure.code, meter: nil, endedAt: Date(), firstByteAt: nil))
+            throw failure.recorded()
+        case .answered(let upstream, let step, _):
+            // meter → settle → record, as the response streams
+            return try await relay.relay(
+                upstream, owner: owner,
+                metering: .init(
+                    endpoint: endpoint, encoding: step.tokenizer.encoding,
+                    injectedUsage: parsed.needsInjectedUsage && step.provider.kind != .anthropic,
+                    idleTimeout: .milliseconds(step.provider.timeouts.idleReadMilliseconds)),
+                dialect: endpoint.dialect, client: context.connection?.channel, extraHeaders: rateHeaders)
+        }
     }
 
-    private func transport(for provider: ProviderConfig) throws(UpstreamFailure) -> any UpstreamTransport {
+    func transport(for provider: ProviderConfig) throws(UpstreamFailure) -> any UpstreamTransport {
         guard provider.kind == .mock else { return upstreams }
         guard let mockTransport else {
             throw .notConfigured(provider: provider.name, detail: "this build has no mock provider")

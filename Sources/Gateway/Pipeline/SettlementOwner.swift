@@ -33,13 +33,20 @@ final class SettlementOwner: Sendable {
         var disconnect: (upstreamStatus: Int, meter: UsageMeter?)?
     }
 
-    let draft: BillingDraft
+    private let current: Mutex<BillingDraft>
     private let recorder: BillingRecorder
     private let state = Mutex(State())
 
     init(draft: BillingDraft, recorder: BillingRecorder) {
-        self.draft = draft
+        self.current = Mutex(draft)
         self.recorder = recorder
+    }
+
+    /// What the record will say: the request as routed, updated by the forward stage as it retries or
+    /// falls back (the model that serves, its price, the attempts).
+    var draft: BillingDraft {
+        get { current.withLock { $0 } }
+        set { current.withLock { $0 = newValue } }
     }
 
     var reservation: Reservation? { draft.reservation }

@@ -48,7 +48,8 @@ public enum GatewayServer {
                 "model has no price in force; its requests are recorded unpriced", metadata: ["model": "\(model)"])
         }
         let upstreams = UpstreamClients(config: config, eventLoopGroup: eventLoopGroup, environment: environment)
-        for (provider, reason) in upstreams.unconfiguredProviders.sorted(by: { $0.key < $1.key }) {
+        let providerHealth = ProviderHealth(config: config, environment: environment)
+        for (provider, reason) in providerHealth.missing.sorted(by: { $0.key < $1.key }) {
             logger.notice(
                 "provider has no key; its models answer 503", metadata: ["provider": "\(provider)", "fix": "\(reason)"])
         }
@@ -61,7 +62,7 @@ public enum GatewayServer {
         let pipeline = try RequestPipeline(
             policies: policies, keys: keys, upstreams: upstreams, mockTransport: mockTransport, ledger: ledger,
             storeHealth: health,
-            policy: policy, metrics: metrics, logger: logger)
+            policy: policy, metrics: metrics, health: providerHealth, logger: logger)
         let counting = TokenCountEndpoint(config: config, cache: TokenCountCache())
 
         let router = Router(context: GatewayRequestContext.self)
@@ -72,7 +73,9 @@ public enum GatewayServer {
                 guard await offEventLoop({ await StoreHealth.check(store, timeout: .seconds(2)) }) else {
                     throw StoreError.invalid("the store does not answer")
                 }
-                return JSONResponse.text(200, #"{"status":"ready"}"#, requestID: nil)
+                return JSONResponse.make(
+                    200, .object([("status", "ready"), ("providers", ProviderHealth.json(providerHealth.snapshot()))]),
+                    requestID: nil)
             } catch {
                 return JSONResponse.text(503, #"{"status":"store unavailable"}"#, requestID: nil)
             }
@@ -82,7 +85,7 @@ public enum GatewayServer {
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(
                     byteBuffer: ByteBuffer(
-                        bytes: metrics.exposition(
+                        bytes: metrics.providers(providerHealth.snapshot()).exposition(
                             ledgerQueueDepth: ledger.queueDepth, outstandingReservations: policy.outstandingReservations
                         ))))
         }

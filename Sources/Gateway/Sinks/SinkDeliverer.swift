@@ -106,7 +106,9 @@ struct SinkDeliverer: Service {
             do {
                 try await outbox.outboxDelivered(delivered.map(\.0.id))
                 let now = Date()
-                for (e, _) in delivered { metrics.sinkDelivered(sink: sink.name, lag: now.timeIntervalSince(e.record.endedAt)) }
+                for (e, _) in delivered {
+                    metrics.sinkDelivered(sink: sink.name, lag: now.timeIntervalSince(e.record.endedAt))
+                }
             } catch {
                 logger.warning("billing sink: deliveries could not be recorded", metadata: ["sink": "\(sink.name)"])
             }

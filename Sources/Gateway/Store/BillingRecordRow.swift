@@ -14,7 +14,7 @@ enum BillingRecordRow {
         "cache_write_tokens", "completion_tokens", "reasoning_tokens", "usage_source", "local_prompt_tokens",
         "local_completion_tokens", "local_estimate", "price_entry", "currency", "cost_nanos", "estimated_tokens",
         "estimated_cost_nanos", "free_units", "grant_units", "free_cost_nanos", "charged_nanos", "budget_currency",
-        "budget_charge_nanos",
+        "budget_charge_nanos", "attempts", "upstream_key_id", "failed_attempts",
     ]
 
     /// Binds `r` to the parameters of an insert of ``columns`` in order, straight through the C API:
@@ -56,6 +56,9 @@ enum BillingRecordRow {
         binder.int(r.charged?.nanos)
         binder.text(r.budgetCharge?.currency)
         binder.int(r.budgetCharge?.nanos)
+        binder.int(Int64(r.attempts))
+        binder.text(r.upstreamKeyID)
+        binder.text(UpstreamAttempt.encode(r.failedAttempts))
         return binder.result
     }
 
@@ -134,6 +137,9 @@ enum BillingRecordRow {
         record.freeCost = money("free_cost_nanos", currency)
         record.charged = money("charged_nanos", currency)
         record.budgetCharge = money("budget_charge_nanos", row["budget_currency"])
+        record.attempts = row["attempts"] ?? 1
+        record.upstreamKeyID = row["upstream_key_id"]
+        record.failedAttempts = UpstreamAttempt.decode(row["failed_attempts"])
         return record
     }
 }

@@ -149,6 +149,14 @@ public final class GatewayStore: Sendable {
             try db.execute(sql: "ALTER TABLE tenants ADD COLUMN stripe_customer_id TEXT")
             try db.execute(sql: BillingOutbox.sqliteSchema)
         }
+        m.registerMigration("v6-attempts") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE billing_records ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+                    ALTER TABLE billing_records ADD COLUMN upstream_key_id TEXT;
+                    ALTER TABLE billing_records ADD COLUMN failed_attempts TEXT;
+                    """)
+        }
         return m
     }
 

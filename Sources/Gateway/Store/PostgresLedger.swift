@@ -43,6 +43,9 @@ enum PostgresBillingRow {
         binds.append(r.charged?.nanos)
         binds.append(r.budgetCharge?.currency)
         binds.append(r.budgetCharge?.nanos)
+        binds.append(Int32(clamping: r.attempts))
+        binds.append(r.upstreamKeyID)
+        binds.append(UpstreamAttempt.encode(r.failedAttempts))
     }
 
     static func record(_ row: PostgresRow) throws -> BillingRecord {
@@ -82,6 +85,9 @@ enum PostgresBillingRow {
         record.freeCost = try money("free_cost_nanos", currency)
         record.charged = try money("charged_nanos", currency)
         record.budgetCharge = try money("budget_charge_nanos", try r["budget_currency"].decode(String?.self))
+        record.attempts = Int(try r["attempts"].decode(Int32.self))
+        record.upstreamKeyID = try r["upstream_key_id"].decode(String?.self)
+        record.failedAttempts = UpstreamAttempt.decode(try r["failed_attempts"].decode(String?.self))
         return record
     }
 }

@@ -178,6 +178,13 @@ extension PostgresStore {
             BillingOutbox.postgresSchema,
             "CREATE INDEX billing_outbox_due ON billing_outbox(sink, state, next_attempt_at)",
         ],
+        // 4: retries and fallbacks: how many attempts a request made, the key that served it, and the
+        // attempts that failed (a JSON array, written with the record).
+        [
+            "ALTER TABLE billing_records ADD COLUMN attempts integer NOT NULL DEFAULT 1",
+            "ALTER TABLE billing_records ADD COLUMN upstream_key_id text",
+            "ALTER TABLE billing_records ADD COLUMN failed_attempts text",
+        ],
     ]
 
     /// An arbitrary constant: the advisory lock that serializes migrations across replicas.

@@ -86,7 +86,7 @@ public final class UpstreamClients: UpstreamTransport {
         guard let pool = pools[provider.name] else {
             throw .unreachable(provider: provider.name, detail: broken[provider.name] ?? "no client for this provider")
         }
-        guard let key = credentials[provider.name] else {
+        guard let key = upstream.apiKey ?? credentials[provider.name] else {
             throw .notConfigured(provider: provider.name, detail: missingCredentials[provider.name] ?? "no key")
         }
         var headers = HTTPHeaders()

@@ -24,6 +24,9 @@ public struct UpstreamRequest: Sendable {
     /// The client connection's event loop. An HTTP transport reads the upstream on it, so that the
     /// relay can pass each chunk to the client without leaving the loop.
     public var eventLoop: (any EventLoop)?
+    /// The provider key for this attempt (from the provider's pool) and its configured name.
+    public var apiKey: String?
+    public var keyID: String?
 }
 
 /// Where a transport registers what stops its work when the client goes away.

@@ -65,7 +65,7 @@ public struct GatewayConfig: Sendable, Equatable, YAMLDocument {
     }
 
     /// Encodings the tokenizer registry knows; checked here so a typo fails at start, not per request.
-    public static let knownEncodings: Set<String> = ["o200k_base", "cl100k_base", "qwen"]
+    public static let knownEncodings: Set<String> = ["o200k_base", "cl100k_base", "qwen", "deepseek_v3"]
 
     public static func parse(_ root: YAMLField) throws(ConfigError) -> GatewayConfig {
         _ = try root.mapping(allowed: ["server", "providers", "models", "price_book", "plans", "billing_sinks"])
@@ -118,6 +118,12 @@ public struct GatewayConfig: Sendable, Equatable, YAMLDocument {
             }
             models.append(model)
         }
+        let names = Set(models.map(\.name))
+        for (field, model) in zip(try root.required("models").sequence(), models) {
+            for fallback in model.fallbacks where !names.contains(fallback) || fallback == model.name {
+                throw field.fail("model '\(model.name)': fallback '\(fallback)' is not another configured model")
+            }
+        }
         var config = GatewayConfig(
             server: server, providers: providers, models: models, priceBookFile: priceBookFile, plansFile: plansFile)
         if let sinks = root.optional("billing_sinks") { config.billingSinks = try BillingSinkConfig.parseList(sinks) }
@@ -126,8 +132,9 @@ public struct GatewayConfig: Sendable, Equatable, YAMLDocument {
 
     private static func parseProvider(_ field: YAMLField) throws(ConfigError) -> ProviderConfig {
         let allowed: Set<String> = [
-            "name", "kind", "base_url", "api_key_env", "api_key_file", "timeouts", "mock", "chat_max_tokens_field",
-            "tls_ca_file",
+            "name", "kind", "base_url", "api_key_env", "api_key_file", "api_keys_env", "api_key_files", "timeouts",
+            "mock",
+            "chat_max_tokens_field", "tls_ca_file",
         ]
         _ = try field.mapping(allowed: allowed)
         var provider = ProviderConfig(
@@ -146,9 +153,18 @@ public struct GatewayConfig: Sendable, Equatable, YAMLDocument {
             provider.apiKeyEnv = try field.optional("api_key_env")?.nonEmptyString()
             provider.apiKeyFile = try field.optional("api_key_file")?.nonEmptyString()
             provider.tlsCAFile = try field.optional("tls_ca_file")?.nonEmptyString()
-            if provider.apiKeyEnv == nil && provider.apiKeyFile == nil {
-                throw field.fail("provider '\(provider.name)' needs api_key_env or api_key_file")
-            }
+        }
+        if let list = field.optional("api_keys_env") {
+            provider.apiKeyEnvs = try list.sequence().map { f throws(ConfigError) in try f.nonEmptyString() }
+        }
+        if let list = field.optional("api_key_files") {
+            provider.apiKeyFiles = try list.sequence().map { f throws(ConfigError) in try f.nonEmptyString() }
+        }
+        if provider.kind != .mock && provider.apiKeyEnv == nil && provider.apiKeyFile == nil
+            && provider.apiKeyEnvs.isEmpty && provider.apiKeyFiles.isEmpty
+        {
+            throw field.fail(
+                "provider '\(provider.name)' needs api_key_env, api_key_file, api_keys_env or api_key_files")
         }
         if let f = field.optional("chat_max_tokens_field") {
             let member = try f.string()
@@ -183,6 +199,7 @@ public struct GatewayConfig: Sendable, Equatable, YAMLDocument {
     private static func parseModel(_ field: YAMLField) throws(ConfigError) -> ModelRoute {
         _ = try field.mapping(allowed: [
             "name", "provider", "upstream_model", "tokenizer", "calibration", "price_id", "max_output_tokens",
+            "fallbacks", "max_attempts",
         ])
         let name = try field.required("name").nonEmptyString()
         let tokenizerField = try field.required("tokenizer")
@@ -201,7 +218,7 @@ public struct GatewayConfig: Sendable, Equatable, YAMLDocument {
             }
             calibration = perMille
         }
-        return ModelRoute(
+        var route = ModelRoute(
             name: name,
             provider: try field.required("provider").nonEmptyString(),
             upstreamModel: try field.optional("upstream_model")?.nonEmptyString() ?? name,
@@ -211,6 +228,11 @@ public struct GatewayConfig: Sendable, Equatable, YAMLDocument {
             maxOutputTokens: try field.optional("max_output_tokens")?.int(range: 1...10_000_000)
                 ?? ModelRoute.defaultMaxOutputTokens
         )
+        if let list = field.optional("fallbacks") {
+            route.fallbacks = try list.sequence().map { f throws(ConfigError) in try f.nonEmptyString() }
+        }
+        if let n = field.optional("max_attempts") { route.maxAttempts = try n.int(range: 1...10) }
+        return route
     }
 }
 

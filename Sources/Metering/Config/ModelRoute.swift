@@ -15,6 +15,11 @@ public struct ModelRoute: Sendable, Equatable {
     /// The most output tokens one request may ask for (`max_tokens` and its kin); more is refused with
     /// 400 before anything is reserved, so no client-supplied count can reach the arithmetic unbounded.
     public var maxOutputTokens: Int
+    /// Public models to try, in order, when this one's provider fails before any byte reached the client
+    /// (each with its own provider, upstream model, tokenizer and price).
+    public var fallbacks: [String] = []
+    /// Attempts in all for a request to this model, retries and fallbacks together.
+    public var maxAttempts = 3
 
     /// The cap for a model whose configuration names none: above every current model's real output
     /// limit, far below anything that strains 64-bit money.

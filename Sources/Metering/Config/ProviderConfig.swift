@@ -49,6 +49,10 @@ public struct ProviderConfig: Sendable, Equatable {
     public var apiKeyEnv: String?
     /// A file holding the provider key (for secret mounts); read at start.
     public var apiKeyFile: String?
+    /// A key pool: several keys of one provider (`api_keys_env`, `api_key_files`), used by least
+    /// outstanding requests; each is known by its variable or file name, never its value.
+    public var apiKeyEnvs: [String] = []
+    public var apiKeyFiles: [String] = []
     /// PEM certificates trusted for this provider's TLS besides the system's roots (a private CA).
     public var tlsCAFile: String?
     public var timeouts: ProviderTimeouts

@@ -18,6 +18,11 @@ public struct BillingDraft: Sendable {
     public var price: PriceEntry?
     /// What the admit stage reserved for this request, if it was admitted.
     public var reservation: Reservation?
+    /// Upstream attempts so far (the forward stage's retries and fallbacks), the key of the last one,
+    /// and those that failed.
+    public var attempts = 1
+    public var upstreamKeyID: String?
+    public var failedAttempts: [UpstreamAttempt] = []
 
     public init(
         requestID: String, tenantID: String, keyID: String, startedAt: Date, endpoint: String, model: String = "",
@@ -96,6 +101,9 @@ public struct BillingDraft: Sendable {
         record.estimatedCost = reservation?.estimatedCost
         record.freeCost = record.cost.map { .zero($0.currency) }
         record.charged = record.cost
+        record.attempts = attempts
+        record.upstreamKeyID = upstreamKeyID
+        record.failedAttempts = failedAttempts
         return record
     }
 }

@@ -10,6 +10,8 @@ public enum BillingExportFormat: String, Sendable, CaseIterable {
     case csv
     case jsonl
     case focus
+    /// Every upstream attempt, one row each: the failed ones and the one that served (CSV).
+    case attempts
 
     public static let columns = [
         "record_id", "request_id", "tenant_id", "tenant_name", "key_id", "started_at", "ended_at", "ttft_ms",
@@ -17,12 +19,12 @@ public enum BillingExportFormat: String, Sendable, CaseIterable {
         "prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens", "reasoning_tokens",
         "usage_source", "local_prompt_tokens", "local_completion_tokens", "local_estimate", "price_entry",
         "currency", "cost", "estimated_tokens", "estimated_cost", "free_units", "grant_units", "free_cost",
-        "charged_cost", "budget_currency", "budget_charge",
+        "charged_cost", "budget_currency", "budget_charge", "attempts", "upstream_key_id",
     ]
 
     public var contentType: String {
         switch self {
-        case .csv, .focus: return "text/csv; charset=utf-8"
+        case .csv, .focus, .attempts: return "text/csv; charset=utf-8"
         case .jsonl: return "application/x-ndjson"
         }
     }
@@ -33,11 +35,13 @@ public enum BillingExportFormat: String, Sendable, CaseIterable {
         case .csv: return Self.columns.joined(separator: ",") + "\r\n"
         case .jsonl: return ""
         case .focus: return FocusExport.columns.joined(separator: ",") + "\r\n"
+        case .attempts: return Self.attemptColumns.joined(separator: ",") + "\r\n"
         }
     }
 
     public func line(_ r: BillingRecord, tenantName: String) -> String {
         if self == .focus { return FocusExport.line(r, tenantName: tenantName) }
+        if self == .attempts { return Self.attemptLines(r) }
         let values: [JSONValue] = [
             .string(r.id), .string(r.requestID), .string(r.tenantID), .string(tenantName), .string(r.keyID),
             .string(Self.timestamp(r.startedAt)), .string(Self.timestamp(r.endedAt)),
@@ -52,12 +56,13 @@ public enum BillingExportFormat: String, Sendable, CaseIterable {
             .number(String(r.freeUnits)), .number(String(r.grantUnits)),
             r.freeCost.map { .string($0.decimalString) } ?? .null, r.charged.map { .string($0.decimalString) } ?? .null,
             r.budgetCharge.map { .string($0.currency) } ?? .null,
-            r.budgetCharge.map { .string($0.decimalString) } ?? .null,
+            r.budgetCharge.map { .string($0.decimalString) } ?? .null, .int(r.attempts),
+            r.upstreamKeyID.map(JSONValue.string) ?? .null,
         ]
         switch self {
         case .jsonl:
             return JSONWriter.serialize(.object(Array(zip(Self.columns, values)))) + "\n"
-        case .csv, .focus:
+        case .csv, .focus, .attempts:
             var line = ""
             for (i, value) in values.enumerated() {
                 if i > 0 { line += "," }
@@ -70,6 +75,34 @@ public enum BillingExportFormat: String, Sendable, CaseIterable {
             }
             return line + "\r\n"
         }
+    }
+
+    static let attemptColumns = [
+        "record_id", "request_id", "tenant_id", "attempt", "served", "provider", "upstream_model", "key_id", "status",
+        "latency_ms", "error", "prompt_tokens", "completion_tokens",
+    ]
+
+    /// A record's attempts: the failed ones in order, then the one the record is (which served, or
+    /// failed last); so an operator can match each against the provider's own invoice.
+    static func attemptLines(_ r: BillingRecord) -> String {
+        var out = ""
+        func row(_ n: Int, served: Bool, _ a: UpstreamAttempt) {
+            var fields: [String] = [csvField(r.id), csvField(r.requestID), csvField(r.tenantID), String(n)]
+            fields.append(served ? "true" : "false")
+            fields += [csvField(a.provider), csvField(a.upstreamModel), csvField(a.keyID ?? "")]
+            fields.append(a.status.map { String($0) } ?? "")
+            fields += [String(a.latencyMs), csvField(a.error)]
+            fields.append(a.promptTokens.map { String($0) } ?? "")
+            fields.append(a.completionTokens.map { String($0) } ?? "")
+            out += fields.joined(separator: ",") + "\r\n"
+        }
+        for (i, a) in r.failedAttempts.enumerated() { row(i + 1, served: false, a) }
+        let last = UpstreamAttempt(
+            provider: r.provider, upstreamModel: r.upstreamModel, keyID: r.upstreamKeyID, status: r.httpStatus,
+            latencyMs: Int((r.endedAt.timeIntervalSince(r.startedAt) * 1000).rounded()), error: r.error ?? "",
+            promptTokens: r.usage.prompt, completionTokens: r.usage.completion)
+        row(r.failedAttempts.count + 1, served: r.status == .completed, last)
+        return out
     }
 
     /// RFC 4180: a field with a comma, quote, CR or LF is quoted, and its quotes doubled. A text that a

@@ -79,6 +79,12 @@ public struct BillingRecord: Sendable, Equatable {
     public var charged: Money?
     /// `charged` as counted against the tenant's budget, in the budget's currency.
     public var budgetCharge: Money?
+    /// Upstream attempts this request made (retries and fallbacks included); the last one served it.
+    public var attempts = 1
+    /// The provider key that served it (its configured name, never the key), when a pool has several.
+    public var upstreamKeyID: String?
+    /// The attempts that failed before the one that served, for reconciling with the provider's invoice.
+    public var failedAttempts: [UpstreamAttempt] = []
 
     public init(
         id: String, requestID: String, tenantID: String, keyID: String, startedAt: Date, endedAt: Date,
@@ -116,4 +122,70 @@ public struct BillingRecord: Sendable, Equatable {
     public static func newID() -> String { ids.next() }
 
     private static let ids = ProcessUniqueIDs(tag: "rec_", counterDigits: 16)
+}
+
+/// One upstream attempt of a request that was retried or fell back.
+public struct UpstreamAttempt: Sendable, Equatable {
+    public var provider: String
+    public var upstreamModel: String
+    public var keyID: String?
+    /// The upstream's status, or nil when it did not answer (connect error, timeout).
+    public var status: Int?
+    public var latencyMs: Int
+    public var error: String
+    /// Usage the upstream reported on its error answer, if any.
+    public var promptTokens: Int?
+    public var completionTokens: Int?
+
+    public init(
+        provider: String, upstreamModel: String, keyID: String?, status: Int?, latencyMs: Int, error: String,
+        promptTokens: Int? = nil, completionTokens: Int? = nil
+    ) {
+        self.provider = provider
+        self.upstreamModel = upstreamModel
+        self.keyID = keyID
+        self.status = status
+        self.latencyMs = latencyMs
+        self.error = error
+        self.promptTokens = promptTokens
+        self.completionTokens = completionTokens
+    }
+
+    /// The failed attempts as one JSON array (the ledger keeps them beside their record, in its row).
+    public static func encode(_ attempts: [UpstreamAttempt]) -> String? {
+        guard !attempts.isEmpty else { return nil }
+        return JSONWriter.serialize(
+            .array(
+                attempts.map { a in
+                    .object([
+                        ("provider", .string(a.provider)), ("upstream_model", .string(a.upstreamModel)),
+                        ("key_id", a.keyID.map(JSONValue.string) ?? .null),
+                        ("status", a.status.map(JSONValue.int) ?? .null), ("latency_ms", .int(a.latencyMs)),
+                        ("error", .string(a.error)), ("prompt_tokens", a.promptTokens.map(JSONValue.int) ?? .null),
+                        ("completion_tokens", a.completionTokens.map(JSONValue.int) ?? .null),
+                    ])
+                }))
+    }
+
+    public static func decode(_ text: String?) -> [UpstreamAttempt] {
+        guard let text, let json = try? JSONReader.parse(Array(text.utf8)), case .array(let items) = json else {
+            return []
+        }
+        return items.compactMap { item in
+            guard case .string(let provider)? = item["provider"], case .string(let model)? = item["upstream_model"]
+            else { return nil }
+            func int(_ name: String) -> Int? {
+                if case .number(let n)? = item[name] { return Int(n) }
+                return nil
+            }
+            var key: String?
+            if case .string(let k)? = item["key_id"] { key = k }
+            var error = ""
+            if case .string(let e)? = item["error"] { error = e }
+            return UpstreamAttempt(
+                provider: provider, upstreamModel: model, keyID: key, status: int("status"),
+                latencyMs: int("latency_ms") ?? 0, error: error, promptTokens: int("prompt_tokens"),
+                completionTokens: int("completion_tokens"))
+        }
+    }
 }

@@ -14,6 +14,9 @@ public struct Plan: Sendable, Equatable {
     public var allowedModels: Set<String>?
     /// Largest `max_tokens` a request may ask for; also the estimate for a request that names none.
     public var maxOutputTokens: Int?
+    /// Whether a request may be served by a model's fallbacks when its provider fails (`fallbacks:
+    /// false` in plans.yaml turns it off). A fallback must be in `allowedModels` too.
+    public var fallbacks = true
 
     public init(
         name: String, freeQuota: FreeQuota? = nil, budget: Budget? = nil, tenantLimits: RateLimits = .init(),

@@ -44,8 +44,11 @@ public struct PlanBook: Sendable, Equatable, YAMLDocument {
     }
 
     static func parsePlan(name: String, _ field: YAMLField) throws(ConfigError) -> Plan {
-        _ = try field.mapping(allowed: ["models", "max_output_tokens", "free_quota", "budget", "rate_limits"])
+        _ = try field.mapping(allowed: [
+            "models", "max_output_tokens", "free_quota", "budget", "rate_limits", "fallbacks",
+        ])
         var plan = Plan(name: name)
+        if let f = field.optional("fallbacks") { plan.fallbacks = try f.bool() }
         if let m = field.optional("models") {
             plan.allowedModels = Set(try m.sequence().map { (f) throws(ConfigError) in try f.nonEmptyString() })
         }
