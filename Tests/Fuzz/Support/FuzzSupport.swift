@@ -49,8 +49,8 @@ func chunks(of bytes: [UInt8], cuts: [Int]) -> [ArraySlice<UInt8>] {
 
 func hex(_ bytes: some Sequence<UInt8>) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 
-/// The three encodings, loaded once (the first load reads and checks a vocabulary).
-nonisolated(unsafe) var encodings: [TokenEncoding?] = [nil, nil, nil]
+/// The encodings (``TokenEncoding/names``), loaded once (the first load reads and checks a vocabulary).
+nonisolated(unsafe) var encodings = [TokenEncoding?](repeating: nil, count: TokenEncoding.names.count)
 
 func encoding(_ i: Int) -> TokenEncoding {
     if let e = encodings[i] { return e }
@@ -61,5 +61,5 @@ func encoding(_ i: Int) -> TokenEncoding {
 
 /// Loads every vocabulary before fuzzing starts, so the first inputs are not timed with the load.
 func preloadEncodings() {
-    for i in 0..<3 { _ = encoding(i) }
+    for i in TokenEncoding.names.indices { _ = encoding(i) }
 }
