@@ -253,17 +253,36 @@ extension SharedPolicyTests {
         defer { drop() }
         let old = try await PostgresStore.open(url: url, migrateThrough: 1)
         #expect(try await old.appliedMigrations() == [1])
-        let key = try await Self.key(old, budget: "0.05")
-        // 0.01 USD already spent under the previous version, which kept its counters in memory.
-        var spent = try Self.record(key, at: Self.now, usage: Usage(prompt: 5_000, completion: 5_000))
-        spent.charged = spent.cost
-        spent.budgetCharge = spent.cost
-        try await PostgresLedger(store: old).append(spent)
         old.close()
+        // Written as the previous version wrote them (its columns only): a tenant with a 0.05 USD budget
+        // that has spent 0.01 USD, while its counters lived in memory.
+        let start = SQLiteLedger.microseconds(Self.now)
+        let (status, output) = PostgresTestCluster.run(
+            "/usr/bin/env",
+            [
+                "psql", url, "-v", "ON_ERROR_STOP=1", "-qc",
+                """
+                INSERT INTO tenants (id, name, status, timezone, created_at, budget_limit, budget_currency,
+                    budget_period, budget_soft)
+                VALUES ('ten_old', 'old', 'active', 'UTC', now(), '0.050000000', 'USD', 'month', false);
+                INSERT INTO billing_records (id, request_id, tenant_id, key_id, started_at, ended_at, endpoint, model,
+                    upstream_model, provider, stream, status, http_status, prompt_tokens, cached_tokens,
+                    cache_write_tokens, completion_tokens, reasoning_tokens, usage_source, local_prompt_tokens,
+                    local_completion_tokens, local_estimate, currency, cost_nanos, charged_nanos, budget_currency,
+                    budget_charge_nanos)
+                VALUES ('rec_old', 'req_old', 'ten_old', 'key', \(start), \(start), '/v1/chat/completions', 'm', 'm',
+                    'p', false, 'completed', 200, 5000, 0, 0, 5000, 0, 'upstream', 5000, 5000, false, 'USD',
+                    10000000, 10000000, 'USD', 10000000);
+                """,
+            ])
+        #expect(status == 0, "\(output)")
 
         let cluster = try await Self.cluster(url: url)
         defer { cluster.close() }
-        #expect(try await cluster.admin.appliedMigrations() == [1, 2])
+        #expect(try await cluster.admin.appliedMigrations() == Array(1...4))
+        let tenant = try await cluster.admin.tenant("ten_old")
+        let (created, _) = try await cluster.admin.createKey(tenant: tenant.id, name: nil)
+        let key = AuthenticatedKey(key: created, tenant: tenant)
         var admitted = 0
         for i in 0..<40 {
             let replica = cluster.replicas[i % 3]

@@ -127,9 +127,13 @@ final class ProviderHealth: Sendable {
         state.withLock { s in
             if let i = lease.index, var states = s.keys[lease.provider], states.indices.contains(i) {
                 states[i].outstanding = max(0, states[i].outstanding - 1)
-                if status == 429 {
+                // Only a pool sets keys aside, and never its last usable one: a provider's only key
+                // is retried after the upstream's reset (the forward stage waits for it) and keeps
+                // answering what the provider says.
+                let others = states.indices.filter { $0 != i && states[$0].disabled == nil }
+                if status == 429 && !others.isEmpty {
                     states[i].restUntil = now.addingTimeInterval(Self.resetSeconds(headers) ?? 1)
-                } else if status == 401 || status == 403 {
+                } else if (status == 401 || status == 403) && !others.isEmpty {
                     states[i].disabled = "the provider refused the key (\(status!))"
                 }
                 s.keys[lease.provider] = states
