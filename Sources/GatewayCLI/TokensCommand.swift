@@ -10,8 +10,10 @@ struct TokensCommand: ParsableCommand {
 
     struct Count: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Count the tokens of a file or of standard input (special-token text is ordinary text).")
-        @Option(help: "o200k_base, cl100k_base or qwen.") var encoding: String
+            abstract:
+                "Count the tokens of a file or of standard input (special-token text is ordinary text, "
+                + "but deepseek_v3 matches its added tokens anywhere, as Hugging Face does).")
+        @Option(help: "o200k_base, cl100k_base, qwen or deepseek_v3.") var encoding: String
         @Option(help: "Read this file instead of standard input.") var file: String?
         @Flag(help: "Print JSON.") var json = false
         @Flag(help: "Count each line of standard input, a JSON string, on its own; print one count per line.")
@@ -48,7 +50,7 @@ struct TokensCommand: ParsableCommand {
     struct Encode: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Encode JSON-string lines from standard input; print one JSON array of ids per line.")
-        @Option(help: "o200k_base, cl100k_base or qwen.") var encoding: String
+        @Option(help: "o200k_base, cl100k_base, qwen or deepseek_v3.") var encoding: String
 
         func run() throws {
             let enc = try TokenEncoding.named(encoding)
@@ -70,7 +72,7 @@ struct TokensCommand: ParsableCommand {
     struct Bench: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Measure single-threaded counting speed on files; prints MB/s per file.")
-        @Option(help: "o200k_base, cl100k_base or qwen.") var encoding: String
+        @Option(help: "o200k_base, cl100k_base, qwen or deepseek_v3.") var encoding: String
         @Option(help: "Seconds to spend per file (at least one pass).") var seconds: Double = 1
         @Argument(help: "Files to count.") var files: [String]
 
