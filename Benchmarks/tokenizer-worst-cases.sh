@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The no-whitespace worst cases against prose, per byte, for this tokenizer alone.
-#   Benchmarks/tokenizer-worst-cases.sh [o200k_base|cl100k_base|qwen]   (default: all three)
+#   Benchmarks/tokenizer-worst-cases.sh [o200k_base|cl100k_base|qwen|deepseek_v3]   (default: all four)
 #   ROUNDS=10 SECONDS_PER_FILE=0.5 (defaults): each round is a new process that times every file, one
 #   after the other, pinned to one core. Prints each file's best and median MB/s over the rounds, and
 #   their shares of English prose's best and median (and of Chinese prose's median). On a shared VM,
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_FILE=${SECONDS_PER_FILE:-0.5}
 ROUNDS=${ROUNDS:-10}
 source Benchmarks/tokenizer/prepare.sh
-for enc in ${1:-o200k_base cl100k_base qwen}; do
+for enc in ${1:-o200k_base cl100k_base qwen deepseek_v3}; do
   for round in $(seq "$ROUNDS"); do
     taskset -c 0 "$GATEWAY_BIN" tokens bench --encoding "$enc" --seconds "$SECONDS_PER_FILE" $files \
       >>"$work/$enc"
