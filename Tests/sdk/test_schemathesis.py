@@ -14,6 +14,7 @@ without a credential and with a wrong one: 401, as documented.
 import os
 import re
 import shutil
+import socket
 import tempfile
 import zlib
 
@@ -55,14 +56,24 @@ def fuzzed_gateway():
     keys = [_new_key(data, "st-target", "a"), _new_key(data, "st-target", "b")]
     _cli(data, "tenants", "create", "st-own")
     own = _new_key(data, "st-own", "usage")
+    # One billing sink (pointing at a port nothing listens on: deliveries just wait), so that the sink
+    # operations have a sink to name.
+    policies = os.path.join(data, "policies")
+    shutil.copytree(os.path.join(ROOT, "policies"), policies)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    with open(os.path.join(policies, "gateway.yaml"), "a") as f:
+        f.write(f'\nbilling_sinks:\n  - {{name: meter, kind: cloudevents, url: "http://127.0.0.1:{closed}/ce"}}\n')
     port = _free_port()
-    proc = start_gateway(data, port)
+    proc = start_gateway(data, port, config=os.path.join(policies, "gateway.yaml"))
     try:
         yield {
             "url": f"http://127.0.0.1:{port}",
             "tenant": [target, "st-target"],
             "key": [keys[0]["id"], keys[0]["prefix"], keys[1]["id"]],
             "usage_key": own["secret"],
+            "sink": ["meter"],
         }
     finally:
         proc.terminate()
@@ -122,7 +133,7 @@ def test_live_gateway_conforms_to_openapi(case, fuzzed_gateway):
     if case.headers is None:
         case.headers = {}
     # The operation's own credential: the tenant's virtual key for /v1/usage, the admin token elsewhere.
-    token = fuzzed_gateway["usage_key"] if case.operation.path == "/v1/usage" else ADMIN_TOKEN
+    token = fuzzed_gateway["usage_key"] if case.operation.path.startswith("/v1/usage") else ADMIN_TOKEN
     case.headers["Authorization"] = f"Bearer {token}"
     r = case.call_and_validate(base_url=fuzzed_gateway["url"], checks=CHECKS)
     # A seeded tenant or key exists (tenants and keys are never deleted, revoked keys included).

@@ -72,7 +72,8 @@ extension RequestPipeline {
     /// 429 and 5xx (Anthropic's 529 included) are retried with backoff and jitter, no sooner than the
     /// upstream's `Retry-After` or rate-limit reset, within the first step's attempt limit and
     /// `retryDeadline`. A provider that cannot be reached, or whose circuit is open, gives way to the next
-    /// step at once; a step that keeps failing gives way after two attempts. Each failed attempt goes into
+    /// step at once (an open circuit is skipped only when there is a next step); a step that keeps failing
+    /// gives way after two attempts. Each failed attempt goes into
     /// the owner's draft (the record keeps it); the step that answers becomes the draft's model.
     func forward(
         _ steps: [ForwardStep], endpoint: APIEndpoint, parsed: ParsedRequest, clientHeaders: HTTPFields,
@@ -86,7 +87,7 @@ extension RequestPipeline {
             let isLast = index == steps.count - 1
             var onStep = 0
             while attemptsLeft > 0 && !owner.isClientGone {
-                guard let lease = health.acquire(step.provider.name) else {
+                guard let lease = health.acquire(step.provider.name, circuit: !isLast) else {
                     failure = (
                         .unreachable(provider: step.provider.name, detail: "circuit open or no usable key"), step
                     )

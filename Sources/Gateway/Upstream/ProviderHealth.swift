@@ -91,12 +91,14 @@ final class ProviderHealth: Sendable {
     }
 
     /// Whether `provider` may be tried now, and if so, with which key. Nil when its circuit is open, or
-    /// every key is resting or out. A provider without keys (the mock) gets a lease with no key.
-    func acquire(_ provider: String, now: Date = Date()) -> Lease? {
+    /// every key is resting or out. A provider without keys (the mock) gets a lease with no key. With
+    /// `circuit: false` (the last model a request can go to) an open circuit does not stop the attempt:
+    /// skipping a provider helps only when there is another to go to.
+    func acquire(_ provider: String, now: Date = Date(), circuit: Bool = true) -> Lease? {
         let list = keys[provider] ?? []
         return state.withLock { s -> Lease? in
             var breaker = s.breakers[provider] ?? Breaker()
-            if let until = breaker.openUntil {
+            if circuit, let until = breaker.openUntil {
                 guard now >= until, !breaker.probing else { return nil }
                 breaker.probing = true
                 s.breakers[provider] = breaker
