@@ -33,6 +33,8 @@ public struct MockTransport: UpstreamTransport {
         } else if let times = directives.failTimes, times > 0 {
             // Attempts of one request share its id: the first `times` of them fail.
             let attempt = Self.attempts.withLock { seen -> Int in
+                // Requests that stopped before their last failure would stay: keep the map bounded.
+                if seen.count > 10_000 { seen.removeAll() }
                 let n = (seen[request.requestID] ?? 0) + 1
                 seen[request.requestID] = n > times ? nil : n
                 return n

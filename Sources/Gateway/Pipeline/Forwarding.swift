@@ -29,19 +29,34 @@ extension RequestPipeline {
     ) -> [ForwardStep] {
         var steps = [first]
         guard plan.fallbacks else { return steps }
+        let prices = policy.prices
+        // A fallback whose cost cannot be compared with the first step's, or counted against the budget,
+        // could serve unreserved or unbilled: such a step is left out. So is one the free quota does not
+        // cover when the requested model's use would draw on it.
+        func convertible(_ price: PriceEntry?) -> Bool {
+            guard let price else { return first.price == nil }
+            let unit = Money(nanos: 1_000_000_000, currency: price.currency)
+            if let f = first.price, prices.convert(unit, to: f.currency, at: startedAt) == nil { return false }
+            if let b = plan.budget, prices.convert(unit, to: b.limit.currency, at: startedAt) == nil { return false }
+            return true
+        }
+        let freeCovers = plan.freeQuota.map { $0.applies(toModel: first.route.name) } ?? false
         for name in first.route.fallbacks {
             guard let (route, provider) = config.route(forModel: name), let tokenizer = tokenizers[route.name],
                 plan.allowedModels?.contains(name) ?? true, (provider.kind == .anthropic) == (endpoint == .messages),
-                (parsed.maxOutputTokens ?? 0) <= route.maxOutputTokens
+                (parsed.maxOutputTokens ?? 0) <= route.maxOutputTokens,
+                !freeCovers || plan.freeQuota?.applies(toModel: name) == true
             else { continue }
+            let price = policy.price(for: route.priceID, at: startedAt)
+            guard convertible(price) else { continue }
             let prompt =
-                route.tokenizer == first.route.tokenizer && route.calibrationPerMille == first.route.calibrationPerMille
+                tokenizer.encoding.name == first.tokenizer.encoding.name
+                    && tokenizer.calibrationPerMille == first.tokenizer.calibrationPerMille
+                    && tokenizer.isEstimate == first.tokenizer.isEstimate
                 ? first.prompt
                 : PromptCounter(tokenizer: tokenizer, cache: promptCache).count(endpoint: endpoint, json: parsed.json)
             steps.append(
-                ForwardStep(
-                    route: route, provider: provider, tokenizer: tokenizer, prompt: prompt,
-                    price: policy.price(for: route.priceID, at: startedAt)))
+                ForwardStep(route: route, provider: provider, tokenizer: tokenizer, prompt: prompt, price: price))
         }
         return steps
     }
@@ -86,7 +101,10 @@ extension RequestPipeline {
         stepLoop: for (index, step) in steps.enumerated() {
             let isLast = index == steps.count - 1
             var onStep = 0
-            while attemptsLeft > 0 && !owner.isClientGone {
+            // Every attempt after the first starts within the deadline: a timeout is not retried past it.
+            while attemptsLeft > 0 && !owner.isClientGone
+                && (attemptsLeft == steps[0].route.maxAttempts || clock.now < deadline)
+            {
                 guard let lease = health.acquire(step.provider.name, circuit: !isLast) else {
                     failure = (
                         .unreachable(provider: step.provider.name, detail: "circuit open or no usable key"), step
@@ -104,7 +122,8 @@ extension RequestPipeline {
                 do {
                     response = try await transport(for: step.provider).send(request, cancellation: owner.cancellation)
                 } catch let error {
-                    health.finish(lease, status: nil, headers: [], failed: true)
+                    // A client that left cancels its own request: that says nothing about the provider.
+                    health.finish(lease, status: nil, headers: [], failed: !owner.isClientGone)
                     failure = (error, step)
                     let code = GatewayError.upstream(error).code ?? "upstream_unavailable"
                     attempt(step, lease, status: nil, since: started, error: code, owner: owner)
@@ -123,7 +142,7 @@ extension RequestPipeline {
                 guard retryable, attemptsLeft > 0, !owner.isClientGone else { return .answered(response, step, lease) }
                 // A pool's other key can take a 429 at once; otherwise the upstream's reset or a backoff.
                 let wait: Duration =
-                    status == 429 && health.keyCount(step.provider.name) > 1
+                    status == 429 && health.usableKeyCount(step.provider.name) > 0
                     ? .zero
                     : ProviderHealth.resetSeconds(response.headers).map { .milliseconds(Int64($0 * 1000)) }
                         ?? backoff(onStep)

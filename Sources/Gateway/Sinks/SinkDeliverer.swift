@@ -31,7 +31,11 @@ struct SinkDeliverer: Service {
     /// Reads a sink's secret from its environment variable or file; nil when it names neither or the
     /// value is missing.
     static func secret(for sink: BillingSinkConfig, environment: [String: String]) -> String? {
-        if let name = sink.secretEnv, let value = environment[name], !value.isEmpty { return value }
+        if let name = sink.secretEnv, let value = environment[name]?.trimmingCharacters(in: .whitespacesAndNewlines),
+            !value.isEmpty
+        {
+            return value
+        }
         if let file = sink.secretFile, let value = try? String(contentsOfFile: file, encoding: .utf8) {
             let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
             return trimmed.isEmpty ? nil : trimmed
@@ -158,8 +162,14 @@ struct SinkDeliverer: Service {
     }
 
     private func sendStripe(_ e: OutboxEntry) async -> Outcome {
+        guard let secret, !secret.isEmpty else { return .retry(status: nil, error: "no Stripe secret key", after: 60) }
         guard let customer = e.stripeCustomerID else {
             return .dead(status: nil, error: "tenant \(e.record.tenantID) has no stripe_customer_id")
+        }
+        if let currency = sink.currency, sink.value != .tokens, let charged = e.record.charged,
+            charged.currency != currency, charged.nanos > 0
+        {
+            return .dead(status: nil, error: "charged in \(charged.currency), the meter counts \(currency)")
         }
         // Stripe takes events from the past 35 days only.
         guard Date().timeIntervalSince(e.record.startedAt) < 35 * 86_400 - 3_600 else {
@@ -170,13 +180,14 @@ struct SinkDeliverer: Service {
                 e.record, customerID: customer, eventName: sink.eventName ?? "", value: sink.value)
         else { return .delivered }
         var headers = HTTPHeaders([("content-type", "application/x-www-form-urlencoded")])
-        headers.add(name: "authorization", value: "Bearer \(secret ?? "")")
+        headers.add(name: "authorization", value: "Bearer \(secret)")
         headers.add(name: "idempotency-key", value: e.record.id)
         let base = sink.url.hasSuffix("/") ? String(sink.url.dropLast()) : sink.url
         return await post(base + "/v1/billing/meter_events", headers: headers, body: body)
     }
 
     private func sendWebhook(_ e: OutboxEntry) async -> Outcome {
+        guard let secret, !secret.isEmpty else { return .retry(status: nil, error: "no signing secret", after: 60) }
         let body = SinkPayloads.recordJSON(e.record, tenantName: e.tenantName)
         let timestamp = String(Int64(Date().timeIntervalSince1970))
         var headers = HTTPHeaders([("content-type", "application/json")])
@@ -184,7 +195,7 @@ struct SinkDeliverer: Service {
         headers.add(name: "x-gateway-timestamp", value: timestamp)
         headers.add(
             name: "x-gateway-signature",
-            value: "t=\(timestamp),v1=\(Self.signature(secret: secret ?? "", timestamp: timestamp, body: body))")
+            value: "t=\(timestamp),v1=\(Self.signature(secret: secret, timestamp: timestamp, body: body))")
         return await post(sink.url, headers: headers, body: body)
     }
 
@@ -204,7 +215,8 @@ struct SinkDeliverer: Service {
             let response = try await client.execute(request, timeout: .milliseconds(Int64(sink.timeoutMilliseconds)))
             let code = Int(response.status.code)
             let retryAfter = response.headers.first(name: "retry-after").flatMap(Self.retryAfter)
-            let detail = String(buffer: try await response.body.collect(upTo: 4_096))
+            // The status decides; the body is only a hint for the log, and a large one is not an error.
+            let detail = (try? await response.body.collect(upTo: 4_096)).map { String(buffer: $0) } ?? ""
             switch code {
             case 200..<300: return .delivered
             case 408, 429, 500...: return .retry(status: code, error: Self.short(detail), after: retryAfter)

@@ -120,8 +120,12 @@ final class ProviderHealth: Sendable {
         }
     }
 
-    /// How many keys the provider's pool has.
-    func keyCount(_ provider: String) -> Int { keys[provider]?.count ?? 0 }
+    /// Keys of the provider's pool that would take a request now (not resting, not out).
+    func usableKeyCount(_ provider: String, now: Date = Date()) -> Int {
+        state.withLock { s in
+            (s.keys[provider] ?? []).filter { $0.disabled == nil && $0.restUntil <= now }.count
+        }
+    }
 
     /// Hands a lease back with what the attempt met: an upstream status (nil when it never answered),
     /// its headers (for 429 resets), and whether it counts as a provider failure for the breaker.
@@ -135,8 +139,11 @@ final class ProviderHealth: Sendable {
                 let others = states.indices.filter { $0 != i && states[$0].disabled == nil }
                 if status == 429 && !others.isEmpty {
                     states[i].restUntil = now.addingTimeInterval(Self.resetSeconds(headers) ?? 1)
-                } else if (status == 401 || status == 403) && !others.isEmpty {
-                    states[i].disabled = "the provider refused the key (\(status!))"
+                } else if status == 401 && !others.isEmpty {
+                    states[i].disabled = "the provider refused the key (401)"
+                } else if status == 403 && !others.isEmpty {
+                    // A 403 can depend on the request (a beta header, a model): the key rests, not out.
+                    states[i].restUntil = now.addingTimeInterval(60)
                 }
                 s.keys[lease.provider] = states
             }

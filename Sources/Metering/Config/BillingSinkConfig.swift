@@ -14,7 +14,11 @@ public struct BillingSinkConfig: Sendable, Equatable {
 
     /// What a Stripe meter event's `payload[value]` carries.
     public enum StripeValue: String, Sendable, CaseIterable {
-        /// The charged (paid) cost in the currency's minor units (cents, fen), rounded half up per record.
+        /// The charged (paid) cost in nano-units of its currency: exact (price the meter per 10⁻⁹ unit
+        /// with a decimal unit amount). The default.
+        case chargedNanos = "charged_nanos"
+        /// The charged cost in the currency's minor units (cents, fen), rounded half up per record: a
+        /// request cheaper than half a cent sends nothing. Only for meters that cannot take finer units.
         case chargedMinorUnits = "charged_minor_units"
         /// Prompt plus completion tokens.
         case tokens
@@ -32,7 +36,9 @@ public struct BillingSinkConfig: Sendable, Equatable {
     public var eventType = "gateway.billing.record"
     /// Stripe: the meter's `event_name`, and what `value` carries.
     public var eventName: String?
-    public var value: StripeValue = .chargedMinorUnits
+    public var value: StripeValue = .chargedNanos
+    /// The currency the Stripe meter counts in: records charged in another are dead-lettered.
+    public var currency: String?
     /// Records per request (CloudEvents), or per round of requests sent together (Stripe and webhooks
     /// send one record per request).
     public var batchSize = 100
@@ -46,8 +52,8 @@ public struct BillingSinkConfig: Sendable, Equatable {
 
     static func parse(_ field: YAMLField) throws(ConfigError) -> BillingSinkConfig {
         _ = try field.mapping(allowed: [
-            "name", "kind", "url", "secret_env", "secret_file", "source", "type", "event_name", "value", "batch_size",
-            "timeout_ms",
+            "name", "kind", "url", "secret_env", "secret_file", "source", "type", "event_name", "value", "currency",
+            "batch_size", "timeout_ms",
         ])
         let urlField = try field.required("url")
         let url = try urlField.nonEmptyString()
@@ -63,6 +69,7 @@ public struct BillingSinkConfig: Sendable, Equatable {
         if let t = field.optional("type") { sink.eventType = try t.nonEmptyString() }
         sink.eventName = try field.optional("event_name")?.nonEmptyString()
         if let v = field.optional("value") { sink.value = try v.oneOf(StripeValue.self) }
+        sink.currency = try field.optional("currency")?.nonEmptyString()
         if let b = field.optional("batch_size") { sink.batchSize = try b.int(range: 1...1_000) }
         if let t = field.optional("timeout_ms") { sink.timeoutMilliseconds = try t.int(range: 100...600_000) }
         switch sink.kind {

@@ -36,6 +36,7 @@ public enum SinkPayloads {
         let amount: Int64
         switch value {
         case .tokens: amount = Int64(r.usage.prompt).saturatingAdding(Int64(r.usage.completion))
+        case .chargedNanos: amount = r.charged?.nanos ?? 0
         case .chargedMinorUnits: amount = r.charged.map(minorUnits) ?? 0
         }
         guard amount > 0 else { return nil }
