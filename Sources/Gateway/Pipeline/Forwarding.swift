@@ -131,7 +131,8 @@ extension RequestPipeline {
                         provider: step.provider.name, kind: code == "upstream_timeout" ? "timeout" : "unavailable")
                     // Unreachable: the next model, if any; else wait and try this one again.
                     if !isLast { continue stepLoop }
-                    guard attemptsLeft > 0, await pause(backoff(onStep), until: deadline, clock: clock) else {
+                    guard attemptsLeft > 0, await pause(backoff(onStep), until: deadline, clock: clock, owner: owner)
+                    else {
                         break stepLoop
                     }
                     continue
@@ -152,7 +153,7 @@ extension RequestPipeline {
                 response.body.abandon()
                 attempt(step, lease, status: status, since: started, error: "upstream_\(status)", owner: owner)
                 if moveOn { continue stepLoop }
-                guard await pause(wait, until: deadline, clock: clock) else { break stepLoop }
+                guard await pause(wait, until: deadline, clock: clock, owner: owner) else { break stepLoop }
             }
             break
         }
@@ -221,13 +222,17 @@ extension RequestPipeline {
         return .milliseconds(Int64(Double(base) * Double.random(in: 0.5...1)))
     }
 
-    /// Sleeps `wait` unless that passes the deadline; false if it would (or the task was cancelled).
-    private func pause(_ wait: Duration, until deadline: ContinuousClock.Instant, clock: ContinuousClock) async -> Bool
-    {
+    /// Sleeps `wait` unless that passes the deadline; false if it would, or if the client left meanwhile
+    /// (its leaving ends the sleep, so its reservation and slot are not held for the rest of it).
+    private func pause(
+        _ wait: Duration, until deadline: ContinuousClock.Instant, clock: ContinuousClock, owner: SettlementOwner
+    ) async -> Bool {
         guard clock.now + wait < deadline else { return false }
+        let sleep = Task { try await Task.sleep(for: wait) }
+        owner.onClientGone { sleep.cancel() }
         do {
-            try await Task.sleep(for: wait)
-            return true
+            try await sleep.value
+            return !owner.isClientGone
         } catch {
             return false
         }

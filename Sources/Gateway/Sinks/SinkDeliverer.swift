@@ -96,6 +96,11 @@ struct SinkDeliverer: Service {
         case .cloudevents:
             let outcome = await sendCloudEvents(entries)
             outcomes = entries.map { ($0, outcome) }
+            // A batch refused for good may hold one bad record (or be too large): each alone decides.
+            if case .dead = outcome, entries.count > 1 {
+                outcomes = []
+                for e in entries { outcomes.append((e, await sendCloudEvents([e]))) }
+            }
         case .stripe, .webhook:
             outcomes = await withTaskGroup(of: (OutboxEntry, Outcome).self) { group in
                 for e in entries {
