@@ -44,7 +44,8 @@
                     text += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n"
                 }
                 try raw.send(text + "\r\n" + (body ?? ""))
-                let (bytes, closed) = await raw.readAll(timeout: .seconds(10))
+                // Generous: the full suite runs many live servers at once on two cores.
+                let (bytes, closed) = await raw.readAll(timeout: .seconds(30))
                 let response = String(decoding: bytes, as: UTF8.self)
                 guard closed, let split = response.range(of: "\r\n\r\n") else {
                     throw RawClient.RawError("no complete response to \(method) \(target): \(response)")
