@@ -15,7 +15,7 @@ import NIOCore
 /// | route        | public model → provider, upstream model, tokenizer, price        | `GatewayConfig`, `PriceBook`|
 /// | estimate     | exact prompt tokens (or a calibrated estimate), price in force   | `PromptCounter`             |
 /// | admit        | plan, rate limits, free quota then budget: reserve or 429        | ``PolicyService``           |
-/// | forward      | send upstream; usage requested; headers by ``HeaderPolicy``      | ``UpstreamClients``         |
+/// | forward      | send upstream, retrying and falling back before the first byte   | `forward` (Forwarding.swift)|
 /// | meter        | every relayed byte: upstream usage and local completion counts   | `ResponseMeter`             |
 /// | settle       | billed usage and exact cost; free, then grant, then budget       | `BillingDraft.finalRecord`, `PolicyEngine.settle` |
 /// | record       | durable record before the response's last byte                   | ``BillingRecorder``         |
