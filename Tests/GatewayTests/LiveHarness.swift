@@ -119,17 +119,13 @@ struct LiveHarness {
 
     /// A throwaway CA and a `localhost` certificate it signed (openssl), in `dir`.
     static func makeCertificates(in dir: String) throws -> (ca: String, cert: String, key: String) {
+        // Through `system()`, as PostgresTestCluster runs its commands: Foundation's `Process` wait hung
+        // here once (a CI run stuck in `waitUntilExit` after the suite had finished).
         func openssl(_ arguments: [String]) throws {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["openssl"] + arguments
-            process.currentDirectoryURL = URL(fileURLWithPath: dir)
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else {
-                throw HarnessError("openssl \(arguments.first ?? "") failed (\(process.terminationStatus))")
+            let (status, output) = PostgresTestCluster.run(
+                "/bin/sh", ["-c", "cd \"$0\" && exec openssl \"$@\"", dir] + arguments)
+            guard status == 0 else {
+                throw HarnessError("openssl \(arguments.first ?? "") failed (\(status)): \(output)")
             }
         }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
