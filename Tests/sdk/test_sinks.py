@@ -24,8 +24,8 @@ import openai
 
 from conftest import ADMIN_TOKEN, BIN, ROOT, _cli, _free_port, new_tenant, start_gateway
 
-STRIPE_KEY = "sk_test_receiver_only"
-HOOK_SECRET = "whsec-test-receiver-only"
+STRIPE_KEY = "fake-stripe-secret-for-tests"
+HOOK_SECRET = "fake-hook-secret-for-tests"
 
 
 class Receivers(ThreadingHTTPServer):
