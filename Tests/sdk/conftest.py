@@ -1,4 +1,5 @@
 """Starts a real gateway (the built binary, default policies, a fresh SQLite store) for the SDK tests."""
+import json
 import os
 import socket
 import subprocess
@@ -65,6 +66,15 @@ def start_gateway(data: str, port: int, config: str = "policies/gateway.yaml") -
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("gateway did not become ready:\n" + (proc.stdout.read() if proc.stdout else ""))
+
+
+def count_chat_tokens(gateway, model: str, messages: list) -> tuple:
+    """`POST /v1/chat/completions/count_tokens` on the gateway: the count and the response headers."""
+    request = urllib.request.Request(
+        gateway.url + "/v1/chat/completions/count_tokens", data=json.dumps({"model": model, "messages": messages}).encode(),
+        headers={"Authorization": f"Bearer {gateway.key}", "Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)["input_tokens"], response.headers
 
 
 def new_tenant(data: str, name: str) -> str:

@@ -5,10 +5,10 @@ import json
 import os
 import random
 import sys
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tokenizer"))
 from tiktoken_reference import encode_ordinary  # noqa: E402
+from conftest import count_chat_tokens  # noqa: E402
 
 SEED = int(os.environ.get("TOKENIZER_SEED", random.randrange(1 << 30)))
 PIECES = ["Hello", " world", "!", " I'm", " don't", "\n", "\n\n", "  ", "\t", " 12345", " 3.14", "中文", "测试",
@@ -39,11 +39,7 @@ def random_chat(rng):
 
 
 def counted(gateway, model, messages):
-    request = urllib.request.Request(
-        gateway.url + "/v1/chat/completions/count_tokens", data=json.dumps({"model": model, "messages": messages}).encode(),
-        headers={"Authorization": f"Bearer {gateway.key}", "Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)["input_tokens"]
+    return count_chat_tokens(gateway, model, messages)[0]
 
 
 def test_chat_counts_match_the_cookbook_recipe(gateway):

@@ -5,12 +5,12 @@ import json
 import os
 import random
 import sys
-import urllib.request
 
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tokenizer"))
 import make_deepseek_vocab  # noqa: E402
+from conftest import count_chat_tokens  # noqa: E402
 
 tokenizers = pytest.importorskip("tokenizers")
 
@@ -68,13 +68,10 @@ def random_chat(rng):
 
 
 def counted(gateway, model, messages):
-    request = urllib.request.Request(
-        gateway.url + "/v1/chat/completions/count_tokens", data=json.dumps({"model": model, "messages": messages}).encode(),
-        headers={"Authorization": f"Bearer {gateway.key}", "Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.headers["x-gateway-token-count"] == "exact"
-        assert response.headers["x-gateway-tokenizer"] == "deepseek_v3"
-        return json.load(response)["input_tokens"]
+    count, headers = count_chat_tokens(gateway, model, messages)
+    assert headers["x-gateway-token-count"] == "exact"
+    assert headers["x-gateway-tokenizer"] == "deepseek_v3"
+    return count
 
 
 def test_documented_example(gateway):

@@ -16,23 +16,12 @@ struct AdminRoutes: Sendable {
         }
     }
 
-    /// `GET /admin/v1/billing/export?from=&to=&tenant=&format=csv|jsonl`, streamed.
+    /// `GET /admin/v1/billing/export?from=&to=&tenant=&format=csv|jsonl|focus|attempts`, streamed.
     func exportBilling(_ request: Request, context: GatewayRequestContext) async -> Response {
         do throws(GatewayError) {
             let q = request.uri.queryParameters
-            func instant(_ name: String) throws(GatewayError) -> Date {
-                guard let text = q[name[...]].map(String.init) else {
-                    throw GatewayError(status: 400, message: "Missing query parameter '\(name)'.", param: name)
-                }
-                guard let date = CalendarPeriod.instant(text) else {
-                    throw GatewayError(
-                        status: 400, message: "'\(name)' must be an RFC 3339 instant or a YYYY-MM-DD date (UTC).",
-                        param: name)
-                }
-                return date
-            }
-            let from = try instant("from")
-            let to = try instant("to")
+            // The same bounds as the reports: required, strict RFC 3339 or YYYY-MM-DD, from before to.
+            let (from, to) = try AdminAPI.range(request)
             let formatText = q["format"].map(String.init) ?? "csv"
             guard let format = BillingExportFormat(rawValue: formatText) else {
                 throw GatewayError(status: 400, message: "format must be csv, jsonl or focus.", param: "format")

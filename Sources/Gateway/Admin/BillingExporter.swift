@@ -20,18 +20,31 @@ public struct BillingExporter: Sendable {
     ) async throws -> Int {
         let names = try await store.tenantNames()
         if !format.header.isEmpty { try await write(format.header) }
-        var after: Int64 = 0
         var rows = 0
-        while true {
-            let page = try await store.billingPage(query, afterSeq: after, limit: pageSize)
-            guard let last = page.last else { break }
+        try await store.eachPage(query, size: pageSize) { page in
             var text = ""
             for (_, record) in page { text += format.line(record, tenantName: names[record.tenantID] ?? "") }
             try await write(text)
             rows += page.count
-            after = last.seq
-            if page.count < pageSize { break }
         }
         return rows
+    }
+}
+
+extension BillingStore {
+    /// Every record of `query` in commit order, a page at a time (keyset pagination): memory stays
+    /// constant and no read transaction is held between pages. Exports and reports read the ledger so.
+    func eachPage(
+        _ query: GatewayStore.BillingQuery, size: Int,
+        _ body: ([(seq: Int64, record: BillingRecord)]) async throws -> Void
+    ) async throws {
+        var after: Int64 = 0
+        while true {
+            let page = try await billingPage(query, afterSeq: after, limit: size)
+            guard let last = page.last else { return }
+            try await body(page)
+            if page.count < size { return }
+            after = last.seq
+        }
     }
 }

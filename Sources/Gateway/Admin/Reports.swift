@@ -11,13 +11,7 @@ public struct Reports: Sendable {
 
     /// Calls `body` with every record of `query`, in commit order.
     func each(_ query: GatewayStore.BillingQuery, _ body: (BillingRecord) -> Void) async throws {
-        var after: Int64 = 0
-        while true {
-            let page = try await store.billingPage(query, afterSeq: after, limit: pageSize)
-            for (_, record) in page { body(record) }
-            guard let last = page.last, page.count == pageSize else { return }
-            after = last.seq
-        }
+        try await store.eachPage(query, size: pageSize) { page in for (_, record) in page { body(record) } }
     }
 
     /// Token inflation over [from, to), bucketed by the tenants' own days, weeks or months. Buckets are

@@ -57,7 +57,7 @@ extension AdminAPI {
         case nil: return nil
         case .null?: return ""
         case .string(let id)?:
-            guard id.count <= 200, !id.contains(where: { $0.isWhitespace }) else {
+            guard GatewayStore.isStripeCustomerID(id) else {
                 throw invalid("stripe_customer_id must be one word such as cus_123", param: "stripe_customer_id")
             }
             return id

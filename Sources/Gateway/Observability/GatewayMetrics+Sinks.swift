@@ -8,55 +8,43 @@ extension GatewayMetrics {
         .seconds(5), .seconds(10), .seconds(30), .seconds(60), .seconds(300), .seconds(3_600),
     ]
 
-    func sinkDelivered(sink: String, lag: TimeInterval?) {
-        registry.makeCounter(
+    /// Records a sink accepted, with each one's lag (from its end to its delivery).
+    func sinkDelivered(sink: String, lags: [TimeInterval]) {
+        sinkCounter("sink_delivered", "Billing records a sink accepted.", sink).increment(by: Int64(lags.count))
+        let histogram = registry.makeDurationHistogram(
             descriptor: .init(
-                namespace: "gateway", metricName: "sink_delivered", unitName: "total",
-                helpText: "Billing records a sink accepted."),
-            labels: [("sink", sink)]
-        ).increment()
-        if let lag {
-            registry.makeDurationHistogram(
-                descriptor: .init(
-                    namespace: "gateway", metricName: "sink_lag", unitName: "seconds",
-                    helpText: "From a record's end to its delivery to a sink."),
-                labels: [("sink", sink)], buckets: Self.lagBuckets
-            ).record(.nanoseconds(Int64(max(0, lag) * 1e9)))
-        }
+                namespace: "gateway", metricName: "sink_lag", unitName: "seconds",
+                helpText: "From a record's end to its delivery to a sink."),
+            labels: [("sink", sink)], buckets: Self.lagBuckets)
+        for lag in lags { histogram.record(.nanoseconds(Int64(max(0, lag) * 1e9))) }
     }
 
     func sinkFailed(sink: String) {
-        registry.makeCounter(
-            descriptor: .init(
-                namespace: "gateway", metricName: "sink_failed_attempts", unitName: "total",
-                helpText: "Delivery attempts that failed and will be retried."),
-            labels: [("sink", sink)]
-        ).increment()
+        sinkCounter("sink_failed_attempts", "Delivery attempts that failed and will be retried.", sink).increment()
     }
 
     func sinkDead(sink: String) {
-        registry.makeCounter(
-            descriptor: .init(
-                namespace: "gateway", metricName: "sink_dead_lettered", unitName: "total",
-                helpText: "Records a sink refused for good, parked in the dead-letter list."),
-            labels: [("sink", sink)]
+        sinkCounter(
+            "sink_dead_lettered", "Records a sink refused for good, parked in the dead-letter list.", sink
         ).increment()
     }
 
     /// The outbox as last read: entries waiting and entries in the dead-letter list.
     func sinkBacklog(sink: String, pending: Int, dead: Int) {
+        sinkGauge("sink_pending", "Records waiting for delivery to a sink.", sink).set(Int64(pending))
+        sinkGauge("sink_dead_letters", "Records in a sink's dead-letter list.", sink).set(Int64(dead))
+    }
+
+    private func sinkCounter(_ name: String, _ help: String, _ sink: String) -> Counter {
+        registry.makeCounter(
+            descriptor: .init(namespace: "gateway", metricName: name, unitName: "total", helpText: help),
+            labels: [("sink", sink)])
+    }
+
+    private func sinkGauge(_ name: String, _ help: String, _ sink: String) -> Gauge {
         registry.makeGauge(
-            descriptor: .init(
-                namespace: "gateway", metricName: "sink_pending", unitName: "records",
-                helpText: "Records waiting for delivery to a sink."),
-            labels: [("sink", sink)]
-        ).set(Int64(pending))
-        registry.makeGauge(
-            descriptor: .init(
-                namespace: "gateway", metricName: "sink_dead_letters", unitName: "records",
-                helpText: "Records in a sink's dead-letter list."),
-            labels: [("sink", sink)]
-        ).set(Int64(dead))
+            descriptor: .init(namespace: "gateway", metricName: name, unitName: "records", helpText: help),
+            labels: [("sink", sink)])
     }
 }
 

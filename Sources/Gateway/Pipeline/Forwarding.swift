@@ -119,11 +119,17 @@ extension RequestPipeline {
                     step, endpoint: endpoint, parsed: parsed, clientHeaders: clientHeaders, outputLimit: outputLimit,
                     owner: owner, lease: lease, eventLoop: eventLoop)
                 let response: UpstreamResponse
-                do {
+                do throws(UpstreamFailure) {
+                    if lease.key == nil, let reason = health.missing[step.provider.name] {
+                        throw UpstreamFailure.notConfigured(provider: step.provider.name, detail: reason)
+                    }
                     response = try await transport(for: step.provider).send(request, cancellation: owner.cancellation)
                 } catch let error {
-                    // A client that left cancels its own request: that says nothing about the provider.
-                    health.finish(lease, status: nil, headers: [], failed: !owner.isClientGone)
+                    // A client that left cancels its own request, and a missing key is the operator's: neither
+                    // says anything about the provider.
+                    var providerFailed = !owner.isClientGone
+                    if case .notConfigured = error { providerFailed = false }
+                    health.finish(lease, status: nil, headers: [], failed: providerFailed)
                     failure = (error, step)
                     let code = GatewayError.upstream(error).code ?? "upstream_unavailable"
                     attempt(step, lease, status: nil, since: started, error: code, owner: owner)

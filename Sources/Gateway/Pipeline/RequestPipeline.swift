@@ -150,7 +150,8 @@ public struct RequestPipeline: Sendable {
         draft.prompt = PromptCounter(tokenizer: tokenizer, cache: promptCache).count(
             endpoint: endpoint, json: parsed.json)
         metrics.tokenizerTime(clock.now - countStart)
-        let plan = policy.context(for: key.tenant, key: key.key).plan
+        let tenantContext = policy.context(for: key.tenant, key: key.key)
+        let plan = tenantContext.plan
         let steps = steps(
             ForwardStep(
                 route: route, provider: provider, tokenizer: tokenizer, prompt: draft.prompt, price: draft.price),
@@ -169,7 +170,7 @@ public struct RequestPipeline: Sendable {
         let admission: Admission
         do {
             admission = try await policy.admit(
-                key,
+                tenantContext,
                 AdmissionRequest(
                     model: parsed.model,
                     estimate: Usage(

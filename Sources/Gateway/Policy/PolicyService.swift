@@ -94,7 +94,11 @@ public final class PolicyService: Sendable {
     }
 
     func admit(_ key: AuthenticatedKey, _ request: AdmissionRequest) async throws -> Admission {
-        let context = context(for: key.tenant, key: key.key)
+        try await admit(context(for: key.tenant, key: key.key), request)
+    }
+
+    /// Admits for a context the caller already built (the pipeline needs its plan before admission).
+    func admit(_ context: TenantContext, _ request: AdmissionRequest) async throws -> Admission {
         let convert = convert(at: request.now)
         if let shared {
             let admission = try await shared.policy.admit(context, request, convert: convert)

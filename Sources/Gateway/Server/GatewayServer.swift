@@ -47,7 +47,7 @@ public enum GatewayServer {
             logger.warning(
                 "model has no price in force; its requests are recorded unpriced", metadata: ["model": "\(model)"])
         }
-        let upstreams = UpstreamClients(config: config, eventLoopGroup: eventLoopGroup, environment: environment)
+        let upstreams = UpstreamClients(config: config, eventLoopGroup: eventLoopGroup)
         let providerHealth = ProviderHealth(config: config, environment: environment)
         for (provider, reason) in providerHealth.missing.sorted(by: { $0.key < $1.key }) {
             logger.notice(

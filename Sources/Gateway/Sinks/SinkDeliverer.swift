@@ -31,16 +31,7 @@ struct SinkDeliverer: Service {
     /// Reads a sink's secret from its environment variable or file; nil when it names neither or the
     /// value is missing.
     static func secret(for sink: BillingSinkConfig, environment: [String: String]) -> String? {
-        if let name = sink.secretEnv, let value = environment[name]?.trimmingCharacters(in: .whitespacesAndNewlines),
-            !value.isEmpty
-        {
-            return value
-        }
-        if let file = sink.secretFile, let value = try? String(contentsOfFile: file, encoding: .utf8) {
-            let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
-            return trimmed.isEmpty ? nil : trimmed
-        }
-        return nil
+        sink.secretEnv.flatMap { Secrets.fromEnvironment($0, environment) } ?? sink.secretFile.flatMap(Secrets.fromFile)
     }
 
     func run() async throws {
@@ -115,9 +106,8 @@ struct SinkDeliverer: Service {
             do {
                 try await outbox.outboxDelivered(delivered.map(\.0.id))
                 let now = Date()
-                for (e, _) in delivered {
-                    metrics.sinkDelivered(sink: sink.name, lag: now.timeIntervalSince(e.record.endedAt))
-                }
+                metrics.sinkDelivered(
+                    sink: sink.name, lags: delivered.map { now.timeIntervalSince($0.0.record.endedAt) })
             } catch {
                 logger.warning("billing sink: deliveries could not be recorded", metadata: ["sink": "\(sink.name)"])
             }

@@ -40,6 +40,11 @@ extension GatewayStore {
         try modifyTenant(idOrName, try Self.budgetChange(limit: limit, currency: currency, period: period, soft: soft))
     }
 
+    /// A Stripe customer id as a tenant may hold it: one word, at most 200 characters (empty clears it).
+    static func isStripeCustomerID(_ id: String) -> Bool {
+        id.count <= 200 && !id.contains(where: \.isWhitespace)
+    }
+
     /// An update checked as every store checks it, as the change it makes to a tenant.
     static func change(_ update: TenantUpdate) throws -> @Sendable (inout Tenant) -> Void {
         if let tz = update.timezone, TimeZone(identifier: tz) == nil {
@@ -52,7 +57,7 @@ extension GatewayStore {
             }
             return status
         }
-        if let id = update.stripeCustomerID, id.count > 200 || id.contains(where: { $0.isWhitespace || $0.isNewline }) {
+        if let id = update.stripeCustomerID, !isStripeCustomerID(id) {
             throw StoreError.invalid("a Stripe customer id is one word (such as cus_123), at most 200 characters")
         }
         return { tenant in

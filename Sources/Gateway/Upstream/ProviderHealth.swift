@@ -62,14 +62,10 @@ final class ProviderHealth: Sendable {
         for provider in config.providers.values {
             var found: [Key] = []
             func env(_ name: String) {
-                if let value = environment[name]?.trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty {
-                    found.append(Key(id: name, secret: value))
-                }
+                if let value = Secrets.fromEnvironment(name, environment) { found.append(Key(id: name, secret: value)) }
             }
             func file(_ path: String) {
-                if let value = try? String(contentsOfFile: path, encoding: .utf8)
-                    .trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty
-                {
+                if let value = Secrets.fromFile(path) {
                     found.append(Key(id: (path as NSString).lastPathComponent, secret: value))
                 }
             }

@@ -7,7 +7,8 @@ import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
 
-/// The proxied path's HTTP client: a pool of keep-alive connections per provider, and the provider keys.
+/// The proxied path's HTTP client: a pool of keep-alive connections per provider. The key for each
+/// request comes with it (``ProviderHealth`` owns the keys).
 ///
 /// It is written on NIO rather than AsyncHTTPClient because the relay's cost per request is mostly the
 /// client's (see `Benchmarks/NOTES.md`). It follows no redirects and never decompresses: the upstream
@@ -16,19 +17,11 @@ public final class UpstreamClients: UpstreamTransport {
     private let pools: [String: UpstreamConnectionPool]
     /// Why a provider has no pool (a base URL or TLS setting that does not load).
     private let broken: [String: String]
-    private let credentials: [String: String]
-    private let missingCredentials: [String: String]
     private let eventLoopGroup: any EventLoopGroup
 
-    public init(
-        config: GatewayConfig,
-        eventLoopGroup: any EventLoopGroup,
-        environment: [String: String] = ProcessInfo.processInfo.environment
-    ) {
+    public init(config: GatewayConfig, eventLoopGroup: any EventLoopGroup) {
         var pools: [String: UpstreamConnectionPool] = [:]
         var broken: [String: String] = [:]
-        var credentials: [String: String] = [:]
-        var missing: [String: String] = [:]
         for provider in config.providers.values {
             if provider.kind == .mock { continue }  // answered in-process by another transport
             if let target = UpstreamTarget(baseURL: provider.baseURL) {
@@ -42,37 +35,11 @@ public final class UpstreamClients: UpstreamTransport {
             } else {
                 broken[provider.name] = "invalid upstream URL"
             }
-            switch Self.readKey(provider, environment: environment) {
-            case .success(let key): credentials[provider.name] = key
-            case .failure(let reason): missing[provider.name] = reason.detail
-            }
         }
         self.pools = pools
         self.broken = broken
-        self.credentials = credentials
-        self.missingCredentials = missing
         self.eventLoopGroup = eventLoopGroup
     }
-
-    struct KeyProblem: Error { var detail: String }
-
-    static func readKey(_ provider: ProviderConfig, environment: [String: String]) -> Result<String, KeyProblem> {
-        if let name = provider.apiKeyEnv, let value = environment[name], !value.isEmpty {
-            return .success(value.trimmingCharacters(in: .whitespacesAndNewlines))
-        }
-        if let file = provider.apiKeyFile {
-            if let value = try? String(contentsOfFile: file, encoding: .utf8)
-                .trimmingCharacters(in: .whitespacesAndNewlines), !value.isEmpty
-            {
-                return .success(value)
-            }
-            return .failure(KeyProblem(detail: "the key file \(file) is missing or empty"))
-        }
-        return .failure(KeyProblem(detail: "set \(provider.apiKeyEnv ?? "its key variable") in the environment"))
-    }
-
-    /// Providers whose key is missing, with what to do about it (logged at start, never the keys).
-    public var unconfiguredProviders: [String: String] { missingCredentials }
 
     /// Sends one request upstream and returns as soon as the response headers arrive.
     public func send(_ upstream: UpstreamRequest, cancellation: UpstreamCancellation) async throws(UpstreamFailure)
@@ -86,8 +53,8 @@ public final class UpstreamClients: UpstreamTransport {
         guard let pool = pools[provider.name] else {
             throw .unreachable(provider: provider.name, detail: broken[provider.name] ?? "no client for this provider")
         }
-        guard let key = upstream.apiKey ?? credentials[provider.name] else {
-            throw .notConfigured(provider: provider.name, detail: missingCredentials[provider.name] ?? "no key")
+        guard let key = upstream.apiKey else {
+            throw .notConfigured(provider: provider.name, detail: "no key for this request")
         }
         var headers = HTTPHeaders()
         headers.reserveCapacity(clientHeaders.count + 6)

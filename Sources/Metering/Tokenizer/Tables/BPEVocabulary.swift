@@ -162,17 +162,10 @@ final class BPEVocabulary: Sendable {
 
     /// Loads a vocabulary shipped in the package and checks it against the shipped SHA256SUMS.
     static func loadResource(named name: String) throws -> BPEVocabulary {
-        guard let url = Bundle.module.url(forResource: name, withExtension: "tiktoken", subdirectory: "vocab"),
-            let sums = Bundle.module.url(forResource: "SHA256SUMS", withExtension: nil, subdirectory: "vocab")
-        else { throw LoadError(description: "vocabulary \(name) is not in the package resources") }
-        let data = try Data(contentsOf: url)
-        let expected = try String(contentsOf: sums, encoding: .utf8).split(separator: "\n")
-            .first { $0.hasSuffix("  \(name).tiktoken") }?.split(separator: " ").first.map(String.init)
-        let actual = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
-        guard let expected, expected == actual else {
-            throw LoadError(description: "vocabulary \(name) does not match its SHA-256 in SHA256SUMS")
+        switch VocabularyResource.verifiedBytes(name: name, extension: "tiktoken") {
+        case .success(let bytes): return try BPEVocabulary(tiktokenFile: bytes)
+        case .failure(let error): throw LoadError(description: error.description)
         }
-        return try BPEVocabulary(tiktokenFile: [UInt8](data))
     }
 
     // MARK: Lookup

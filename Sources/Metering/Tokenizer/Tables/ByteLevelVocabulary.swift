@@ -145,17 +145,10 @@ final class ByteLevelVocabulary: Sendable {
 
     /// Loads `name.bpe` from the package resources, checked against the shipped SHA256SUMS.
     static func loadResource(named name: String) throws -> ByteLevelVocabulary {
-        guard let url = Bundle.module.url(forResource: name, withExtension: "bpe", subdirectory: "vocab"),
-            let sums = Bundle.module.url(forResource: "SHA256SUMS", withExtension: nil, subdirectory: "vocab")
-        else { throw LoadError(description: "vocabulary \(name) is not in the package resources") }
-        let data = try Data(contentsOf: url)
-        let expected = try String(contentsOf: sums, encoding: .utf8).split(separator: "\n")
-            .first { $0.hasSuffix("  \(name).bpe") }?.split(separator: " ").first.map(String.init)
-        let actual = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
-        guard let expected, expected == actual else {
-            throw LoadError(description: "vocabulary \(name) does not match its SHA-256 in SHA256SUMS")
+        switch VocabularyResource.verifiedBytes(name: name, extension: "bpe") {
+        case .success(let bytes): return try ByteLevelVocabulary(compactFile: bytes)
+        case .failure(let error): throw LoadError(description: error.description)
         }
-        return try ByteLevelVocabulary(compactFile: [UInt8](data))
     }
 
     /// Little-endian fields, each checked against the end of the data.
