@@ -15,6 +15,9 @@
 #
 #   Benchmarks/callgrind.sh                     # M=2000 streamed requests per target
 #   STREAM=0 Benchmarks/callgrind.sh            # non-streamed
+#   CONNS=32 Benchmarks/callgrind.sh            # M requests over 32 connections at once (M/32 each)
+#   INTERVAL_MS=1 EVENTS=45 Benchmarks/callgrind.sh   # events one per write, 1 ms apart: the Ir of a
+#                                                # relayed event is (this - the same with EVENTS=5) / 40
 #   ROUNDS=2 Benchmarks/callgrind.sh            # every target twice: the figure should repeat (~1%)
 #   BASELINE_BIN=/path/to/older/gateway Benchmarks/callgrind.sh
 #   GATEWAY_BIN=.build/release/gateway FLOOR=0 Benchmarks/callgrind.sh   # no builds, no floor
@@ -37,6 +40,8 @@ STREAM=${STREAM:-1}
 WARMUP=${WARMUP:-200}
 EVENTS=${EVENTS:-5}
 ROUNDS=${ROUNDS:-1}
+CONNS=${CONNS:-1}
+INTERVAL_MS=${INTERVAL_MS:-0}   # above 0: one event per write, as in the soak (compare EVENTS=5 and 45)
 LEDGER_SYNC=${LEDGER_SYNC:-normal}
 UPORT=${UPORT:-19290}   # paced upstream
 GPORT=${GPORT:-18280}   # gateway
@@ -78,7 +83,7 @@ objcopy --strip-debug "$BIN" "$work/gateway.nodebug"
 [ -z "$FLOOR_BIN" ] || objcopy --strip-debug "$FLOOR_BIN" "$work/BareForwarder.nodebug"
 [ -z "$BASE_BIN" ] || objcopy --strip-debug "$BASE_BIN" "$work/baseline.nodebug"
 
-taskset -c 1 "$out/paced_upstream" "$UPORT" "$EVENTS" 0 >"$work/upstream.log" 2>&1 &
+taskset -c 1 "$out/paced_upstream" "$UPORT" "$EVENTS" "$INTERVAL_MS" >"$work/upstream.log" 2>&1 &
 pids+=($!)
 
 setup_gateway() { # bin dir port: writes the config and prints a key
@@ -125,8 +130,12 @@ measure() { # name port key command...: one target under callgrind, start to sto
   [ "$line" = "COUNT requests=$WARMUP ok=$WARMUP errors=0" ] || { echo "$name warm-up: $line" >&2; exit 1; }
   sleep 1
   callgrind_control -z "$pid" >/dev/null 2>&1
-  line=$(taskset -c 1 "$CLIENT" count 127.0.0.1 "$port" "$M" "$STREAM" "$key" || true)
-  [ "$line" = "COUNT requests=$M ok=$M errors=0" ] || { echo "$name: $line" >&2; exit 1; }
+  local each=$((M / CONNS)) c lines
+  lines=$(for c in $(seq 1 "$CONNS"); do
+    taskset -c 1 "$CLIENT" count 127.0.0.1 "$port" "$each" "$STREAM" "$key" &
+  done; wait)
+  [ "$(grep -c "^COUNT requests=$each ok=$each errors=0$" <<<"$lines")" = "$CONNS" ] ||
+    { echo "$name: $lines" >&2; exit 1; }
   sleep 1
   callgrind_control -d "$pid" >/dev/null 2>&1
   for _ in $(seq 1 100); do [ -s "$file.1" ] && grep -q '^totals:' "$file.1" && break; sleep 0.1; done
@@ -134,8 +143,8 @@ measure() { # name port key command...: one target under callgrind, start to sto
   wait "$pid" 2>/dev/null || true
   mv "$file.1" "$file"  # the dump replaces what the exit wrote
   total=$(sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$file")
-  results+=("$name $((total / M)) $round")
-  echo "$name round $round: $total Ir over $M requests, $((total / M)) per request" >&2
+  results+=("$name $((total / (each * CONNS))) $round")
+  echo "$name round $round: $total Ir over $((each * CONNS)) requests, $((total / (each * CONNS))) per request" >&2
 }
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -146,7 +155,7 @@ for round in $(seq 1 "$ROUNDS"); do
     --config "$work/base/gateway.yaml" --threads 1
 done
 
-echo "callgrind: $M $([ "$STREAM" = 1 ] && echo "streamed ($EVENTS events)" || echo non-streamed) requests per target, after $WARMUP; ledger_sync $LEDGER_SYNC"
+echo "callgrind: $((M / CONNS * CONNS)) $([ "$STREAM" = 1 ] && echo "streamed ($EVENTS events)" || echo non-streamed) requests per target over $CONNS connection(s), after $WARMUP; ledger_sync $LEDGER_SYNC"
 printf '%-9s %15s %6s\n' target Ir_per_request round
 for r in "${results[@]}"; do
   set -- $r

@@ -160,7 +160,8 @@ pin=(taskset -c 0)
 KEY=$("$BIN" keys create --tenant bench --data "$work" | tail -1)
 BENCH_UPSTREAM_KEY=bench-upstream-key LOG_LEVEL=warning "${pin[@]}" "$BIN" serve --data "$work" \
   --config "$work/gateway.yaml" --threads "$THREADS" >"$work/gateway.log" 2>&1 &
-pids+=($!)
+gw_pid=$!
+pids+=("$gw_pid")
 if [ -n "$BASE_BIN" ]; then
   # Same settings, on its own port; a baseline from before `ledger_sync` existed runs with its default.
   drop_sync=()
@@ -172,7 +173,8 @@ if [ -n "$BASE_BIN" ]; then
   BKEY=$("$BASE_BIN" keys create --tenant bench --data "$work/base" | tail -1)
   BENCH_UPSTREAM_KEY=bench-upstream-key LOG_LEVEL=warning "${pin[@]}" "$BASE_BIN" serve --data "$work/base" \
     --config "$work/baseline.yaml" --threads "$THREADS" >"$work/baseline.log" 2>&1 &
-  pids+=($!)
+  base_pid=$!
+  pids+=("$base_pid")
 fi
 SPORT=$((FPORT + 10))
 if [ -n "$FLOOR_BIN" ]; then
@@ -210,15 +212,28 @@ ready "$GPORT" /readyz
 [ -n "$FLOOR_BIN" ] && ready "$FPORT" /readyz && ready "$SPORT" /readyz
 [ -n "$LITELLM_BIN" ] && ready "$LPORT" /health/liveliness
 
+# The process whose CPU a target's run is charged to (nginx: its worker), when it is one of ours.
+declare -A cpu_pid=()
+cpu_pid[gateway]=$gw_pid
+[ -n "$BASE_BIN" ] && cpu_pid[baseline]=$base_pid
+cpu_pid[nginx]=$(pgrep -P "$(cat "$work/nginx-proxy.pid")" | head -1)
+ticks() { # pid -> user and system clock ticks so far
+  awk '{ print $14, $15 }' "/proc/$1/stat"
+}
 run() { # target url connections stream key model
-  local out
+  local out pid=${cpu_pid[$1]:-} before=(0 0) after=(0 0)
+  [ -n "$pid" ] && read -r -a before < <(ticks "$pid")
   out=$(STREAM=$4 KEY=$5 MODEL=$6 taskset -c 1 wrk -t1 -c"$3" -d"${DURATION}s" --latency -s Benchmarks/chat.lua "$2" |
     grep '^BENCH')
-  echo "$1 $out"
+  [ -n "$pid" ] && read -r -a after < <(ticks "$pid")
+  echo "$1 $out user_ticks=$((after[0] - before[0])) sys_ticks=$((after[1] - before[1]))"
 }
 field() { sed -n "s/.*$1=\([0-9]*\).*/\1/p" <<<"$2"; }
 
-printf '%-15s %-9s %9s %9s %9s %9s %9s %8s\n' scenario target req/s p50_us p99_us +p50_us +p99_us x-nginx
+# cpu_us: the target's user+system CPU per request during its run, from /proc (10 ms ticks), where
+# the process is ours to watch (the gateway, the baseline, nginx's worker).
+printf '%-15s %-9s %9s %9s %9s %9s %9s %8s %8s %7s\n' scenario target req/s p50_us p99_us +p50_us +p99_us x-nginx \
+  cpu_us sys_%
 SCENARIOS=${SCENARIOS:-nonstream-c1 nonstream-c32 stream-c1 stream-c32}
 for scenario in "nonstream-c1 1 0" "nonstream-c32 32 0" "stream-c1 1 1" "stream-c32 32 1"; do
   set -- $scenario
@@ -243,8 +258,10 @@ for scenario in "nonstream-c1 1 0" "nonstream-c32 32 0" "stream-c1 1 1" "stream-
     rps=$(field rps "$line") p50=$(field p50_us "$line") p99=$(field p99_us "$line")
     bad=$(sed -n 's/.*non2xx=\([0-9]*\) errors=\([0-9]*\).*/\1+\2/p' <<<"$line")
     ratio=$(awk -v a="$rps" -v b="$nrps" 'BEGIN { if (b > 0) printf "%.3f", a / b }')
-    printf '%-15s %-9s %9s %9s %9s %9s %9s %8s' "$name" "${line%% *}" "$rps" "$p50" "$p99" \
-      "$((p50 - dp50))" "$((p99 - dp99))" "$ratio"
+    cpu=$(awk -v u="$(field user_ticks "$line")" -v s="$(field sys_ticks "$line")" -v r="$rps" -v d="$DURATION" \
+      -v hz="$(getconf CLK_TCK)" 'BEGIN { if (u + s > 0 && r > 0) printf "%.1f %.0f", (u + s) / hz / (r * d) * 1e6, 100 * s / (u + s); else print "- -" }')
+    printf '%-15s %-9s %9s %9s %9s %9s %9s %8s %8s %7s' "$name" "${line%% *}" "$rps" "$p50" "$p99" \
+      "$((p50 - dp50))" "$((p99 - dp99))" "$ratio" ${cpu}
     [ "$bad" != "0+0" ] && printf '   non-2xx+errors: %s' "$bad"
     printf '\n'
   done
