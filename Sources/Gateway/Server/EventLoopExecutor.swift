@@ -1,6 +1,12 @@
 import NIOCore
 import NIOPosix
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// Runs Swift concurrency on NIO's event loops.
 ///
 /// Without this, every request hops between an event-loop thread (socket I/O) and Swift's global
@@ -12,6 +18,7 @@ public enum EventLoopExecutor {
     @discardableResult
     public static func install(arguments: [String]) -> Bool {
         if let n = threads(in: arguments) { NIOSingletons.groupLoopCountSuggestion = n }
+        if GenericJobHook.install() { return true }
         return NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
     }
 
@@ -32,5 +39,48 @@ public enum EventLoopExecutor {
             if let value, let n = Int(value), n > 0 { return n }
         }
         return nil
+    }
+}
+
+/// The runtime's own entry point for running a job on an executor (the standard library declares it
+/// the same way).
+@_silgen_name("swift_job_run")
+private func runJob(_ job: UnownedJob, _ executor: UnownedSerialExecutor)
+
+/// Swift concurrency's global hook, pointed at the event loops, running each job as the default global
+/// executor does: on the generic executor.
+///
+/// NIO's own takeover runs global jobs as if isolated to the loop's serial executor, so every call into
+/// or out of a nonisolated async function (dozens per request, across Hummingbird and NIO) is a switch
+/// that goes back through the loop's queue. On the generic executor those switches, and switches into
+/// idle actors, continue in place.
+enum GenericJobHook {
+    typealias Original = @convention(thin) (UnownedJob) -> Void
+    typealias Hook = @convention(thin) (UnownedJob, Original) -> Void
+
+    /// The generic executor is the null executor reference (no identity, no witness table). Not an
+    /// optional: the null reference is what `Optional` would use for `nil`.
+    static let generic = unsafeBitCast((0, 0), to: UnownedSerialExecutor.self)
+
+    static func install() -> Bool {
+        // The hook's type is the runtime's, as NIO assumes it for the same toolchains.
+        #if compiler(>=6.6)
+            return false
+        #else
+            return installHook()
+        #endif
+    }
+
+    private static func installHook() -> Bool {
+        guard MemoryLayout<UnownedSerialExecutor>.size == MemoryLayout<(Int, Int)>.size,
+            let slot = dlsym(dlopen(nil, RTLD_NOW), "swift_task_enqueueGlobal_hook")?
+                .assumingMemoryBound(to: Hook?.self),
+            slot.pointee == nil
+        else { return false }
+        slot.pointee = { job, _ in
+            // `any()` stays on the calling loop when called from one of the group's loops.
+            MultiThreadedEventLoopGroup.singleton.any().execute { runJob(job, GenericJobHook.generic) }
+        }
+        return true
     }
 }
