@@ -190,10 +190,47 @@ struct JSONScanTests {
                     10, 10,
                 ]))
         #expect(last == .replaced([]))
+        // A chunk of whole events that all stay as they came goes on as it is, uncopied.
         let done = meter.feed(Array("data: [DONE]\n\n".utf8))
-        #expect(done == .replaced(Array("data: [DONE]\n\n".utf8)))
+        #expect(done == .unchanged)
         #expect(meter.usage.reported == Usage(prompt: 5, completion: 2))
         #expect(meter.endReached)
+    }
+
+    @Test("stripping: a stream cut anywhere, in two pieces or byte by byte, reaches the client as when whole")
+    func strippingCutAnywhere() {
+        let events = [
+            #"data: {"choices":[{"delta":{"content":"kept"}}]}"# + "\n\n",
+            #"data: {"usage": null, "choices":[{"delta":{"content":"cut"}}]}"# + "\r\n\r\n",
+            ": a comment\n\n",
+            #"data: {"choices":[{"delta":{"content":"kept too"}}]}"# + "\r\r",
+            #"data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}"# + "\n\n",
+            "data: [DONE]\n\n",
+        ]
+        let stream = Array(events.joined().utf8)
+        func relay(_ pieces: [ArraySlice<UInt8>]) -> ([UInt8], Usage?, Int) {
+            var meter = ResponseMeter(
+                endpoint: .chatCompletions, streaming: true, encoding: UsageMeterTests.o200k, stripInjectedUsage: true)
+            var out: [UInt8] = []
+            for piece in pieces {
+                switch meter.feed(piece) {
+                case .unchanged: out += piece
+                case .replaced(let bytes): out += bytes
+                }
+            }
+            out += meter.finish()
+            return (out, meter.usage.reported, meter.usage.localCompletionTokens)
+        }
+        let whole = relay([stream[...]])
+        let expected =
+            events[0] + #"data: {"choices":[{"delta":{"content":"cut"}}]}"# + "\r\n\r\n" + events[2]
+            + events[3] + events[5]
+        #expect(whole.0 == Array(expected.utf8))
+        #expect(whole.1 == Usage(prompt: 5, completion: 3))
+        for cut in 1..<stream.count {
+            #expect(relay([stream[..<cut], stream[cut...]]) == whole, "cut at \(cut)")
+        }
+        #expect(relay(stream.indices.map { stream[$0...$0] }) == whole)
     }
 
     @Test("stripping on an Anthropic stream meters as without stripping (a fuzz find)", arguments: [false, true])

@@ -73,27 +73,25 @@ struct JSONScan {
 
     private func skipString(_ i: Int, _ end: Int) -> Int? {
         var i = i + 1
-        while i < end {
+        while true {
+            i = ByteScan.stringSpecial(bytes, i, end)
+            guard i < end else { return nil }
             let c = bytes[i]
             if c == UInt8(ascii: "\"") { return i + 1 }
             if c < 0x20 { return nil }
-            if c == UInt8(ascii: "\\") {
-                guard i + 1 < end else { return nil }
-                switch bytes[i + 1] {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
-                    UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
-                    i += 2
-                case UInt8(ascii: "u"):
-                    // Surrogate pairing is checked when the string is decoded, as the reader does.
-                    guard i + 6 <= end, (i + 2..<i + 6).allSatisfy({ Self.isHex(bytes[$0]) }) else { return nil }
-                    i += 6
-                default: return nil
-                }
-            } else {
-                i += 1
+            // A backslash.
+            guard i + 1 < end else { return nil }
+            switch bytes[i + 1] {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                i += 2
+            case UInt8(ascii: "u"):
+                // Surrogate pairing is checked when the string is decoded, as the reader does.
+                guard i + 6 <= end, (i + 2..<i + 6).allSatisfy({ Self.isHex(bytes[$0]) }) else { return nil }
+                i += 6
+            default: return nil
             }
         }
-        return nil
     }
 
     private static func isHex(_ c: UInt8) -> Bool {
@@ -168,10 +166,20 @@ struct JSONScan {
 
     /// Whether the quoted key at `name` reads as `key` (escapes decoded).
     func keyEquals(_ name: Range<Int>, _ key: StaticString) -> Bool {
-        let raw = name.lowerBound + 1..<name.upperBound - 1
-        if !bytes[raw].contains(UInt8(ascii: "\\")) {
-            return key.withUTF8Buffer { $0.elementsEqual(bytes[raw]) }
+        let start = name.lowerBound + 1
+        let count = name.count - 2
+        let n = key.utf8CodeUnitCount
+        if count == n {
+            let same = key.withUTF8Buffer { k in
+                var i = 0
+                while i < n && bytes[start + i] == k[i] { i += 1 }
+                return i == n
+            }
+            if same { return true }
         }
+        // An escape takes at least two bytes for one character, so only a longer key with a backslash
+        // can still read as `key`.
+        guard count > n, ByteScan.stringSpecial(bytes, start, start + count) < start + count else { return false }
         return string(name) == key.withUTF8Buffer { String(decoding: $0, as: UTF8.self) }
     }
 

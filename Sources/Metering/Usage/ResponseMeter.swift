@@ -29,11 +29,45 @@ public struct ResponseMeter: Sendable {
             usage.feed(bytes)
             return .unchanged
         }
-        var out: [UInt8] = []
-        for event in framer!.feed(bytes) {
-            if let forward = meterStripping(event) { out.append(contentsOf: forward) }
+        return bytes.withContiguousStorageIfAvailable { feedFraming($0) }
+            ?? Array(bytes).withUnsafeBufferPointer { feedFraming($0) }
+    }
+
+    /// What the stage does with one event.
+    enum Strip: Equatable {
+        case keep
+        case drop
+        case replace([UInt8])
+    }
+
+    /// Frames `chunk` into events and meters each. When every event stays as it came and the chunk was
+    /// whole events, the chunk goes on unchanged and nothing is copied: the common case.
+    private mutating func feedFraming(_ chunk: UnsafeBufferPointer<UInt8>) -> Forward {
+        var framer = self.framer!
+        self.framer = nil
+        defer { self.framer = framer }
+        // While nothing is held, events are slices of `chunk` from its start: the kept ones before the
+        // first change are then copied in one go, only when a change comes.
+        let direct = !framer.isHolding
+        var out: [UInt8]?
+        let whole = framer.feed(chunk) { event in
+            let strip = meterStripping(event)
+            if out == nil {
+                if strip == .keep && direct { return }
+                let before = direct ? event.baseAddress! - chunk.baseAddress! : 0
+                out = Array(UnsafeBufferPointer(rebasing: chunk[..<before]))
+            }
+            switch strip {
+            case .keep: out!.append(contentsOf: event)
+            case .drop: break
+            case .replace(let bytes): out!.append(contentsOf: bytes)
+            }
         }
-        return .replaced(out)
+        if let out { return .replaced(out) }
+        if whole { return .unchanged }
+        guard direct else { return .replaced([]) }
+        // Only kept events, read directly, with an unfinished one held back: forward the complete ones.
+        return .replaced(Array(UnsafeBufferPointer(rebasing: chunk[..<(chunk.count - framer.heldCount)])))
     }
 
     /// Ends the body: parses a JSON body, and returns any trailing bytes still to forward.
@@ -49,45 +83,42 @@ public struct ResponseMeter: Sendable {
 
     /// Meters one event and returns it as the client should see it (nil to drop it).
     mutating func meterStripping(_ event: [UInt8]) -> [UInt8]? {
-        // Only OpenAI chunks carry usage the gateway asked for; anything else is metered as it is.
-        guard usage.endpoint != .messages && usage.endpoint != .responses else {
-            usage.observe(rawEvent: event)
-            return event
-        }
-        // The single `data:` line of an OpenAI chunk; anything else (`[DONE]`, comments) as it is.
-        guard let payload = Self.dataLine(in: event) else {
-            usage.observe(rawEvent: event)
-            return event
-        }
-        return event.withUnsafeBufferPointer { buffer -> [UInt8]? in
-            let scan = JSONScan(buffer)
-            guard let top = scan.validate(payload), buffer[top.lowerBound] == UInt8(ascii: "{") else {
-                usage.observe(rawEvent: event)
-                return event
+        event.withUnsafeBufferPointer { buffer in
+            switch meterStripping(buffer) {
+            case .keep: event
+            case .drop: nil
+            case .replace(let bytes): bytes
             }
-            let (usageSpan, choices) = usage.observeOpenAIChunk(scan, top)
-            guard let usageSpan else { return event }
-            if !scan.isNull(usageSpan), let choices, scan.isEmptyArray(choices) {
-                return nil  // the usage-only chunk the client did not ask for
-            }
-            guard scan.isNull(usageSpan), let member = Self.memberRange(valueSpan: usageSpan, in: buffer, within: top)
-            else { return event }
-            var out = Array(buffer[..<member.lowerBound])
-            out.append(contentsOf: buffer[member.upperBound...])
-            return out
         }
     }
 
-    /// The payload range of the event's only `data:` line (nil when it has none, or several).
-    private static func dataLine(in event: [UInt8]) -> Range<Int>? {
-        var found: Range<Int>?
-        for line in SSELines(event) where event[line].starts(with: "data:".utf8) {
-            if found != nil { return nil }
-            var s = line.lowerBound + 5
-            if s < line.upperBound && event[s] == 0x20 { s += 1 }
-            found = s..<line.upperBound
+    /// Meters one event and says what the client should see of it.
+    mutating func meterStripping(_ event: UnsafeBufferPointer<UInt8>) -> Strip {
+        // Only OpenAI chunks carry usage the gateway asked for; anything else is metered as it is.
+        guard usage.endpoint != .messages && usage.endpoint != .responses else {
+            usage.observe(rawEvent: event)
+            return .keep
         }
-        return found
+        // The single `data:` line of an OpenAI chunk; anything else (`[DONE]`, comments) as it is.
+        guard let payload = SSELines.dataLine(in: event) else {
+            usage.observe(rawEvent: event)
+            return .keep
+        }
+        let scan = JSONScan(event)
+        guard let top = scan.validate(payload), event[top.lowerBound] == UInt8(ascii: "{") else {
+            usage.observe(rawEvent: event)
+            return .keep
+        }
+        let (usageSpan, choices) = usage.observeOpenAIChunk(scan, top)
+        guard let usageSpan else { return .keep }
+        if !scan.isNull(usageSpan), let choices, scan.isEmptyArray(choices) {
+            return .drop  // the usage-only chunk the client did not ask for
+        }
+        guard scan.isNull(usageSpan), let member = Self.memberRange(valueSpan: usageSpan, in: event, within: top)
+        else { return .keep }
+        var out = Array(UnsafeBufferPointer(rebasing: event[..<member.lowerBound]))
+        out.append(contentsOf: UnsafeBufferPointer(rebasing: event[member.upperBound...]))
+        return .replace(out)
     }
 
     /// The bytes of a member (`"key": value` and one separating comma) given its value's range, inside

@@ -63,3 +63,26 @@ struct SSELines: Sequence, IteratorProtocol {
         return start..<i
     }
 }
+
+extension SSELines {
+    /// The payload range of the event's only `data:` line (nil when it has none, or several).
+    static func dataLine(in event: UnsafeBufferPointer<UInt8>) -> Range<Int>? {
+        var found: Range<Int>?
+        var i = 0
+        let count = event.count
+        while i < count {
+            let end = ByteScan.lineEnd(event, i, count)
+            if end - i >= 5 && event[i] == UInt8(ascii: "d") && event[i + 1] == UInt8(ascii: "a")
+                && event[i + 2] == UInt8(ascii: "t") && event[i + 3] == UInt8(ascii: "a")
+                && event[i + 4] == UInt8(ascii: ":")
+            {
+                if found != nil { return nil }
+                var s = i + 5
+                if s < end && event[s] == 0x20 { s += 1 }
+                found = s..<end
+            }
+            i = end + (end + 1 < count && event[end] == 0x0D && event[end + 1] == 0x0A ? 2 : 1)
+        }
+        return found
+    }
+}

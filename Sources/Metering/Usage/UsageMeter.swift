@@ -16,7 +16,7 @@ public struct UsageMeter: Sendable {
     /// One counter per output channel (content, reasoning, each tool call's name and arguments, each
     /// content block): deltas continue their own channel, and separate texts are never tokenized as one.
     private var channels: [String: StreamingTokenCounter] = [:]
-    private var sse = SSEParser()
+    private var framer = SSEEventFramer()
     private var body: [UInt8] = []
     private let bodyLimit: Int
 
@@ -37,7 +37,9 @@ public struct UsageMeter: Sendable {
 
     public mutating func feed(_ bytes: some Sequence<UInt8>) {
         if streaming {
-            for event in sse.feed(bytes) { handle(event) }
+            if bytes.withContiguousStorageIfAvailable({ frame($0) }) == nil {
+                Array(bytes).withUnsafeBufferPointer { frame($0) }
+            }
         } else if body.count < bodyLimit {
             body.append(contentsOf: bytes)
         }
@@ -86,9 +88,26 @@ public struct UsageMeter: Sendable {
         }
     }
 
+    private mutating func frame(_ chunk: UnsafeBufferPointer<UInt8>) {
+        var framer = self.framer
+        self.framer = SSEEventFramer()
+        framer.feed(chunk) { observe(rawEvent: $0) }
+        self.framer = framer
+    }
+
     /// One complete raw event, already framed (the meter stage frames events once).
-    mutating func observe(rawEvent: [UInt8]) {
-        if let event = SSEParser.parse(rawEvent) { handle(event) }
+    mutating func observe(rawEvent event: UnsafeBufferPointer<UInt8>) {
+        // An OpenAI event with one `data:` line is read where it lies; anything else is parsed first.
+        if endpoint != .messages && endpoint != .responses, let payload = SSELines.dataLine(in: event) {
+            if payload.count == 6 && "[DONE]".utf8.elementsEqual(UnsafeBufferPointer(rebasing: event[payload])) {
+                completed = true
+                return
+            }
+            let scan = JSONScan(event)
+            if let top = scan.validate(payload) { observeOpenAIChunk(scan, top) }
+            return
+        }
+        if let parsed = SSEParser.parse(Array(event)) { handle(parsed) }
     }
 
     /// One Anthropic or Responses event's JSON payload.
