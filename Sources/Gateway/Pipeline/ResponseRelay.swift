@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Metering
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 import Synchronization
 
@@ -118,12 +119,17 @@ struct ResponseRelay: Sendable {
         let unfedMeter = meter
         let readAheadStartedAt = firstChunkAt
         owner.responding(upstreamStatus: status, meter: unfedMeter.usage)
-        let responseBody = ResponseBody(contentLength: strip ? nil : upstream.contentLength) { writer in
+        let contentLength = strip ? nil : upstream.contentLength
+        // How NIO's encoder frames this body: chunked without a length (HTTP/1.1 always, as the head is
+        // converted), the bytes as they are with one.
+        let framing: RelayFraming? =
+            contentLength != nil ? .identity : (200..<300).contains(status) && status != 204 ? .chunked : nil
+        let responseBody = ResponseBody(contentLength: contentLength) { writer in
             guard owner.startRelaying() else { throw CancellationError() }
             var relay = RelayState(meter: unfedMeter, isEventStream: isEventStream, firstByteAt: readAheadStartedAt)
             var ending: Result<Void, any Error>
             if breakAfterReadAhead == nil, let client,
-                case let sink = ChannelRelaySink(client: client, readAhead: readAhead, state: relay),
+                case let sink = ChannelRelaySink(client: client, readAhead: readAhead, state: relay, framing: framing),
                 reader.push(to: sink)
             {
                 // Each chunk goes from the upstream's read to the client's socket on the event loop,
@@ -287,17 +293,25 @@ final class ChannelRelaySink: UpstreamBodySink, @unchecked Sendable {
     private var readAhead: [ByteBuffer]
     private let done: EventLoopPromise<Void>
     private let isDone = Atomic(false)
+    private let framing: RelayFraming?
+    /// The HTTP encoder's place in the client's pipeline, found on the first write.
+    private var encoder: ChannelHandlerContext?
+    private var lookedForEncoder = false
 
-    init(client: any Channel, readAhead: [ByteBuffer], state: RelayState) {
+    /// `framing`: how the encoder frames this response's body, when the relay may frame it instead.
+    init(client: any Channel, readAhead: [ByteBuffer], state: RelayState, framing: RelayFraming?) {
         self.client = client
         self.readAhead = readAhead
         self.state = state
+        self.framing = framing
         self.done = client.eventLoop.makePromise()
     }
 
     func start() {
         // Chunks read before the response head went out go first, in order.
-        for early in readAhead { send(state.take(early)) }
+        for early in readAhead {
+            if let out = state.take(early) { write(out, promise: nil) }
+        }
         readAhead = []
     }
 
@@ -305,13 +319,38 @@ final class ChannelRelaySink: UpstreamBodySink, @unchecked Sendable {
         guard let out = state.take(chunk) else { return nil }
         // While the client's socket keeps up, nothing waits; once it does not, the next upstream read
         // waits for this write. A failed write means the client is gone, which its connection reports.
-        guard client.isWritable else { return client.writeAndFlush(HTTPResponsePart.body(out)) }
-        send(out)
-        return nil
+        guard !client.isWritable else {
+            write(out, promise: nil)
+            return nil
+        }
+        let written = client.eventLoop.makePromise(of: Void.self)
+        write(out, promise: written)
+        return written.futureResult
     }
 
-    private func send(_ out: ByteBuffer?) {
-        if let out { client.writeAndFlush(HTTPResponsePart.body(out), promise: nil) }
+    /// Writes a body chunk framed here, below the encoder: no handler above it looks at body parts, and
+    /// passing each event through them (the HTTP types, Hummingbird's state, NIO's encoder with three
+    /// writes per chunk) cost more than metering it. Otherwise through the whole pipeline.
+    private func write(_ out: ByteBuffer, promise: EventLoopPromise<Void>?) {
+        if !lookedForEncoder {
+            lookedForEncoder = true
+            if framing != nil {
+                let pipeline = client.pipeline.syncOperations
+                encoder = try? pipeline.context(handlerType: HTTPResponseEncoder.self)
+            }
+        }
+        guard let encoder, let framing else {
+            client.writeAndFlush(HTTPResponsePart.body(out), promise: promise)
+            return
+        }
+        switch framing {
+        case .identity:
+            encoder.writeAndFlush(NIOAny(IOData.byteBuffer(out)), promise: promise)
+        case .chunked:
+            var framed = client.allocator.buffer(capacity: out.readableBytes + 20)
+            RelayFraming.writeChunk(out, into: &framed)
+            encoder.writeAndFlush(NIOAny(IOData.byteBuffer(framed)), promise: promise)
+        }
     }
 
     func end(_ result: Result<Void, any Error>) {
@@ -333,5 +372,28 @@ final class ChannelRelaySink: UpstreamBodySink, @unchecked Sendable {
         } catch {
             return .failure(error)
         }
+    }
+}
+
+/// How the client connection's HTTP encoder frames a response body.
+enum RelayFraming {
+    /// Chunked transfer coding: each chunk is its size in hex, CRLF, the bytes, CRLF.
+    case chunked
+    /// The bytes as they are (the head carries a Content-Length).
+    case identity
+
+    /// One chunk in chunked coding, as the encoder writes it; nothing for an empty one, which would end
+    /// the body.
+    static func writeChunk(_ chunk: ByteBuffer, into buffer: inout ByteBuffer) {
+        let size = chunk.readableBytes
+        guard size > 0 else { return }
+        let digits = (Int.bitWidth - size.leadingZeroBitCount + 3) / 4
+        for shift in stride(from: (digits - 1) * 4, through: 0, by: -4) {
+            let digit = UInt8((size >> shift) & 0xF)
+            buffer.writeInteger(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") - 10 + digit)
+        }
+        buffer.writeStaticString("\r\n")
+        buffer.writeImmutableBuffer(chunk)
+        buffer.writeStaticString("\r\n")
     }
 }
