@@ -22,15 +22,11 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
 public final class GatewayStore: Sendable {
     public let pool: DatabasePool
     public let path: String
-    /// Whether commits skip the sync (`synchronous = NORMAL`): a commit is then only CPU work and page
-    /// cache writes, short enough to run on the thread that asks for it.
-    public let commitsWithoutSync: Bool
 
     /// `synchronous` is `FULL` (every commit synced; the default) or `NORMAL` (see
     /// `ServerConfig.ledgerSync`).
     public init(dataDirectory: String, synchronous: String = "FULL") throws {
         precondition(synchronous == "FULL" || synchronous == "NORMAL")
-        self.commitsWithoutSync = synchronous == "NORMAL"
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
         self.path = (dataDirectory as NSString).appendingPathComponent("gateway.sqlite")
         var config = Configuration()

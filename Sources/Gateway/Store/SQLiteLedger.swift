@@ -22,18 +22,9 @@ public final class SQLiteLedger: Ledger {
         store: GatewayStore, sinks: [String] = [], onCommit: @escaping @Sendable (CommitStats) -> Void = { _ in }
     ) {
         let pool = store.pool
-        if store.commitsWithoutSync {
-            // No sync to wait for: commit on the event loop that gathered the batch. Handing it to the
-            // writer's queue and back cost two thread switches per commit, more than the commit itself.
-            group = GroupCommit(onCommit: onCommit) { records, _ in
-                try Self.commitInPlace(records, sinks: sinks, pool)
-                return Array(repeating: (), count: records.count)
-            }
-        } else {
-            group = GroupCommit(onCommit: onCommit) { records, _ in
-                try await pool.writeWithoutTransaction { db in try Self.commit(records, sinks: sinks, db) }
-                return Array(repeating: (), count: records.count)
-            }
+        group = GroupCommit(onCommit: onCommit) { records, _ in
+            try await pool.writeWithoutTransaction { db in try Self.commit(records, sinks: sinks, db) }
+            return Array(repeating: (), count: records.count)
         }
     }
 
@@ -41,12 +32,6 @@ public final class SQLiteLedger: Ledger {
     public var queueDepth: Int { group.queueDepth }
 
     public func append(_ record: BillingRecord) async throws { try await group.append(record) }
-
-    /// GRDB's synchronous write: libdispatch runs it on the calling thread when the writer is idle (and
-    /// waits for the writer otherwise).
-    private static func commitInPlace(_ records: [BillingRecord], sinks: [String], _ pool: DatabasePool) throws {
-        try pool.writeWithoutTransaction { db in try commit(records, sinks: sinks, db) }
-    }
 
     static let insertSQL =
         "INSERT INTO billing_records (\(BillingRecordRow.columns.joined(separator: ", "))) VALUES ("
