@@ -22,8 +22,9 @@
 #                                                # KiB/stream counts in round 1 only: later rounds
 #                                                # reuse the memory the first one left behind
 #   SPREAD=0 Benchmarks/soak.sh                  # first events not spread (see paced_upstream.c)
-#   TRACE="perf record -g -o /tmp/soak.perf -p" Benchmarks/soak.sh   # a command given the gateway's pid,
-#                                                # run during its measured streams, interrupted after
+#   TRACE="perf record -g -o /tmp/soak.perf -p" Benchmarks/soak.sh   # a command given the gateway's pid
+#                                                # (TRACE_TARGET=nginx: its worker's),
+#                                                # run during its measured streams, then sent SIGTERM
 #
 # The streams' requests go out at once, but by default (SPREAD=1) the upstream spreads their first
 # events over one interval, so every target sees the same steady flow of events (STREAMS per
@@ -184,12 +185,12 @@ measure() { # name port key pid
   r0=$(rss_kib "$pid")
   c0=$(cpu_ticks "$pid"); u0=$(cpu_ticks "$upstream_pid")
   local trace=""
-  if [ -n "${TRACE:-}" ] && [ "$name" = gateway ]; then
+  if [ -n "${TRACE:-}" ] && [ "$name" = "${TRACE_TARGET:-gateway}" ]; then
     taskset -c 1 $TRACE "$pid" >"$work/trace.log" 2>&1 &
     trace=$!
   fi
   line=$(taskset -c 1 "$CLIENT" soak 127.0.0.1 "$port" "$STREAMS" "$key" "$timeout_s" "$pid" 2>"$work/client.err" || true)
-  [ -z "$trace" ] || { kill -INT "$trace" 2>/dev/null; wait "$trace" || true; }
+  [ -z "$trace" ] || { kill -TERM "$trace" 2>/dev/null; wait "$trace" || true; }
   sleep 1  # what the target still does after the last byte (e.g. the ledger) counts too
   c1=$(cpu_ticks "$pid"); u1=$(cpu_ticks "$upstream_pid")
   grep -q ALL_OPEN "$work/client.err" || echo "$name: not every stream had its first event at once; RSS is the peak" >&2
