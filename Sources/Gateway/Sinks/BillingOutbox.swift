@@ -71,16 +71,20 @@ public struct DeadLetter: Sendable, Equatable {
 public protocol OutboxStore: Sendable {
     /// Claims up to `limit` due pending entries of `sink` until `until`: no other deliverer (another
     /// replica) takes them meanwhile. A deliverer that dies leaves them to be claimed again after that.
+    /// `until` is also the claim's lease: the outcomes below change an entry only while it is still held
+    /// under that lease, so a deliverer whose lease ran out (and whose entries another has claimed since)
+    /// changes nothing.
     func claimOutbox(sink: String, limit: Int, now: Date, until: Date) async throws -> [(
         id: Int64, recordID: String, attempts: Int
     )]
     /// The records with these ids, with their tenants' names and Stripe customer ids.
     func outboxRecords(_ ids: [String]) async throws -> [String: (BillingRecord, String, String?)]
-    func outboxDelivered(_ ids: [Int64]) async throws
+    /// Delivered: the entries leave the outbox.
+    func outboxDelivered(_ ids: [Int64], lease: Date) async throws
     /// Back to pending after a failed attempt, due again at `at`.
-    func outboxRetry(_ id: Int64, attempts: Int, at: Date, status: Int?, error: String) async throws
+    func outboxRetry(_ id: Int64, lease: Date, attempts: Int, at: Date, status: Int?, error: String) async throws
     /// Refused for good: parked until an operator retries it.
-    func outboxDead(_ id: Int64, attempts: Int, status: Int?, error: String) async throws
+    func outboxDead(_ id: Int64, lease: Date, attempts: Int, status: Int?, error: String) async throws
     func outboxStatus() async throws -> [OutboxSinkStatus]
     func deadLetters(sink: String?, limit: Int) async throws -> [DeadLetter]
     /// Dead entries (of `sink`, or one record's) back to pending, due now; returns how many.

@@ -60,12 +60,13 @@ struct SinkDeliverer: Service {
         let limit = sink.batchSize
         // The lease outlives a send's timeout, so an entry is claimed again only after its deliverer
         // has given up on it (or died).
-        let lease = Double(sink.timeoutMilliseconds) / 1000 * 3 + 5
+        // The lease's end also names the claim: an entry is claimed again only after its lease ran out,
+        // so a later claim always ends later, and a lapsed deliverer's outcomes no longer match.
+        let lease = now.addingTimeInterval(Double(sink.timeoutMilliseconds) / 1000 * 3 + 5)
         let claimed: [(id: Int64, recordID: String, attempts: Int)]
         let records: [String: (BillingRecord, String, String?)]
         do {
-            claimed = try await outbox.claimOutbox(
-                sink: sink.name, limit: limit, now: now, until: now.addingTimeInterval(lease))
+            claimed = try await outbox.claimOutbox(sink: sink.name, limit: limit, now: now, until: lease)
             guard !claimed.isEmpty else { return 0 }
             records = try await outbox.outboxRecords(claimed.map(\.recordID))
         } catch {
@@ -76,7 +77,8 @@ struct SinkDeliverer: Service {
         for c in claimed {
             guard let (record, name, stripe) = records[c.recordID] else {
                 await settle(
-                    c.id, attempts: c.attempts + 1, .dead(status: nil, error: "the record is not in the ledger"))
+                    c.id, lease: lease, attempts: c.attempts + 1,
+                    .dead(status: nil, error: "the record is not in the ledger"))
                 continue
             }
             entries.append(
@@ -104,7 +106,7 @@ struct SinkDeliverer: Service {
         let delivered = outcomes.filter { if case .delivered = $0.1 { true } else { false } }
         if !delivered.isEmpty {
             do {
-                try await outbox.outboxDelivered(delivered.map(\.0.id))
+                try await outbox.outboxDelivered(delivered.map(\.0.id), lease: lease)
                 let now = Date()
                 metrics.sinkDelivered(
                     sink: sink.name, lags: delivered.map { now.timeIntervalSince($0.0.record.endedAt) })
@@ -114,26 +116,27 @@ struct SinkDeliverer: Service {
         }
         for (e, outcome) in outcomes {
             if case .delivered = outcome { continue }
-            await settle(e.id, attempts: e.attempts + 1, outcome)
+            await settle(e.id, lease: lease, attempts: e.attempts + 1, outcome)
         }
         return claimed.count
     }
 
     /// Records a failed attempt's outcome in the outbox (and the metrics).
-    private func settle(_ id: Int64, attempts: Int, _ outcome: Outcome) async {
+    private func settle(_ id: Int64, lease: Date, attempts: Int, _ outcome: Outcome) async {
         do {
             switch outcome {
             case .delivered:
-                try await outbox.outboxDelivered([id])
+                try await outbox.outboxDelivered([id], lease: lease)
             case .retry(let status, let error, let after):
                 // Exponential from 1 s, capped at 10 min, with full jitter over its upper half.
                 let backoff = min(600, pow(2, Double(min(attempts - 1, 20))))
                 let wait = max(after ?? 0, backoff * Double.random(in: 0.5...1))
                 try await outbox.outboxRetry(
-                    id, attempts: attempts, at: Date().addingTimeInterval(wait), status: status, error: error)
+                    id, lease: lease, attempts: attempts, at: Date().addingTimeInterval(wait), status: status,
+                    error: error)
                 metrics.sinkFailed(sink: sink.name)
             case .dead(let status, let error):
-                try await outbox.outboxDead(id, attempts: attempts, status: status, error: error)
+                try await outbox.outboxDead(id, lease: lease, attempts: attempts, status: status, error: error)
                 metrics.sinkDead(sink: sink.name)
                 logger.error(
                     "billing sink refused a record for good; it is in the dead-letter list",

@@ -49,31 +49,38 @@ extension GatewayStore: OutboxStore {
         }
     }
 
-    public func outboxDelivered(_ ids: [Int64]) async throws {
+    public func outboxDelivered(_ ids: [Int64], lease: Date) async throws {
         guard !ids.isEmpty else { return }
         try await pool.write { db in
             let marks = Array(repeating: "?", count: ids.count).joined(separator: ",")
-            try db.execute(sql: "DELETE FROM billing_outbox WHERE id IN (\(marks))", arguments: StatementArguments(ids))
+            try db.execute(
+                sql: "DELETE FROM billing_outbox WHERE claimed_until = ? AND id IN (\(marks))",
+                arguments: StatementArguments([SQLiteLedger.microseconds(lease)] + ids))
         }
     }
 
-    public func outboxRetry(_ id: Int64, attempts: Int, at: Date, status: Int?, error: String) async throws {
+    public func outboxRetry(
+        _ id: Int64, lease: Date, attempts: Int, at: Date, status: Int?, error: String
+    ) async throws {
         try await pool.write { db in
             try db.execute(
                 sql: """
                     UPDATE billing_outbox SET attempts = ?, next_attempt_at = ?, claimed_until = 0, last_status = ?,
-                        last_error = ? WHERE id = ?
-                    """, arguments: [attempts, SQLiteLedger.microseconds(at), status, error, id])
+                        last_error = ? WHERE id = ? AND claimed_until = ?
+                    """,
+                arguments: [
+                    attempts, SQLiteLedger.microseconds(at), status, error, id, SQLiteLedger.microseconds(lease),
+                ])
         }
     }
 
-    public func outboxDead(_ id: Int64, attempts: Int, status: Int?, error: String) async throws {
+    public func outboxDead(_ id: Int64, lease: Date, attempts: Int, status: Int?, error: String) async throws {
         try await pool.write { db in
             try db.execute(
                 sql: """
                     UPDATE billing_outbox SET state = 'dead', attempts = ?, claimed_until = 0, last_status = ?,
-                        last_error = ? WHERE id = ?
-                    """, arguments: [attempts, status, error, id])
+                        last_error = ? WHERE id = ? AND claimed_until = ?
+                    """, arguments: [attempts, status, error, id, SQLiteLedger.microseconds(lease)])
         }
     }
 

@@ -44,27 +44,33 @@ extension PostgresStore: OutboxStore {
         return out
     }
 
-    public func outboxDelivered(_ ids: [Int64]) async throws {
+    public func outboxDelivered(_ ids: [Int64], lease: Date) async throws {
         guard !ids.isEmpty else { return }
-        _ = try await client.query("DELETE FROM billing_outbox WHERE id = ANY(\(ids)::int8[])", logger: logger)
+        _ = try await client.query(
+            """
+            DELETE FROM billing_outbox
+            WHERE id = ANY(\(ids)::int8[]) AND claimed_until = \(SQLiteLedger.microseconds(lease))
+            """, logger: logger)
     }
 
-    public func outboxRetry(_ id: Int64, attempts: Int, at: Date, status: Int?, error: String) async throws {
+    public func outboxRetry(
+        _ id: Int64, lease: Date, attempts: Int, at: Date, status: Int?, error: String
+    ) async throws {
         _ = try await client.query(
             """
             UPDATE billing_outbox SET attempts = \(Int32(clamping: attempts)),
                 next_attempt_at = \(SQLiteLedger.microseconds(at)), claimed_until = 0,
                 last_status = \(status.map { Int32(clamping: $0) }), last_error = \(error)
-            WHERE id = \(id)
+            WHERE id = \(id) AND claimed_until = \(SQLiteLedger.microseconds(lease))
             """, logger: logger)
     }
 
-    public func outboxDead(_ id: Int64, attempts: Int, status: Int?, error: String) async throws {
+    public func outboxDead(_ id: Int64, lease: Date, attempts: Int, status: Int?, error: String) async throws {
         _ = try await client.query(
             """
             UPDATE billing_outbox SET state = 'dead', attempts = \(Int32(clamping: attempts)), claimed_until = 0,
                 last_status = \(status.map { Int32(clamping: $0) }), last_error = \(error)
-            WHERE id = \(id)
+            WHERE id = \(id) AND claimed_until = \(SQLiteLedger.microseconds(lease))
             """, logger: logger)
     }
 
