@@ -107,7 +107,7 @@ public struct UsageMeter: Sendable {
             if let top = scan.validate(payload) { observeOpenAIChunk(scan, top) }
             return
         }
-        if let parsed = SSEParser.parse(Array(event)) { handle(parsed) }
+        if let parsed = SSEParser.parse(event) { handle(parsed) }
     }
 
     /// One Anthropic or Responses event's JSON payload.
