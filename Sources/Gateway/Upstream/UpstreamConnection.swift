@@ -86,7 +86,7 @@ final class UpstreamExchange: @unchecked Sendable {
         eventLoop.execute { [self] in fail(CancellationError()) }
     }
 
-    fileprivate var isEnded: Bool { ended }
+    var isEnded: Bool { ended }
 
     fileprivate func receivedHead(_ response: HTTPResponseHead) {
         guard !headSettled else { return }
@@ -104,7 +104,7 @@ final class UpstreamExchange: @unchecked Sendable {
 
     /// Ends the exchange with `error` (once) and closes its connection, which cannot be reused
     /// mid-response.
-    fileprivate func fail(_ error: any Error) {
+    func fail(_ error: any Error) {
         guard !ended else { return }
         ended = true
         firstByteTimer?.cancel()
@@ -126,7 +126,7 @@ final class UpstreamExchange: @unchecked Sendable {
 /// silences during an exchange, and goes back to its pool only after a response that leaves the
 /// connection in a known state.
 final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
-    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = HTTPClientRequestPart
     typealias OutboundOut = HTTPClientRequestPart
 
@@ -135,10 +135,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
     let eventLoop: any EventLoop
     private var context: ChannelHandlerContext?
     private var exchange: UpstreamExchange?
+    private var parser = UpstreamResponseParser()
     /// Counts exchanges, so a late callback of an earlier one is ignored.
     private var generation = 0
     private var requestSent = false
-    private var responseKeepAlive = true
     private var receivedAny = false
     /// When the current exchange's request went out on a reused connection.
     private var startedAt = NIODeadline.now()
@@ -185,7 +185,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
         self.retry = retry
         self.idleTimeout = idleTimeout
         requestSent = false
-        responseKeepAlive = true
+        parser = UpstreamResponseParser()
         receivedAny = false
         keepAliveHint = nil
         startedAt = .now()
@@ -220,47 +220,63 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let exchange else {
+        guard exchange != nil else {
             // Nothing is asked of an idle connection: bytes on it mean it is out of step.
             context.close(promise: nil)
             return
         }
         lastRead = .now()
         receivedAny = true
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            guard head.status.code >= 200 else {
-                // NIO passes 101 on (other 1xx are dropped); a switch of protocols is not ours to relay.
-                failCurrent(UpstreamConnectionError.unexpectedStatus(Int(head.status.code)), retryable: false)
-                return
-            }
-            responseKeepAlive = head.isKeepAlive
-            keepAliveHint = Self.keepAliveTimeout(head.headers)
-            // The first-byte timeout bounded the wait for the head; from here on, each silence is bounded.
-            armIdleTimer()
-            exchange.receivedHead(head)
-        case .body(let part):
-            if let wait = exchange.body.append(part) {
-                paused = true
-                let current = generation
-                wait.hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] _ in
-                    if current == generation { resumeReading() }
+        var buffer = unwrapInboundIn(data)
+        do {
+            while let exchange, let event = try parser.next(&buffer) {
+                switch event {
+                case .head(let head):
+                    guard head.status.code >= 200 else {
+                        // Interim 1xx answers are skipped by the parser; a switch of protocols is not
+                        // ours to relay.
+                        failCurrent(
+                            UpstreamConnectionError.unexpectedStatus(Int(head.status.code)), retryable: false)
+                        return
+                    }
+                    keepAliveHint = Self.keepAliveTimeout(head.headers)
+                    // The first-byte timeout bounded the wait for the head; from here on, each silence is
+                    // bounded.
+                    armIdleTimer()
+                    exchange.receivedHead(head)
+                case .body(let part):
+                    if let wait = exchange.body.append(part) {
+                        paused = true
+                        let current = generation
+                        wait.hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] _ in
+                            if current == generation { resumeReading() }
+                        }
+                    }
+                case .end:
+                    // Bytes after the end are a second answer nobody asked for: the connection is out of
+                    // step and is not reused.
+                    ended(exchange, reusable: buffer.readableBytes == 0, context: context)
+                    return
                 }
             }
-        case .end:
-            self.exchange = nil
-            retry = nil
-            idleTimer?.cancel()
-            idleTimer = nil
-            exchange.finished()
-            resumeReading()
-            if requestSent && responseKeepAlive {
-                pool.release(self, on: context.eventLoop, keepAlive: keepAliveHint)
-            } else {
-                // Not reusable; an upstream that answered before reading the whole request may never
-                // read the rest, so nothing waits for that write.
-                context.close(promise: nil)
-            }
+        } catch {
+            failCurrent(error, retryable: false)
+        }
+    }
+
+    private func ended(_ exchange: UpstreamExchange, reusable: Bool, context: ChannelHandlerContext) {
+        self.exchange = nil
+        retry = nil
+        idleTimer?.cancel()
+        idleTimer = nil
+        exchange.finished()
+        resumeReading()
+        if reusable && requestSent && parser.keepAlive {
+            pool.release(self, on: context.eventLoop, keepAlive: keepAliveHint)
+        } else {
+            // Not reusable; an upstream that answered before reading the whole request may never read
+            // the rest, so nothing waits for that write.
+            context.close(promise: nil)
         }
     }
 
@@ -342,7 +358,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
     func channelInactive(context: ChannelHandlerContext) {
         idleTimer?.cancel()
         poolTimer?.cancel()
-        if exchange != nil {
+        if let exchange, parser.inputClosed() {
+            // A body delimited by the close has ended.
+            ended(exchange, reusable: false, context: context)
+        } else if exchange != nil {
             failCurrent(UpstreamConnectionError.closed, retryable: true)
         } else {
             pool.forget(self, on: context.eventLoop)
@@ -359,7 +378,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
     }
 
     /// In the pool: closed after `timeout` without use.
-    fileprivate func parked(for timeout: TimeAmount) {
+    func parked(for timeout: TimeAmount) {
         guard let context else { return }
         poolTimer = context.eventLoop.scheduleTask(in: timeout) { [self] in
             poolTimer = nil
@@ -368,128 +387,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
     }
 }
 
-/// Keep-alive connections to one upstream, kept per event loop: a request uses a connection on its
-/// client's loop, so the upstream's reads, the meter and the client's writes run on one thread.
-final class UpstreamConnectionPool: Sendable {
-    let target: UpstreamTarget
-    private let tls: NIOSSLContext?
-    private let connectTimeout: TimeAmount
-    private let idle = Mutex<[ObjectIdentifier: [UpstreamConnectionHandler]]>([:])
-    /// Idle connections kept per loop; more close when their exchange ends.
-    static let maxIdlePerLoop = 512
-    /// How long an unused connection stays open; shorter than common upstream keep-alive timeouts,
-    /// so the gateway, not the upstream, usually closes it.
-    static let keepAlive = TimeAmount.seconds(50)
-
-    init(target: UpstreamTarget, connectTimeout: TimeAmount, caFile: String?) throws {
-        self.target = target
-        self.connectTimeout = connectTimeout
-        if target.tls {
-            var configuration = TLSConfiguration.makeClientConfiguration()
-            configuration.applicationProtocols = ["http/1.1"]
-            if let caFile { configuration.additionalTrustRoots = [.file(caFile)] }
-            tls = try NIOSSLContext(configuration: configuration)
-        } else {
-            tls = nil
-        }
-    }
-
-    /// Runs `exchange` on an idle connection of `loop`, or a new one. A reused connection that turns out
-    /// closed before any answer is retried once on a new connection.
-    func run(
-        _ exchange: UpstreamExchange, head: HTTPRequestHead, body: ByteBuffer, idleTimeout: TimeAmount
-    ) {
-        let loop = exchange.eventLoop
-        guard loop.inEventLoop else {
-            loop.execute { self.run(exchange, head: head, body: body, idleTimeout: idleTimeout) }
-            return
-        }
-        let key = ObjectIdentifier(loop)
-        while let reused = idle.withLock({ $0[key]?.popLast() }) {
-            guard reused.isReusable else { continue }
-            reused.start(exchange, head: head, body: body, idleTimeout: idleTimeout) { [self] in
-                connect(exchange, head: head, body: body, idleTimeout: idleTimeout)
-            }
-            return
-        }
-        connect(exchange, head: head, body: body, idleTimeout: idleTimeout)
-    }
-
-    private func connect(
-        _ exchange: UpstreamExchange, head: HTTPRequestHead, body: ByteBuffer, idleTimeout: TimeAmount
-    ) {
-        let handler = UpstreamConnectionHandler(pool: self, eventLoop: exchange.eventLoop)
-        let tls = self.tls
-        let target = self.target
-        ClientBootstrap(group: exchange.eventLoop)
-            .connectTimeout(connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            // Each channel keeps its last receive buffer; a streamed event is a few hundred bytes, and the
-            // buffer grows when reads fill it (as on client connections).
-            .channelOption(
-                .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
-            )
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let pipeline = channel.pipeline.syncOperations
-                    if let tls {
-                        try pipeline.addHandler(NIOSSLClientHandler(context: tls, serverHostname: target.serverName))
-                    }
-                    try pipeline.addHTTPClientHandlers()
-                    try pipeline.addHandler(handler)
-                }
-            }
-            .connect(host: target.host, port: target.port)
-            .whenComplete { result in
-                switch result {
-                case .success(let channel):
-                    if exchange.isEnded {
-                        channel.close(promise: nil)  // cancelled while connecting
-                    } else {
-                        handler.start(exchange, head: head, body: body, idleTimeout: idleTimeout, retry: nil)
-                    }
-                case .failure(let error):
-                    exchange.eventLoop.execute { exchange.fail(error) }
-                }
-            }
-    }
-
-    fileprivate func release(_ handler: UpstreamConnectionHandler, on loop: any EventLoop, keepAlive hint: TimeAmount?)
-    {
-        // A second short of the upstream's own limit, so the gateway closes first.
-        let keepAlive = hint.map { min(Self.keepAlive, $0 - .seconds(1)) } ?? Self.keepAlive
-        guard keepAlive > .zero else {
-            handler.closeIdle()
-            return
-        }
-        let kept = idle.withLock { idle -> Bool in
-            var list = idle[ObjectIdentifier(loop), default: []]
-            guard list.count < Self.maxIdlePerLoop else { return false }
-            list.append(handler)
-            idle[ObjectIdentifier(loop)] = list
-            return true
-        }
-        if kept { handler.parked(for: keepAlive) } else { handler.closeIdle() }
-    }
-
-    fileprivate func forget(_ handler: UpstreamConnectionHandler, on loop: any EventLoop) {
-        idle.withLock { idle in
-            idle[ObjectIdentifier(loop)]?.removeAll { $0 === handler }
-        }
-    }
-
-    /// Closes the idle connections (at shutdown).
-    func closeIdle() {
-        let all = idle.withLock { idle in
-            defer { idle = [:] }
-            return idle.values.flatMap { $0 }
-        }
-        for handler in all { handler.closeIdle() }
-    }
-}
-
 extension UpstreamConnectionHandler {
-    fileprivate func closeIdle() {
+    func closeIdle() {
         eventLoop.execute { [self] in
             if exchange == nil { context?.close(promise: nil) }
         }

@@ -1,0 +1,126 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// Keep-alive connections to one upstream, kept per event loop: a request uses a connection on its
+/// client's loop, so the upstream's reads, the meter and the client's writes run on one thread.
+final class UpstreamConnectionPool: Sendable {
+    let target: UpstreamTarget
+    private let tls: NIOSSLContext?
+    private let connectTimeout: TimeAmount
+    private let idle = Mutex<[ObjectIdentifier: [UpstreamConnectionHandler]]>([:])
+    /// Idle connections kept per loop; more close when their exchange ends.
+    static let maxIdlePerLoop = 512
+    /// How long an unused connection stays open; shorter than common upstream keep-alive timeouts,
+    /// so the gateway, not the upstream, usually closes it.
+    static let keepAlive = TimeAmount.seconds(50)
+
+    init(target: UpstreamTarget, connectTimeout: TimeAmount, caFile: String?) throws {
+        self.target = target
+        self.connectTimeout = connectTimeout
+        if target.tls {
+            var configuration = TLSConfiguration.makeClientConfiguration()
+            configuration.applicationProtocols = ["http/1.1"]
+            if let caFile { configuration.additionalTrustRoots = [.file(caFile)] }
+            tls = try NIOSSLContext(configuration: configuration)
+        } else {
+            tls = nil
+        }
+    }
+
+    /// Runs `exchange` on an idle connection of `loop`, or a new one. A reused connection that turns out
+    /// closed before any answer is retried once on a new connection.
+    func run(
+        _ exchange: UpstreamExchange, head: HTTPRequestHead, body: ByteBuffer, idleTimeout: TimeAmount
+    ) {
+        let loop = exchange.eventLoop
+        guard loop.inEventLoop else {
+            loop.execute { self.run(exchange, head: head, body: body, idleTimeout: idleTimeout) }
+            return
+        }
+        let key = ObjectIdentifier(loop)
+        while let reused = idle.withLock({ $0[key]?.popLast() }) {
+            guard reused.isReusable else { continue }
+            reused.start(exchange, head: head, body: body, idleTimeout: idleTimeout) { [self] in
+                connect(exchange, head: head, body: body, idleTimeout: idleTimeout)
+            }
+            return
+        }
+        connect(exchange, head: head, body: body, idleTimeout: idleTimeout)
+    }
+
+    private func connect(
+        _ exchange: UpstreamExchange, head: HTTPRequestHead, body: ByteBuffer, idleTimeout: TimeAmount
+    ) {
+        let handler = UpstreamConnectionHandler(pool: self, eventLoop: exchange.eventLoop)
+        let tls = self.tls
+        let target = self.target
+        ClientBootstrap(group: exchange.eventLoop)
+            .connectTimeout(connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            // Each channel keeps its last receive buffer; a streamed event is a few hundred bytes, and the
+            // buffer grows when reads fill it (as on client connections).
+            .channelOption(
+                .recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536)
+            )
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let pipeline = channel.pipeline.syncOperations
+                    if let tls {
+                        try pipeline.addHandler(NIOSSLClientHandler(context: tls, serverHostname: target.serverName))
+                    }
+                    // Requests go out through NIO's encoder; responses are framed by the handler itself.
+                    try pipeline.addHandler(HTTPRequestEncoder())
+                    try pipeline.addHandler(NIOHTTPRequestHeadersValidator())
+                    try pipeline.addHandler(handler)
+                }
+            }
+            .connect(host: target.host, port: target.port)
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    if exchange.isEnded {
+                        channel.close(promise: nil)  // cancelled while connecting
+                    } else {
+                        handler.start(exchange, head: head, body: body, idleTimeout: idleTimeout, retry: nil)
+                    }
+                case .failure(let error):
+                    exchange.eventLoop.execute { exchange.fail(error) }
+                }
+            }
+    }
+
+    func release(_ handler: UpstreamConnectionHandler, on loop: any EventLoop, keepAlive hint: TimeAmount?) {
+        // A second short of the upstream's own limit, so the gateway closes first.
+        let keepAlive = hint.map { min(Self.keepAlive, $0 - .seconds(1)) } ?? Self.keepAlive
+        guard keepAlive > .zero else {
+            handler.closeIdle()
+            return
+        }
+        let kept = idle.withLock { idle -> Bool in
+            var list = idle[ObjectIdentifier(loop), default: []]
+            guard list.count < Self.maxIdlePerLoop else { return false }
+            list.append(handler)
+            idle[ObjectIdentifier(loop)] = list
+            return true
+        }
+        if kept { handler.parked(for: keepAlive) } else { handler.closeIdle() }
+    }
+
+    func forget(_ handler: UpstreamConnectionHandler, on loop: any EventLoop) {
+        idle.withLock { idle in
+            idle[ObjectIdentifier(loop)]?.removeAll { $0 === handler }
+        }
+    }
+
+    /// Closes the idle connections (at shutdown).
+    func closeIdle() {
+        let all = idle.withLock { idle in
+            defer { idle = [:] }
+            return idle.values.flatMap { $0 }
+        }
+        for handler in all { handler.closeIdle() }
+    }
+}

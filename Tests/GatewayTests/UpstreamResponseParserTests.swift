@@ -1,0 +1,214 @@
+import Foundation
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import Testing
+
+@testable import Gateway
+
+/// The upstream connection frames responses itself. For every well-formed response it must agree with
+/// NIO's decoder (llhttp), however the bytes are split; what is ambiguous or malformed is an error.
+@Suite("Upstream response parser")
+struct UpstreamResponseParserTests {
+    struct Parsed: Equatable {
+        var status: Int
+        var version: HTTPVersion
+        var headers: [String]
+        var body: [UInt8]
+        var ended: Bool
+        var keepAlive: Bool
+    }
+
+    /// Feeds `bytes` in pieces cut at `cuts`, then closes the input if `close`.
+    static func parse(_ bytes: [UInt8], cuts: [Int] = [], close: Bool = false) throws -> Parsed {
+        var parser = UpstreamResponseParser()
+        var parsed = Parsed(status: 0, version: .http1_1, headers: [], body: [], ended: false, keepAlive: false)
+        var start = 0
+        for end in (cuts.filter { $0 > 0 && $0 < bytes.count }.sorted() + [bytes.count]) where end >= start {
+            var buffer = ByteBuffer(bytes: bytes[start..<end])
+            start = end
+            while let event = try parser.next(&buffer) {
+                switch event {
+                case .head(let head):
+                    parsed.status = Int(head.status.code)
+                    parsed.version = head.version
+                    parsed.headers = head.headers.map { "\($0.name): \($0.value)" }
+                case .body(let part): parsed.body += part.readableBytesView
+                case .end: parsed.ended = true
+                }
+            }
+        }
+        if close, parser.inputClosed() { parsed.ended = true }
+        parsed.keepAlive = parser.keepAlive
+        return parsed
+    }
+
+    /// What NIO's client decoder makes of the same bytes, after a POST went out.
+    static func nioParse(_ bytes: [UInt8], close: Bool) throws -> Parsed {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+        try channel.writeOutbound(
+            HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: "/")))
+        try channel.writeOutbound(HTTPClientRequestPart.end(nil))
+        var parsed = Parsed(status: 0, version: .http1_1, headers: [], body: [], ended: false, keepAlive: false)
+        try channel.writeInbound(ByteBuffer(bytes: bytes))
+        if close { _ = try? channel.finish() }
+        while let part = try channel.readInbound(as: HTTPClientResponsePart.self) {
+            switch part {
+            case .head(let head):
+                parsed.status = Int(head.status.code)
+                parsed.version = head.version
+                // llhttp keeps a trailing tab in a value; RFC 9112 excludes it (OWS), as the parser does.
+                parsed.headers = head.headers.map {
+                    "\($0.name): \($0.value.trimmingCharacters(in: .whitespaces))"
+                }
+                parsed.keepAlive = head.isKeepAlive
+            case .body(let part): parsed.body += part.readableBytesView
+            case .end: parsed.ended = true
+            }
+        }
+        if !close { _ = try? channel.finish() }
+        return parsed
+    }
+
+    /// A well-formed response with random status, headers, framing and chunking.
+    static func randomResponse(_ rng: inout some RandomNumberGenerator) -> (bytes: [UInt8], closeDelimited: Bool) {
+        var out = ""
+        if Int.random(in: 0..<4, using: &rng) == 0 { out += "HTTP/1.1 100 Continue\r\n\r\n" }
+        if Int.random(in: 0..<6, using: &rng) == 0 { out += "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" }
+        let status = [200, 201, 400, 404, 429, 500, 503].randomElement(using: &rng)!
+        out += "HTTP/1.1 \(status) \(["OK", "Whatever", "", "Too  Many"].randomElement(using: &rng)!)\r\n"
+        for i in 0..<Int.random(in: 0..<6, using: &rng) {
+            let value = ["application/json", " padded\t", "a,b, c", "é-obs-text", ""].randomElement(using: &rng)!
+            out += "X-H\(i):\(value)\r\n"
+        }
+        let body = (0..<Int.random(in: 0..<600, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        var bytes: [UInt8]
+        let framing = Int.random(in: 0..<3, using: &rng)
+        switch framing {
+        case 0:
+            out += "Content-Length: \(body.count)\r\n\r\n"
+            bytes = Array(out.utf8) + body
+        case 1:
+            out += "Transfer-Encoding: chunked\r\n\r\n"
+            bytes = Array(out.utf8)
+            var rest = body[...]
+            while !rest.isEmpty {
+                let n = min(rest.count, Int.random(in: 1...200, using: &rng))
+                let ext = ["", ";x=1", ";name=\"v\""].randomElement(using: &rng)!
+                let size = Bool.random(using: &rng) ? String(n, radix: 16) : String(n, radix: 16, uppercase: true)
+                bytes += Array("\(size)\(ext)\r\n".utf8) + rest.prefix(n) + Array("\r\n".utf8)
+                rest = rest.dropFirst(n)
+            }
+            bytes += Array((Bool.random(using: &rng) ? "0\r\n\r\n" : "0\r\nX-Trailer: t\r\n\r\n").utf8)
+        default:
+            out += "Connection: close\r\n\r\n"
+            bytes = Array(out.utf8) + body
+        }
+        return (bytes, framing == 2)
+    }
+
+    @Test("random well-formed responses, cut anywhere: the same head, body and end as NIO's decoder")
+    func agreesWithNIO() throws {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<400 {
+            let (bytes, closeDelimited) = Self.randomResponse(&rng)
+            let expected = try Self.nioParse(bytes, close: closeDelimited)
+            #expect(expected.ended)
+            let cuts = (0..<Int.random(in: 0..<8, using: &rng)).map { _ in Int.random(in: 0...bytes.count, using: &rng)
+            }
+            let got = try Self.parse(bytes, cuts: cuts, close: closeDelimited)
+            #expect(got == expected, "\(String(decoding: bytes.prefix(300), as: UTF8.self)) cut at \(cuts)")
+        }
+    }
+
+    @Test("fed one byte at a time, a chunked response parses as when whole")
+    func byteByByte() throws {
+        let bytes = Array(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1\r\n!\r\n0\r\nT: x\r\n\r\n".utf8)
+        let got = try Self.parse(bytes, cuts: Array(1..<bytes.count))
+        #expect(got.body == Array("hello!".utf8) && got.ended && got.keepAlive)
+    }
+
+    @Test("bare LF line ends are accepted; HTTP/1.0 and Connection: close are not kept alive")
+    func lenientLineEndsAndKeepAlive() throws {
+        let lf = try Self.parse(Array("HTTP/1.1 200 OK\nContent-Length: 2\n\nhi".utf8))
+        #expect(lf.body == Array("hi".utf8) && lf.ended && lf.keepAlive)
+        #expect(!(try Self.parse(Array("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n".utf8))).keepAlive)
+        #expect(
+            !(try Self.parse(Array("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n".utf8))).keepAlive
+        )
+        let noContent = try Self.parse(Array("HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n".utf8))
+        #expect(noContent.ended && noContent.body.isEmpty && noContent.keepAlive)
+    }
+
+    @Test("a body delimited by the close ends only at the close, and the connection is not reused")
+    func closeDelimited() throws {
+        let open = try Self.parse(Array("HTTP/1.1 200 OK\r\n\r\nabc".utf8))
+        #expect(open.body == Array("abc".utf8) && !open.ended && !open.keepAlive)
+        #expect((try Self.parse(Array("HTTP/1.1 200 OK\r\n\r\nabc".utf8), close: true)).ended)
+        // Cut short: a fixed or chunked body does not end at the close.
+        #expect(!(try Self.parse(Array("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc".utf8), close: true)).ended)
+    }
+
+    @Test(
+        "ambiguous or malformed responses are errors",
+        arguments: [
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX: a\r\n folded\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX: a\u{0}b\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nBad Name: v\r\n\r\n",
+            "HTTP/1.1 200 OK\r\n: v\r\n\r\n",
+            "HTTP/2 200 OK\r\n\r\n",
+            "HTTP/1.1 20 OK\r\n\r\n",
+            "HTTP/1.1 099 OK\r\n\r\n",
+            "HTTP/1.1 200OK\r\n\r\n",
+            "SMTP/1.1 200 OK\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3 junk\r\nabc\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nno colon\r\n\r\n",
+        ])
+    func malformed(_ text: String) {
+        #expect(throws: UpstreamResponseError.self) { _ = try Self.parse(Array(text.utf8)) }
+        // However it is split.
+        let bytes = Array(text.utf8)
+        #expect(throws: UpstreamResponseError.self) { _ = try Self.parse(bytes, cuts: Array(1..<bytes.count)) }
+    }
+
+    @Test("heads, size lines and trailers are bounded, whole or fed in pieces")
+    func bounded() {
+        let hugeHead =
+            "HTTP/1.1 200 OK\r\n" + String(repeating: "X-Pad: \(String(repeating: "a", count: 1000))\r\n", count: 90)
+        let endlessLine = "HTTP/1.1 200 OK\r\nX: " + String(repeating: "a", count: 90_000)
+        let longSize = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;" + String(repeating: "e", count: 5000)
+        let hugeTrailers =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+            + String(repeating: "T: \(String(repeating: "t", count: 1000))\r\n", count: 90)
+        for text in [hugeHead, endlessLine, longSize, hugeTrailers] {
+            let bytes = Array(text.utf8)
+            #expect(throws: UpstreamResponseError.self) { _ = try Self.parse(bytes) }
+            #expect(throws: UpstreamResponseError.self) {
+                _ = try Self.parse(bytes, cuts: Array(stride(from: 7, to: bytes.count, by: 97)))
+            }
+        }
+    }
+
+    @Test("a 101 is handed on (the connection refuses it); interim 1xx answers are skipped")
+    func informational() throws {
+        let upgraded = try Self.parse(Array("HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\nrest".utf8))
+        #expect(upgraded.status == 101)
+        let skipped = try Self.parse(
+            Array(
+                "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"
+                    .utf8))
+        #expect(skipped.status == 200 && skipped.body == [UInt8(ascii: "x")] && skipped.ended)
+    }
+}
