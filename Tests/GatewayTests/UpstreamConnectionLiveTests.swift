@@ -16,6 +16,8 @@ final class ScriptedUpstream: Sendable {
     }
 
     private let replies: Mutex<[Reply]>
+    /// Every request received, as its bytes.
+    let requests = Mutex<[[UInt8]]>([])
     private let accepted = Atomic<Int>(0)
     private let channel: Mutex<(any Channel)?> = Mutex(nil)
 
@@ -55,6 +57,7 @@ final class ScriptedUpstream: Sendable {
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             pending += unwrapInboundIn(data).readableBytesView
             while let request = Self.requestLength(pending) {
+                upstream.requests.withLock { $0.append(Array(pending.prefix(request))) }
                 pending.removeFirst(request)
                 guard let reply = upstream.nextReply() else {
                     context.close(promise: nil)
@@ -86,11 +89,12 @@ struct UpstreamConnectionLiveTests {
     }
 
     /// One exchange through the pool, on one loop so that the pool's idle connections are shared.
-    static func open(_ pool: UpstreamConnectionPool, on loop: any EventLoop) -> UpstreamExchange {
+    static func open(
+        _ pool: UpstreamConnectionPool, on loop: any EventLoop, extra: [(String, String)] = []
+    ) -> UpstreamExchange {
         let exchange = UpstreamExchange(eventLoop: loop, firstByteTimeout: .seconds(5))
-        let headers = HTTPHeaders([
-            ("host", pool.target.hostHeader), ("content-length", "2"), ("content-type", "application/json"),
-        ])
+        let headers = HTTPHeaders(
+            [("host", pool.target.hostHeader), ("content-length", "2"), ("content-type", "application/json")] + extra)
         pool.run(
             exchange, head: HTTPRequestHead(version: .http1_1, method: .POST, uri: "/v1/x", headers: headers),
             body: ByteBuffer(string: "{}"), idleTimeout: .seconds(5))
@@ -196,6 +200,31 @@ struct UpstreamConnectionLiveTests {
             let after = try await Self.exchange(pool, on: loop)
             #expect(after.body == "ok")
             #expect(upstream.connections == 3)
+        }
+    }
+
+    @Test("the request goes out as one well-formed message; a header that could split it is never sent")
+    func requestBytes() async throws {
+        try await Self.withUpstream([
+            Self.reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            Self.reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+        ]) { pool, loop, upstream in
+            let first = try await Self.exchange(pool, on: loop)
+            #expect(first.body == "ok")
+            let expected =
+                "POST /v1/x HTTP/1.1\r\nhost: \(pool.target.hostHeader)\r\ncontent-length: 2\r\n"
+                + "content-type: application/json\r\n\r\n{}"
+            #expect(upstream.requests.withLock { $0 } == [Array(expected.utf8)])
+            for bad in [("x-evil", "a\r\nx-injected: 1"), ("x-nul", "a\u{0}b"), ("bad name", "v")] {
+                let exchange = Self.open(pool, on: loop, extra: [bad])
+                await #expect(throws: UpstreamRequestError(header: bad.0)) {
+                    _ = try await exchange.head.futureResult.get()
+                }
+            }
+            // Nothing of them reached the upstream, and the kept-alive connection still serves.
+            let after = try await Self.exchange(pool, on: loop)
+            #expect(after.body == "ok")
+            #expect(upstream.requests.withLock { $0.count } == 2 && upstream.connections == 1)
         }
     }
 }

@@ -127,8 +127,8 @@ final class UpstreamExchange: @unchecked Sendable {
 /// connection in a known state.
 final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     private let pool: UpstreamConnectionPool
     /// The loop of the channel this handler serves, which its state belongs to.
@@ -177,6 +177,15 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
             if let retry { retry() } else { exchange.fail(UpstreamConnectionError.closed) }
             return
         }
+        let request: ByteBuffer
+        do {
+            request = try UpstreamRequestWriter.encode(head, body: body, allocator: context.channel.allocator)
+        } catch {
+            // Nothing was sent: the connection is still clean.
+            exchange.fail(error)
+            if isReusable { pool.release(self, on: context.eventLoop, keepAlive: keepAliveHint) }
+            return
+        }
         poolTimer?.cancel()
         poolTimer = nil
         generation &+= 1
@@ -190,10 +199,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
         keepAliveHint = nil
         startedAt = .now()
         let current = generation
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         let sent = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: sent)
+        context.writeAndFlush(wrapOutboundOut(request), promise: sent)
         sent.futureResult.assumeIsolated().whenComplete { [self] result in
             guard current == generation else { return }
             switch result {

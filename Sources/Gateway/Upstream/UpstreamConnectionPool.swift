@@ -71,9 +71,8 @@ final class UpstreamConnectionPool: Sendable {
                     if let tls {
                         try pipeline.addHandler(NIOSSLClientHandler(context: tls, serverHostname: target.serverName))
                     }
-                    // Requests go out through NIO's encoder; responses are framed by the handler itself.
-                    try pipeline.addHandler(HTTPRequestEncoder())
-                    try pipeline.addHandler(NIOHTTPRequestHeadersValidator())
+                    // The handler writes requests and frames responses itself: a read of the response
+                    // passes through no other stage.
                     try pipeline.addHandler(handler)
                 }
             }
