@@ -96,9 +96,11 @@ public final class UpstreamClients: UpstreamTransport {
         }
         var forwarded: [(String, String)] = []
         var contentLength: Int?
+        let hasNoBody = responseHead.status == .noContent || responseHead.status == .notModified
         for header in responseHead.headers {
             let lower = header.name.lowercased()
-            if lower == "content-length" { contentLength = Int(header.value) }
+            // A 204 or 304 has no body whatever length it names.
+            if lower == "content-length", !hasNoBody { contentLength = Int(header.value) }
             if lower == "x-request-id" { forwarded.append(("x-upstream-request-id", header.value)) }
             if HeaderPolicy.isForwardableResponseHeader(header.name) {
                 forwarded.append((header.name, header.value))

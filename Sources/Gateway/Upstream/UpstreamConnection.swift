@@ -211,7 +211,12 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
                     self.context?.close(promise: nil)
                 }
             case .failure(let error):
-                failCurrent(error, retryable: true)
+                if let answering = self.exchange, parser.inputClosed() {
+                    // An early answer whose body runs to the close: the upstream closed, which ends it.
+                    ended(answering, reusable: false, context: context)
+                } else {
+                    failCurrent(error, retryable: true)
+                }
             }
         }
     }

@@ -31,7 +31,7 @@ enum UpstreamResponseError: Error, Equatable, CustomStringConvertible {
 /// The relay's hot path runs through here once per socket read, so it is a value on the connection's
 /// handler with no pipeline stage, part enum or boxing of its own. It accepts what RFC 9112 lets a
 /// recipient accept (a bare LF ends a line, interim 1xx responses are skipped) and nothing ambiguous:
-/// obs-fold, control bytes in a header, `Content-Length` values that disagree and `Content-Length` with
+/// obs-fold, control bytes in a header, a repeated `Content-Length` and `Content-Length` with
 /// `Transfer-Encoding` are errors.
 struct UpstreamResponseParser {
     enum Event {
@@ -74,7 +74,7 @@ struct UpstreamResponseParser {
             switch state {
             case .statusLine, .headers:
                 guard let line = try takeLine(&buffer, limit: Self.maxHeadBytes - headBytes) else { return nil }
-                headBytes += line.count + 1
+                headBytes += line.count + 2
                 if case .statusLine = state {
                     try parseStatusLine(line)
                     state = .headers
@@ -101,7 +101,9 @@ struct UpstreamResponseParser {
                     buffer.moveReaderIndex(forwardBy: used)
                     size = inPlace
                 } else {
-                    guard let line = try takeLine(&buffer, limit: Self.maxChunkLineBytes) else { return nil }
+                    guard let line = try takeLine(&buffer, limit: Self.maxChunkLineBytes, requireCR: true) else {
+                        return nil
+                    }
                     size = try Self.chunkSize(line)
                 }
                 state = size == 0 ? .trailers : .chunkData(remaining: size)
@@ -112,13 +114,13 @@ struct UpstreamResponseParser {
                 {
                     buffer.moveReaderIndex(forwardBy: 2)
                 } else {
-                    guard let line = try takeLine(&buffer, limit: 1) else { return nil }
+                    guard let line = try takeLine(&buffer, limit: 1, requireCR: true) else { return nil }
                     guard line.isEmpty else { throw UpstreamResponseError.badChunk }
                 }
                 state = .chunkSize
             case .trailers:
                 guard let line = try takeLine(&buffer, limit: Self.maxHeadBytes - headBytes) else { return nil }
-                headBytes += line.count + 1
+                headBytes += line.count + 2
                 if line.isEmpty { return finish() }
                 // Trailers are not relayed (the client's response is already under way), only checked.
                 guard Self.isHeaderLine(line) else { throw UpstreamResponseError.badHeader }
@@ -152,8 +154,11 @@ struct UpstreamResponseParser {
     }
 
     /// Takes one line ended by LF (an optional CR before it dropped), or stashes the bytes of an
-    /// unfinished one and returns nil. A line longer than `limit` bytes, or a CR elsewhere, throws.
-    private mutating func takeLine(_ buffer: inout ByteBuffer, limit: Int) throws -> ArraySlice<UInt8>? {
+    /// unfinished one and returns nil. A line longer than `limit` bytes, or a CR elsewhere, throws; so
+    /// does a bare LF where `requireCR` (chunked framing, where RFC 9112 allows no other line end).
+    private mutating func takeLine(
+        _ buffer: inout ByteBuffer, limit: Int, requireCR: Bool = false
+    ) throws -> ArraySlice<UInt8>? {
         guard buffer.readableBytes > 0 else { return nil }
         let (found, scanned) = buffer.withUnsafeReadableBytes { raw -> (Int?, Int) in
             guard let lf = raw.firstIndex(of: UInt8(ascii: "\n")) else { return (nil, raw.count) }
@@ -180,9 +185,13 @@ struct UpstreamResponseParser {
             partial = []
         }
         buffer.moveReaderIndex(forwardBy: 1)
-        if line.last == UInt8(ascii: "\r") { line.removeLast() }
+        if line.last == UInt8(ascii: "\r") {
+            line.removeLast()
+        } else if requireCR {
+            throw UpstreamResponseError.badChunk
+        }
         if line.contains(UInt8(ascii: "\r")) {
-            throw state.isHead ? UpstreamResponseError.badHeader : error
+            throw state.isChunkFraming ? UpstreamResponseError.badChunk : UpstreamResponseError.badHeader
         }
         return line
     }
@@ -231,13 +240,16 @@ struct UpstreamResponseParser {
         }
         let head = HTTPResponseHead(version: version, status: status, headers: headers)
         keepAlive = head.isKeepAlive
-        let lengths = headers[canonicalForm: "content-length"]
-        let codings = headers[canonicalForm: "transfer-encoding"]
+        // Presence decides, not the values: an empty field is still a claim about the framing.
+        let hasLength = headers.contains(name: "content-length")
+        let hasCodings = headers.contains(name: "transfer-encoding")
         if code == 101 || code == 204 || code == 304 {
             state = .fixed(remaining: 0)
-        } else if !codings.isEmpty {
-            guard lengths.isEmpty else { throw UpstreamResponseError.conflictingFraming }
-            if codings.last?.lowercased() == "chunked" {
+        } else if hasCodings {
+            guard !hasLength else { throw UpstreamResponseError.conflictingFraming }
+            // HTTP/1.0 has no transfer codings: the framing is suspect, so the connection is not reused.
+            if version == .http1_0 { keepAlive = false }
+            if headers[canonicalForm: "transfer-encoding"].last?.lowercased() == "chunked" {
                 state = .chunkSize
                 headBytes = 0
             } else {
@@ -245,9 +257,13 @@ struct UpstreamResponseParser {
                 state = .untilClose
                 keepAlive = false
             }
-        } else if let first = lengths.first {
-            guard let length = Self.contentLength(first), lengths.allSatisfy({ Self.contentLength($0) == length })
-            else { throw UpstreamResponseError.badContentLength }
+        } else if hasLength {
+            // One field with one number: a repeat or a list is refused, as llhttp does, even when the
+            // values agree.
+            let values = headers["content-length"]
+            guard values.count == 1, let length = Self.contentLength(Substring(values[0])) else {
+                throw UpstreamResponseError.badContentLength
+            }
             state = .fixed(remaining: length)
         } else {
             state = .untilClose
@@ -257,7 +273,10 @@ struct UpstreamResponseParser {
         return head
     }
 
-    static func contentLength(_ value: Substring) -> Int? {
+    static func contentLength(_ raw: Substring) -> Int? {
+        var value = raw
+        while let c = value.first, c == " " || c == "\t" { value.removeFirst() }
+        while let c = value.last, c == " " || c == "\t" { value.removeLast() }
         guard !value.isEmpty, value.utf8.count <= 18, value.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else {
             return nil
         }
@@ -271,8 +290,8 @@ struct UpstreamResponseParser {
             if scan > maxChunkLineBytes { throw UpstreamResponseError.badChunk }
             return nil
         }
-        let end = lf > 0 && raw[lf - 1] == UInt8(ascii: "\r") ? lf - 1 : lf
-        let line = raw[0..<end]
+        guard lf > 0, raw[lf - 1] == UInt8(ascii: "\r") else { throw UpstreamResponseError.badChunk }
+        let line = raw[0..<(lf - 1)]
         if line.contains(UInt8(ascii: "\r")) { throw UpstreamResponseError.badChunk }
         return (try chunkSize(line), lf + 1)
     }
@@ -289,8 +308,7 @@ struct UpstreamResponseParser {
             i += 1
         }
         guard digits > 0 else { throw UpstreamResponseError.badChunk }
-        while i < line.endIndex, line[i] == 0x20 || line[i] == 0x09 { i += 1 }
-        // Extensions are ignored, but must be printable.
+        // Extensions are ignored, but must be printable. No whitespace before them, as llhttp holds.
         guard i == line.endIndex || (line[i] == UInt8(ascii: ";") && isFieldValue(line[i...])) else {
             throw UpstreamResponseError.badChunk
         }
@@ -327,9 +345,9 @@ struct UpstreamResponseParser {
 }
 
 extension UpstreamResponseParser.State {
-    fileprivate var isHead: Bool {
+    fileprivate var isChunkFraming: Bool {
         switch self {
-        case .statusLine, .headers: true
+        case .chunkSize, .chunkDataEnd: true
         default: false
         }
     }
