@@ -12,13 +12,20 @@ final class UpstreamConnectionPool: Sendable {
     private let connectTimeout: TimeAmount
     private let idle = Mutex<[ObjectIdentifier: [UpstreamConnectionHandler]]>([:])
     /// Idle connections kept per loop; more close when their exchange ends.
-    static let maxIdlePerLoop = 512
+    /// As many as a burst of concurrent streams leaves behind: the next burst then finds them open
+    /// instead of paying a connect (and a TLS handshake) per stream.
+    static let maxIdlePerLoop = 1024
     /// How long an unused connection stays open; shorter than common upstream keep-alive timeouts,
     /// so the gateway, not the upstream, usually closes it.
     static let keepAlive = TimeAmount.seconds(50)
 
+    /// The target's address when its host is an IP literal: connecting to it needs no resolver (which
+    /// runs getaddrinfo on another thread for every new connection).
+    private let literalAddress: SocketAddress?
+
     init(target: UpstreamTarget, connectTimeout: TimeAmount, caFile: String?) throws {
         self.target = target
+        literalAddress = target.serverName == nil ? try? SocketAddress(ipAddress: target.host, port: target.port) : nil
         self.connectTimeout = connectTimeout
         if target.tls {
             var configuration = TLSConfiguration.makeClientConfiguration()
@@ -57,7 +64,7 @@ final class UpstreamConnectionPool: Sendable {
         let handler = UpstreamConnectionHandler(pool: self, eventLoop: exchange.eventLoop)
         let tls = self.tls
         let target = self.target
-        ClientBootstrap(group: exchange.eventLoop)
+        let bootstrap = ClientBootstrap(group: exchange.eventLoop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             // Each channel keeps its last receive buffer; a streamed event is a few hundred bytes, and the
@@ -76,19 +83,24 @@ final class UpstreamConnectionPool: Sendable {
                     try pipeline.addHandler(handler)
                 }
             }
-            .connect(host: target.host, port: target.port)
-            .whenComplete { result in
-                switch result {
-                case .success(let channel):
-                    if exchange.isEnded {
-                        channel.close(promise: nil)  // cancelled while connecting
-                    } else {
-                        handler.start(exchange, head: head, body: body, idleTimeout: idleTimeout, retry: nil)
-                    }
-                case .failure(let error):
-                    exchange.eventLoop.execute { exchange.fail(error) }
+        let connected: EventLoopFuture<any Channel>
+        if let literalAddress {
+            connected = bootstrap.connect(to: literalAddress)
+        } else {
+            connected = bootstrap.connect(host: target.host, port: target.port)
+        }
+        connected.whenComplete { result in
+            switch result {
+            case .success(let channel):
+                if exchange.isEnded {
+                    channel.close(promise: nil)  // cancelled while connecting
+                } else {
+                    handler.start(exchange, head: head, body: body, idleTimeout: idleTimeout, retry: nil)
                 }
+            case .failure(let error):
+                exchange.eventLoop.execute { exchange.fail(error) }
             }
+        }
     }
 
     func release(_ handler: UpstreamConnectionHandler, on loop: any EventLoop, keepAlive hint: TimeAmount?) {
