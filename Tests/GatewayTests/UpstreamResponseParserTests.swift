@@ -273,3 +273,13 @@ struct UpstreamResponseParserTests {
         #expect(oldFixed.ended && oldFixed.keepAlive)
     }
 }
+
+extension UpstreamResponseParserTests {
+    @Test("token bytes are exactly RFC 9110's tchar")
+    func tokenBytes() {
+        let tchar = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
+        for b in UInt8.min...UInt8.max {
+            #expect(UpstreamResponseParser.isTokenByte(b) == tchar.contains(b), "byte \(b)")
+        }
+    }
+}

@@ -324,13 +324,11 @@ struct UpstreamResponseParser {
         }
     }
 
+    /// RFC 9110's tchar: letters, digits and !#$%&'*+-.^_`|~, as bit masks over bytes 0-63 and 64-127.
     static func isTokenByte(_ b: UInt8) -> Bool {
-        switch b {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"):
-            true
-        default: "!#$%&'*+-.^_`|~".utf8.contains(b)
-        }
+        if b < 64 { return (0x03FF_6CFA_0000_0000 as UInt64) >> b & 1 == 1 }
+        if b < 128 { return (0x57FF_FFFF_C7FF_FFFE as UInt64) >> (b - 64) & 1 == 1 }
+        return false
     }
 
     /// Visible bytes, spaces, tabs and obs-text; no other control byte.
