@@ -23,6 +23,9 @@
 #   LEDGER_SYNC=normal Benchmarks/proxy-wrk.sh   # ledger commits without fsync (see server.ledger_sync)
 #   GATEWAY_THREADS=2 Benchmarks/proxy-wrk.sh    # the gateway on both cores (then nothing is pinned)
 #   GATEWAY_BIN=path BASELINE_BIN=path Benchmarks/proxy-wrk.sh   # given binaries, no build
+#   TRACE="perf record -g -o /tmp/c32.perf -p" SCENARIOS=nonstream-c32 Benchmarks/proxy-wrk.sh
+#                     # a command given the gateway's pid (TRACE_TARGET=nginx|baseline: theirs) for the
+#                     # length of each of its wrk runs, then sent SIGTERM
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
@@ -223,8 +226,17 @@ ticks() { # pid -> user and system clock ticks so far
 run() { # target url connections stream key model
   local out pid=${cpu_pid[$1]:-} before=(0 0) after=(0 0)
   [ -n "$pid" ] && read -r -a before < <(ticks "$pid")
+  local tracer=""
+  if [ -n "${TRACE:-}" ] && [ -n "$pid" ] && [ "$1" = "${TRACE_TARGET:-gateway}" ]; then
+    taskset -c 1 $TRACE "$pid" >"$work/trace-$1-$3.log" 2>&1 &
+    tracer=$!
+  fi
   out=$(STREAM=$4 KEY=$5 MODEL=$6 taskset -c 1 wrk -t1 -c"$3" -d"${DURATION}s" --latency -s Benchmarks/chat.lua "$2" |
     grep '^BENCH')
+  if [ -n "$tracer" ]; then
+    kill -TERM "$tracer" 2>/dev/null || true
+    wait "$tracer" 2>/dev/null || true
+  fi
   [ -n "$pid" ] && read -r -a after < <(ticks "$pid")
   echo "$1 $out user_ticks=$((after[0] - before[0])) sys_ticks=$((after[1] - before[1]))"
 }

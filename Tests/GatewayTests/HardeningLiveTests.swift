@@ -156,6 +156,24 @@
             }
         }
 
+        @Test("on a kept-alive connection, the next request's unfinished head is cut by the header timeout")
+        func headerTimeoutAfterARequest() async throws {
+            // The idle timeout is far longer: a close within it is the header deadline's.
+            try await LiveHarness.run(server: "  header_timeout_ms: 300\n  idle_timeout_ms: 20000") { h in
+                let client = try RawClient(port: h.gatewayPort)
+                for _ in 0..<3 {
+                    try client.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    let served = await client.read(until: "\"ok\"", timeout: .seconds(5))
+                    #expect(served.hasPrefix("HTTP/1.1 200"), "\(served)")
+                }
+                try client.send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")
+                let start = ContinuousClock.now
+                let (_, closed) = await client.readAll(timeout: .seconds(15))
+                #expect(closed)
+                #expect(ContinuousClock.now - start < .seconds(8))
+            }
+        }
+
         @Test("connections beyond max_connections wait in the backlog until one closes")
         func maxConnections() async throws {
             try await LiveHarness.run(server: "  max_connections: 2") { h in

@@ -19,11 +19,14 @@ final class ScriptedUpstream: Sendable {
     /// Every request received, as its bytes.
     let requests = Mutex<[[UInt8]]>([])
     private let accepted = Atomic<Int>(0)
+    private let closed = Atomic<Int>(0)
     private let channel: Mutex<(any Channel)?> = Mutex(nil)
 
     init(_ replies: [Reply]) { self.replies = Mutex(replies) }
 
     var connections: Int { accepted.load(ordering: .relaxed) }
+    /// Connections the gateway side has closed (or that ended otherwise).
+    var closedConnections: Int { closed.load(ordering: .relaxed) }
 
     func start() async throws -> Int {
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -63,9 +66,17 @@ final class ScriptedUpstream: Sendable {
                     context.close(promise: nil)
                     return
                 }
-                context.writeAndFlush(NIOAny(ByteBuffer(bytes: reply.bytes)), promise: nil)
+                // An empty reply is an upstream that never answers.
+                if !reply.bytes.isEmpty {
+                    context.writeAndFlush(NIOAny(ByteBuffer(bytes: reply.bytes)), promise: nil)
+                }
                 if reply.closeAfter { context.close(promise: nil) }
             }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            upstream.closed.add(1, ordering: .relaxed)
+            context.fireChannelInactive()
         }
 
         static func requestLength(_ bytes: [UInt8]) -> Int? {
@@ -90,14 +101,15 @@ struct UpstreamConnectionLiveTests {
 
     /// One exchange through the pool, on one loop so that the pool's idle connections are shared.
     static func open(
-        _ pool: UpstreamConnectionPool, on loop: any EventLoop, extra: [(String, String)] = []
+        _ pool: UpstreamConnectionPool, on loop: any EventLoop, extra: [(String, String)] = [],
+        firstByte: TimeAmount = .seconds(5), idle: TimeAmount = .seconds(5)
     ) -> UpstreamExchange {
-        let exchange = UpstreamExchange(eventLoop: loop, firstByteTimeout: .seconds(5))
+        let exchange = UpstreamExchange(eventLoop: loop, firstByteTimeout: firstByte)
         let headers = HTTPHeaders(
             [("host", pool.target.hostHeader), ("content-length", "2"), ("content-type", "application/json")] + extra)
         pool.run(
             exchange, head: HTTPRequestHead(version: .http1_1, method: .POST, uri: "/v1/x", headers: headers),
-            body: ByteBuffer(string: "{}"), idleTimeout: .seconds(5))
+            body: ByteBuffer(string: "{}"), idleTimeout: idle)
         return exchange
     }
 
@@ -225,6 +237,56 @@ struct UpstreamConnectionLiveTests {
             let after = try await Self.exchange(pool, on: loop)
             #expect(after.body == "ok")
             #expect(upstream.requests.withLock { $0.count } == 2 && upstream.connections == 1)
+        }
+    }
+
+    @Test(
+        "on a kept-alive connection: a missing head and a silence mid-body time out, a parked one closes",
+        .timeLimit(.minutes(1)))
+    func timeouts() async throws {
+        try await Self.withUpstream([
+            Self.reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=2\r\n\r\nok"),
+            Self.reply(""),
+        ]) { pool, loop, upstream in
+            let first = try await Self.exchange(pool, on: loop)
+            #expect(first.body == "ok")
+            let start = ContinuousClock.now
+            let silent = Self.open(pool, on: loop, firstByte: .milliseconds(300), idle: .seconds(5))
+            await #expect(throws: UpstreamConnectionError.firstByteTimeout) {
+                _ = try await silent.head.futureResult.get()
+            }
+            let waited = ContinuousClock.now - start
+            #expect(waited >= .milliseconds(290) && waited < .seconds(2), "\(waited)")
+            #expect(upstream.connections == 1)
+        }
+        try await Self.withUpstream([
+            Self.reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            Self.reply("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n"),
+        ]) { pool, loop, upstream in
+            let first = try await Self.exchange(pool, on: loop)
+            #expect(first.body == "ok")
+            let start = ContinuousClock.now
+            let stalled = Self.open(pool, on: loop, firstByte: .seconds(5), idle: .milliseconds(300))
+            let head = try await stalled.head.futureResult.get()
+            #expect(head.status == .ok)
+            let part = try await stalled.body.next()
+            #expect(part.map { String(buffer: $0) } == "hi")
+            await #expect(throws: UpstreamConnectionError.idleReadTimeout) { _ = try await stalled.body.next() }
+            let waited = ContinuousClock.now - start
+            // From before the request: the silence is timed from the last read, well before the first byte's 5 s.
+            #expect(waited >= .milliseconds(290) && waited < .seconds(3), "\(waited)")
+            #expect(upstream.connections == 1)
+        }
+        try await Self.withUpstream([
+            // The upstream keeps an idle connection 2 s: the pool closes it a second sooner.
+            Self.reply("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=2\r\n\r\nok")
+        ]) { pool, loop, upstream in
+            let first = try await Self.exchange(pool, on: loop)
+            #expect(first.body == "ok")
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(upstream.closedConnections == 0)
+            try await Task.sleep(for: .milliseconds(1500))
+            #expect(upstream.closedConnections == 1)
         }
     }
 }

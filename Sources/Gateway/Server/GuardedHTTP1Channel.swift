@@ -119,15 +119,47 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
 
 /// When the head of the request being read must be complete. Shared by the two handlers below, which
 /// run on the connection's event loop.
+///
+/// The check is scheduled lazily and never cancelled on the request path: NIO cancels a scheduled task
+/// in time linear in the loop's pending tasks, which with thousands of open connections cost more than
+/// the request. A check that fires re-arms itself at the deadline in force, if any.
 private final class HeaderTimer {
     let timeout: TimeAmount
-    var scheduled: Scheduled<Void>?
+    /// Set from a new request's first byte until its head is complete.
+    private(set) var deadline: NIODeadline?
+    private var scheduled: Scheduled<Void>?
     /// A request head has arrived and its response has not ended: no header deadline applies.
     var requestInProgress = false
 
     init(timeout: TimeAmount) { self.timeout = timeout }
 
-    func cancel() {
+    /// The first byte of a new request: its head must be complete within the timeout.
+    func start(_ context: ChannelHandlerContext) {
+        let deadline = NIODeadline.now() + timeout
+        self.deadline = deadline
+        if scheduled == nil { arm(at: deadline, loop: context.eventLoop, channel: context.channel) }
+    }
+
+    func headArrived() {
+        deadline = nil
+        requestInProgress = true
+    }
+
+    private func arm(at time: NIODeadline, loop: any EventLoop, channel: any Channel) {
+        scheduled = loop.assumeIsolated().scheduleTask(deadline: time) { [self] in
+            scheduled = nil
+            guard let deadline else { return }
+            if deadline <= .now() {
+                channel.close(promise: nil)
+            } else {
+                arm(at: deadline, loop: loop, channel: channel)
+            }
+        }
+    }
+
+    /// The connection is done with: nothing is checked any more.
+    func stop() {
+        deadline = nil
         scheduled?.cancel()
         scheduled = nil
     }
@@ -143,15 +175,11 @@ private final class HeaderTimeoutHandler: ChannelInboundHandler, RemovableChanne
     init(timer: HeaderTimer) { self.timer = timer }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if !timer.requestInProgress && timer.scheduled == nil {
-            let loop = context.eventLoop.assumeIsolated()
-            let channel = context.channel
-            timer.scheduled = loop.scheduleTask(in: timer.timeout) { channel.close(promise: nil) }
-        }
+        if !timer.requestInProgress && timer.deadline == nil { timer.start(context) }
         context.fireChannelRead(data)
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) { timer.cancel() }
+    func handlerRemoved(context: ChannelHandlerContext) { timer.stop() }
 }
 
 /// Between the HTTP codec and Hummingbird: sees each request head and response part.
@@ -174,10 +202,7 @@ private final class ConnectionObserver: ChannelDuplexHandler, RemovableChannelHa
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head = unwrapInboundIn(data) {
-            timer.cancel()
-            timer.requestInProgress = true
-        }
+        if case .head = unwrapInboundIn(data) { timer.headArrived() }
         context.fireChannelRead(data)
     }
 
@@ -220,7 +245,7 @@ private final class ConnectionObserver: ChannelDuplexHandler, RemovableChannelHa
             return
         }
         answeredParseError = true
-        timer.cancel()
+        timer.stop()
         let tooLarge = parseError == .headerOverflow
         let status: HTTPResponse.Status = tooLarge ? .requestHeaderFieldsTooLarge : .badRequest
         let body = ByteBuffer(
@@ -242,7 +267,7 @@ private final class ConnectionObserver: ChannelDuplexHandler, RemovableChannelHa
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        timer.cancel()
+        timer.stop()
         watch.connectionClosed()
         context.fireChannelInactive()
     }

@@ -66,19 +66,28 @@ final class UpstreamExchange: @unchecked Sendable {
     let body: UpstreamBody
     private var headSettled = false
     private var ended = false
+    /// When the response head must have arrived, counted from the exchange's start.
+    let firstByteDeadline: NIODeadline
     private var firstByteTimer: Scheduled<Void>?
     /// The connection carrying it, while it does.
     fileprivate var connection: UpstreamConnectionHandler?
 
     init(eventLoop: any EventLoop, firstByteTimeout: TimeAmount) {
         self.eventLoop = eventLoop
+        firstByteDeadline = .now() + firstByteTimeout
         head = eventLoop.makePromise()
         body = UpstreamBody(eventLoop: eventLoop)
-        firstByteTimer = eventLoop.scheduleTask(in: firstByteTimeout) { [self] in
+        body.onAbandon { [self] in cancel() }
+    }
+
+    /// Bounds the wait while a new connection is made; on a connection, the connection's own checks
+    /// hold the exchange to its deadline.
+    func armFirstByteTimer() {
+        guard !ended, !headSettled, firstByteTimer == nil else { return }
+        firstByteTimer = eventLoop.scheduleTask(deadline: firstByteDeadline) { [self] in
             // Only if the head is still missing: a head that arrived as the timer fired is a live stream.
             if !headSettled { fail(UpstreamConnectionError.firstByteTimeout) }
         }
-        body.onAbandon { [self] in cancel() }
     }
 
     /// Stops the exchange from any thread (the client left, or nobody reads the body).
@@ -150,8 +159,14 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
     private var readPending = false
     private var idleTimeout = TimeAmount.seconds(60)
     private var lastRead = NIODeadline.now()
-    private var idleTimer: Scheduled<Void>?
-    private var poolTimer: Scheduled<Void>?
+    private var headReceived = false
+    /// In the pool: when the connection closes unless it is used again.
+    private var parkedUntil: NIODeadline?
+    /// Scheduled checks of the deadlines above, by when they run. None is cancelled on the request path
+    /// (NIO cancels in time linear in the loop's pending tasks): a check that finds nothing due re-arms
+    /// at the next deadline, and a new one is scheduled only when a deadline comes before every pending
+    /// check.
+    private var checks: [(at: NIODeadline, task: Scheduled<Void>)] = []
 
     init(pool: UpstreamConnectionPool, eventLoop: any EventLoop) {
         self.pool = pool
@@ -186,8 +201,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
             if isReusable { pool.release(self, on: context.eventLoop, keepAlive: keepAliveHint) }
             return
         }
-        poolTimer?.cancel()
-        poolTimer = nil
+        parkedUntil = nil
         generation &+= 1
         self.exchange = exchange
         exchange.connection = self
@@ -196,8 +210,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
         requestSent = false
         parser = UpstreamResponseParser()
         receivedAny = false
+        headReceived = false
         keepAliveHint = nil
         startedAt = .now()
+        scheduleCheck()
         let current = generation
         let sent = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(request), promise: sent)
@@ -226,8 +242,6 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
         guard self.exchange === exchange else { return }
         self.exchange = nil
         retry = nil
-        idleTimer?.cancel()
-        idleTimer = nil
         context?.close(promise: nil)
     }
 
@@ -254,7 +268,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
                     keepAliveHint = Self.keepAliveTimeout(head.headers)
                     // The first-byte timeout bounded the wait for the head; from here on, each silence is
                     // bounded.
-                    armIdleTimer()
+                    headReceived = true
+                    scheduleCheck()
                     exchange.receivedHead(head)
                 case .body(let part):
                     if let wait = exchange.body.append(part) {
@@ -279,8 +294,6 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
     private func ended(_ exchange: UpstreamExchange, reusable: Bool, context: ChannelHandlerContext) {
         self.exchange = nil
         retry = nil
-        idleTimer?.cancel()
-        idleTimer = nil
         exchange.finished()
         resumeReading()
         if reusable && requestSent && parser.keepAlive {
@@ -308,27 +321,42 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
         }
     }
 
-    private func armIdleTimer() {
-        lastRead = .now()
-        if idleTimer == nil { scheduleIdleCheck(at: lastRead + idleTimeout) }
+    /// The next deadline of the connection's state: the head's, a silence's, or the pool's.
+    private var nextDue: NIODeadline? {
+        guard let exchange else { return parkedUntil }
+        return headReceived ? lastRead + idleTimeout : exchange.firstByteDeadline
     }
 
-    private func scheduleIdleCheck(at deadline: NIODeadline) {
-        guard let context else { return }
-        let current = generation
-        idleTimer = context.eventLoop.scheduleTask(deadline: deadline) { [self] in
-            guard current == generation, exchange != nil else { return }
-            idleTimer = nil
-            // Re-armed on each check rather than on each read, which keeps reads cheap. While the
-            // client holds reads back, the silence is not the upstream's.
-            if paused { lastRead = .now() }
-            let due = lastRead + idleTimeout
-            if due > .now() {
-                scheduleIdleCheck(at: due)
+    private func scheduleCheck() {
+        guard let due = nextDue, let context else { return }
+        if let earliest = checks.lazy.map(\.at).min(), earliest <= due { return }
+        let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [self] in check(scheduledAt: due) }
+        checks.append((due, task))
+    }
+
+    private func check(scheduledAt time: NIODeadline) {
+        checks.removeAll { $0.at == time }
+        let now = NIODeadline.now()
+        if let exchange {
+            if !headReceived {
+                if exchange.firstByteDeadline <= now {
+                    failCurrent(UpstreamConnectionError.firstByteTimeout, retryable: false)
+                    return
+                }
             } else {
-                failCurrent(UpstreamConnectionError.idleReadTimeout, retryable: false)
+                // While the client holds reads back, the silence is not the upstream's.
+                if paused { lastRead = now }
+                if lastRead + idleTimeout <= now {
+                    failCurrent(UpstreamConnectionError.idleReadTimeout, retryable: false)
+                    return
+                }
             }
+        } else if let parkedUntil, parkedUntil <= now {
+            self.parkedUntil = nil
+            context?.close(promise: nil)
+            return
         }
+        scheduleCheck()
     }
 
     /// `retryable`: the failure is the connection's (closed, reset), not the upstream's answer or
@@ -342,8 +370,6 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
             self.exchange = nil
             self.retry = nil
             exchange.connection = nil
-            idleTimer?.cancel()
-            idleTimer = nil
             context?.close(promise: nil)
             retry()
             return
@@ -368,8 +394,9 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        idleTimer?.cancel()
-        poolTimer?.cancel()
+        // Closed for good: its pending checks would only hold it in memory until they ran.
+        for check in checks { check.task.cancel() }
+        checks = []
         if let exchange, parser.inputClosed() {
             // A body delimited by the close has ended.
             ended(exchange, reusable: false, context: context)
@@ -391,11 +418,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
 
     /// In the pool: closed after `timeout` without use.
     func parked(for timeout: TimeAmount) {
-        guard let context else { return }
-        poolTimer = context.eventLoop.scheduleTask(in: timeout) { [self] in
-            poolTimer = nil
-            if exchange == nil { self.context?.close(promise: nil) }
-        }
+        parkedUntil = .now() + timeout
+        scheduleCheck()
     }
 }
 

@@ -61,6 +61,7 @@ final class UpstreamConnectionPool: Sendable {
     private func connect(
         _ exchange: UpstreamExchange, head: HTTPRequestHead, body: ByteBuffer, idleTimeout: TimeAmount
     ) {
+        exchange.armFirstByteTimer()
         let handler = UpstreamConnectionHandler(pool: self, eventLoop: exchange.eventLoop)
         let tls = self.tls
         let target = self.target
