@@ -16,6 +16,7 @@
 #   Benchmarks/callgrind.sh                     # M=2000 streamed requests per target
 #   STREAM=0 Benchmarks/callgrind.sh            # non-streamed
 #   CONNS=32 Benchmarks/callgrind.sh            # M requests over 32 connections at once (M/32 each)
+#   FRESH=1 Benchmarks/callgrind.sh             # each request on a new connection (the soak's case)
 #   INTERVAL_MS=1 EVENTS=45 Benchmarks/callgrind.sh   # events one per write, 1 ms apart: the Ir of a
 #                                                # relayed event is (this - the same with EVENTS=5) / 40
 #   ROUNDS=2 Benchmarks/callgrind.sh            # every target twice: the figure should repeat (~1%)

@@ -16,7 +16,8 @@
 // TIMEOUT_S; the same split follows (err_status= err_reset= err_timeout=).
 //
 // count: M requests one after another on one keep-alive connection (reconnecting if the server
-// closes it), each read to its end (streamed when STREAM=1). Prints COUNT requests= ok= errors=.
+// closes it; with FRESH=1 in the environment, on a new connection each), each read to its end
+// (streamed when STREAM=1). Prints COUNT requests= ok= errors=.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -420,6 +421,8 @@ static int count(const char *host, int port, long m, int stream_flag, const char
     char *in = NULL;
     size_t in_len = 0, in_cap = 0;
     char rbuf[65536];
+    const char *fresh_env = getenv("FRESH");
+    int fresh = fresh_env && strcmp(fresh_env, "1") == 0;  // a new connection for every request
     for (long i = 0; i < m; i++) {
         if (fd < 0 && (fd = connect_blocking(&addr)) < 0) {
             errors++;
@@ -448,7 +451,7 @@ static int count(const char *host, int port, long m, int stream_flag, const char
         }
         if (!fail && p.status == 200 && (!stream_flag || p.saw_done)) ok++;
         else errors++;
-        if (fail) {
+        if (fail || fresh) {
             close(fd);
             fd = -1;
         }

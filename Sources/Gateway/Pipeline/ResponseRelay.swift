@@ -294,6 +294,8 @@ final class ChannelRelaySink: UpstreamBodySink, @unchecked Sendable {
     private let done: EventLoopPromise<Void>
     private let isDone = Atomic(false)
     private let framing: RelayFraming?
+    /// The client channel's, read once: each read of it through the channel costs a retain and a lock.
+    private let allocator: ByteBufferAllocator
     /// The HTTP encoder's place in the client's pipeline, found on the first write.
     private var encoder: ChannelHandlerContext?
     private var lookedForEncoder = false
@@ -304,6 +306,7 @@ final class ChannelRelaySink: UpstreamBodySink, @unchecked Sendable {
         self.readAhead = readAhead
         self.state = state
         self.framing = framing
+        self.allocator = client.allocator
         self.done = client.eventLoop.makePromise()
     }
 
@@ -347,7 +350,7 @@ final class ChannelRelaySink: UpstreamBodySink, @unchecked Sendable {
         case .identity:
             encoder.writeAndFlush(NIOAny(IOData.byteBuffer(out)), promise: promise)
         case .chunked:
-            var framed = client.allocator.buffer(capacity: out.readableBytes + 20)
+            var framed = allocator.buffer(capacity: out.readableBytes + 20)
             RelayFraming.writeChunk(out, into: &framed)
             encoder.writeAndFlush(NIOAny(IOData.byteBuffer(framed)), promise: promise)
         }

@@ -15,7 +15,7 @@ public struct UsageMeter: Sendable {
     private let encoding: TokenEncoding
     /// One counter per output channel (content, reasoning, each tool call's name and arguments, each
     /// content block): deltas continue their own channel, and separate texts are never tokenized as one.
-    private var channels: [String: StreamingTokenCounter] = [:]
+    private var channels: [Channel: StreamingTokenCounter] = [:]
     private var framer = SSEEventFramer()
     private var body: [UInt8] = []
     private let bodyLimit: Int
@@ -31,8 +31,21 @@ public struct UsageMeter: Sendable {
     /// Locally counted completion tokens so far.
     public var localCompletionTokens: Int { channels.values.reduce(0) { $0 + $1.finalCount } }
 
-    private mutating func count(_ text: String, _ channel: String) {
+    private mutating func count(_ text: String, _ channel: Channel) {
         channels[channel, default: StreamingTokenCounter(encoding: encoding)].append(text)
+    }
+
+    /// An output channel: the choice, output item or content block, what part of it, and which tool
+    /// call or content part. A value, not a formatted string: one is looked up for every streamed delta.
+    struct Channel: Hashable {
+        enum Part: UInt8 {
+            case text, content, reasoning, toolName, toolArguments, contentPart, arguments
+            case block, blockName, blockInput
+        }
+
+        var item: Int
+        var part: Part
+        var sub = 0
     }
 
     public mutating func feed(_ bytes: some Sequence<UInt8>) {
@@ -59,13 +72,17 @@ public struct UsageMeter: Sendable {
             for choice in json["choices"]?.arrayValue ?? [] {
                 let c = choice["index"]?.intValue ?? 0
                 countOpenAIMessage(choice["message"] ?? .null, choice: c)
-                if let text = choice["text"]?.stringValue { count(text, "\(c):text") }
+                if let text = choice["text"]?.stringValue { count(text, Channel(item: c, part: .text)) }
             }
             for (i, item) in (json["output"]?.arrayValue ?? []).enumerated() {
                 for (j, part) in (item["content"]?.arrayValue ?? []).enumerated() {
-                    if let text = part["text"]?.stringValue { count(text, "\(i):\(j)") }
+                    if let text = part["text"]?.stringValue {
+                        count(text, Channel(item: i, part: .contentPart, sub: j))
+                    }
                 }
-                if let arguments = item["arguments"]?.stringValue { count(arguments, "\(i):arguments") }
+                if let arguments = item["arguments"]?.stringValue {
+                    count(arguments, Channel(item: i, part: .arguments))
+                }
             }
         }
     }
@@ -156,7 +173,7 @@ public struct UsageMeter: Sendable {
                 if let usage { report(scan, usage) }
                 let c = index.flatMap(scan.int) ?? 0
                 if let delta { countOpenAIMessage(scan, delta, choice: c) }
-                if let s = text.flatMap(scan.string) { count(s, "\(c):text") }
+                if let s = text.flatMap(scan.string) { count(s, Channel(item: c, part: .text)) }
             }
         }
         // A repeated `usage` is metered as the last one, but not rewritten: which one a client's reader
@@ -181,8 +198,8 @@ public struct UsageMeter: Sendable {
                 toolCalls = value
             }
         }
-        if let s = content.flatMap(scan.string) { count(s, "\(choice):content") }
-        if let s = reasoning.flatMap(scan.string) { count(s, "\(choice):reasoning") }
+        if let s = content.flatMap(scan.string) { count(s, Channel(item: choice, part: .content)) }
+        if let s = reasoning.flatMap(scan.string) { count(s, Channel(item: choice, part: .reasoning)) }
         guard let toolCalls else { return }
         var position = 0
         scan.forEachElement(toolCalls) { call in
@@ -207,18 +224,22 @@ public struct UsageMeter: Sendable {
                     arguments = value
                 }
             }
-            if let s = name.flatMap(scan.string) { count(s, "\(choice):tool\(i):name") }
-            if let s = arguments.flatMap(scan.string) { count(s, "\(choice):tool\(i):arguments") }
+            if let s = name.flatMap(scan.string) { count(s, Channel(item: choice, part: .toolName, sub: i)) }
+            if let s = arguments.flatMap(scan.string) { count(s, Channel(item: choice, part: .toolArguments, sub: i)) }
         }
     }
 
     private mutating func countOpenAIMessage(_ m: JSONValue, choice: Int) {
-        if let s = m["content"]?.stringValue { count(s, "\(choice):content") }
-        if let s = m["reasoning_content"]?.stringValue { count(s, "\(choice):reasoning") }
+        if let s = m["content"]?.stringValue { count(s, Channel(item: choice, part: .content)) }
+        if let s = m["reasoning_content"]?.stringValue { count(s, Channel(item: choice, part: .reasoning)) }
         for (position, call) in (m["tool_calls"]?.arrayValue ?? []).enumerated() {
             let index = call["index"]?.intValue ?? position
-            if let s = call["function"]?["name"]?.stringValue { count(s, "\(choice):tool\(index):name") }
-            if let s = call["function"]?["arguments"]?.stringValue { count(s, "\(choice):tool\(index):arguments") }
+            if let s = call["function"]?["name"]?.stringValue {
+                count(s, Channel(item: choice, part: .toolName, sub: index))
+            }
+            if let s = call["function"]?["arguments"]?.stringValue {
+                count(s, Channel(item: choice, part: .toolArguments, sub: index))
+            }
         }
     }
 
@@ -226,7 +247,9 @@ public struct UsageMeter: Sendable {
         switch json["type"]?.stringValue {
         case "response.output_text.delta", "response.reasoning_summary_text.delta",
             "response.function_call_arguments.delta":
-            let channel = "\(json["output_index"]?.intValue ?? 0):\(json["content_index"]?.intValue ?? 0)"
+            let channel = Channel(
+                item: json["output_index"]?.intValue ?? 0, part: .contentPart, sub: json["content_index"]?.intValue ?? 0
+            )
             if let s = json["delta"]?.stringValue { count(s, channel) }
         case "response.completed", "response.incomplete", "response.failed":
             if let usage = json["response"]?["usage"].flatMap(Usage.openAI) { reported = usage }
@@ -260,7 +283,7 @@ public struct UsageMeter: Sendable {
             let d = json["delta"]
             let index = json["index"]?.intValue ?? 0
             for key in ["text", "thinking", "partial_json"] {
-                if let s = d?[key]?.stringValue { count(s, "block\(index)") }
+                if let s = d?[key]?.stringValue { count(s, Channel(item: index, part: .block)) }
             }
         case "message_stop":
             completed = true
@@ -270,12 +293,12 @@ public struct UsageMeter: Sendable {
     }
 
     private mutating func countAnthropicBlock(_ block: JSONValue, index: Int) {
-        if let s = block["text"]?.stringValue { count(s, "block\(index)") }
-        if let s = block["thinking"]?.stringValue { count(s, "block\(index)") }
+        if let s = block["text"]?.stringValue { count(s, Channel(item: index, part: .block)) }
+        if let s = block["thinking"]?.stringValue { count(s, Channel(item: index, part: .block)) }
         if block["type"]?.stringValue == "tool_use" {
-            if let s = block["name"]?.stringValue { count(s, "block\(index):name") }
+            if let s = block["name"]?.stringValue { count(s, Channel(item: index, part: .blockName)) }
             if let input = block["input"], !(input.objectValue?.isEmpty ?? true) {
-                count(JSONWriter.serialize(input), "block\(index):input")
+                count(JSONWriter.serialize(input), Channel(item: index, part: .blockInput))
             }
         }
     }
