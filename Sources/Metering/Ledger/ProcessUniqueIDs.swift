@@ -18,11 +18,33 @@ public final class ProcessUniqueIDs: Sendable {
     }
 
     public func next() -> String {
-        prefix + Self.hex(counter.add(1, ordering: .relaxed).newValue, digits: counterDigits)
+        let value = counter.add(1, ordering: .relaxed).newValue
+        let digits = max(counterDigits, (UInt64.bitWidth - value.leadingZeroBitCount + 3) / 4)
+        let prefixCount = prefix.utf8.count
+        // Written into the string's own storage: two ids a request, and formatting through
+        // String(radix:) and padding cost more than the rest of making the record's id.
+        return String(unsafeUninitializedCapacity: prefixCount + digits) { out in
+            _ = out.initialize(fromContentsOf: prefix.utf8)
+            Self.writeHex(value, digits: digits, into: UnsafeMutableBufferPointer(rebasing: out[prefixCount...]))
+            return prefixCount + digits
+        }
     }
 
     static func hex(_ value: UInt64, digits: Int) -> String {
-        let text = String(value, radix: 16)
-        return text.count >= digits ? text : String(repeating: "0", count: digits - text.count) + text
+        let count = max(digits, (UInt64.bitWidth - value.leadingZeroBitCount + 3) / 4)
+        return String(unsafeUninitializedCapacity: count) { out in
+            writeHex(value, digits: count, into: out)
+            return count
+        }
+    }
+
+    /// `value` in `digits` lowercase hex digits, zero-padded; `digits` holds all of it.
+    private static func writeHex(_ value: UInt64, digits: Int, into out: UnsafeMutableBufferPointer<UInt8>) {
+        var v = value
+        for i in stride(from: digits - 1, through: 0, by: -1) {
+            let d = UInt8(truncatingIfNeeded: v & 0xF)
+            out[i] = d < 10 ? UInt8(ascii: "0") + d : UInt8(ascii: "a") - 10 + d
+            v >>= 4
+        }
     }
 }
