@@ -34,57 +34,210 @@ public struct BillingRecord: Sendable, Equatable {
         /// Nothing billable: refused, or the upstream failed.
         case none
     }
+    /// The fields, behind one reference: a record passes through many async calls, queues and
+    /// closures on its way to the ledger, and copying its dozen strings at each cost more than
+    /// building it. Copied on write.
+    struct Fields: Sendable, Equatable {
+        var id: String
+        var requestID: String
+        var tenantID: String
+        var keyID: String
+        var startedAt: Date
+        var endedAt: Date
+        var timeToFirstTokenMs: Int?
+        var endpoint: String
+        var model: String
+        var upstreamModel: String
+        var provider: String
+        var stream: Bool
+        var status: Status
+        var httpStatus: Int
+        var error: String?
+        var usage: Usage
+        var usageSource: UsageSource
+        var localPromptTokens: Int
+        var localCompletionTokens: Int
+        var localIsEstimate: Bool
+        var priceEntry: String?
+        var cost: Money?
+        var estimatedTokens: Int = 0
+        var estimatedCost: Money?
+        var freeUnits: Int64 = 0
+        var grantUnits: Int64 = 0
+        var freeCost: Money?
+        var charged: Money?
+        var budgetCharge: Money?
+        var attempts: Int = 1
+        var upstreamKeyID: String?
+        var failedAttempts: [UpstreamAttempt] = []
+    }
 
-    public var id: String
+    final class Storage: @unchecked Sendable {
+        // Never mutated while shared: `unique` copies it first.
+        var fields: Fields
+
+        init(_ fields: Fields) { self.fields = fields }
+    }
+
+    private var storage: Storage
+
+    private var unique: Storage {
+        mutating get {
+            if !isKnownUniquelyReferenced(&storage) { storage = Storage(storage.fields) }
+            return storage
+        }
+    }
+
+    public static func == (lhs: BillingRecord, rhs: BillingRecord) -> Bool {
+        lhs.storage === rhs.storage || lhs.storage.fields == rhs.storage.fields
+    }
+
+    public var id: String {
+        get { storage.fields.id }
+        _modify { yield &unique.fields.id }
+    }
     /// The `x-request-id` the client received.
-    public var requestID: String
-    public var tenantID: String
-    public var keyID: String
-    public var startedAt: Date
-    public var endedAt: Date
+    public var requestID: String {
+        get { storage.fields.requestID }
+        _modify { yield &unique.fields.requestID }
+    }
+    public var tenantID: String {
+        get { storage.fields.tenantID }
+        _modify { yield &unique.fields.tenantID }
+    }
+    public var keyID: String {
+        get { storage.fields.keyID }
+        _modify { yield &unique.fields.keyID }
+    }
+    public var startedAt: Date {
+        get { storage.fields.startedAt }
+        _modify { yield &unique.fields.startedAt }
+    }
+    public var endedAt: Date {
+        get { storage.fields.endedAt }
+        _modify { yield &unique.fields.endedAt }
+    }
     /// Milliseconds from the start to the first response byte relayed to the client.
-    public var timeToFirstTokenMs: Int?
+    public var timeToFirstTokenMs: Int? {
+        get { storage.fields.timeToFirstTokenMs }
+        _modify { yield &unique.fields.timeToFirstTokenMs }
+    }
     /// The client-facing path, such as `/v1/chat/completions`.
-    public var endpoint: String
-    public var model: String
-    public var upstreamModel: String
-    public var provider: String
-    public var stream: Bool
-    public var status: Status
+    public var endpoint: String {
+        get { storage.fields.endpoint }
+        _modify { yield &unique.fields.endpoint }
+    }
+    public var model: String {
+        get { storage.fields.model }
+        _modify { yield &unique.fields.model }
+    }
+    public var upstreamModel: String {
+        get { storage.fields.upstreamModel }
+        _modify { yield &unique.fields.upstreamModel }
+    }
+    public var provider: String {
+        get { storage.fields.provider }
+        _modify { yield &unique.fields.provider }
+    }
+    public var stream: Bool {
+        get { storage.fields.stream }
+        _modify { yield &unique.fields.stream }
+    }
+    public var status: Status {
+        get { storage.fields.status }
+        _modify { yield &unique.fields.status }
+    }
     /// The status code the client received.
-    public var httpStatus: Int
+    public var httpStatus: Int {
+        get { storage.fields.httpStatus }
+        _modify { yield &unique.fields.httpStatus }
+    }
     /// A short error code for anything but `completed` (`insufficient_quota`, `upstream_timeout`, …).
-    public var error: String?
+    public var error: String? {
+        get { storage.fields.error }
+        _modify { yield &unique.fields.error }
+    }
     /// The billed usage.
-    public var usage: Usage
-    public var usageSource: UsageSource
-    public var localPromptTokens: Int
-    public var localCompletionTokens: Int
+    public var usage: Usage {
+        get { storage.fields.usage }
+        _modify { yield &unique.fields.usage }
+    }
+    public var usageSource: UsageSource {
+        get { storage.fields.usageSource }
+        _modify { yield &unique.fields.usageSource }
+    }
+    public var localPromptTokens: Int {
+        get { storage.fields.localPromptTokens }
+        _modify { yield &unique.fields.localPromptTokens }
+    }
+    public var localCompletionTokens: Int {
+        get { storage.fields.localCompletionTokens }
+        _modify { yield &unique.fields.localCompletionTokens }
+    }
     /// Whether the local counts come from an estimate encoding (models without a public tokenizer).
-    public var localIsEstimate: Bool
+    public var localIsEstimate: Bool {
+        get { storage.fields.localIsEstimate }
+        _modify { yield &unique.fields.localIsEstimate }
+    }
     /// The price entry in force at `startedAt` (`<price id>@<effective instant>`); nil when unpriced.
-    public var priceEntry: String?
+    public var priceEntry: String? {
+        get { storage.fields.priceEntry }
+        _modify { yield &unique.fields.priceEntry }
+    }
     /// Exact cost in the entry's currency; nil when unpriced.
-    public var cost: Money?
+    public var cost: Money? {
+        get { storage.fields.cost }
+        _modify { yield &unique.fields.cost }
+    }
     /// What the admit stage reserved: prompt tokens plus the most output the request could produce,
     /// and their price. The difference from the billed usage is the estimate error.
-    public var estimatedTokens = 0
-    public var estimatedCost: Money?
+    public var estimatedTokens: Int {
+        get { storage.fields.estimatedTokens }
+        _modify { yield &unique.fields.estimatedTokens }
+    }
+    public var estimatedCost: Money? {
+        get { storage.fields.estimatedCost }
+        _modify { yield &unique.fields.estimatedCost }
+    }
     /// Units drawn from the periodic free quota and from the one-off grant (tokens, or nano-units of the
     /// quota's credit currency).
-    public var freeUnits: Int64 = 0
-    public var grantUnits: Int64 = 0
+    public var freeUnits: Int64 {
+        get { storage.fields.freeUnits }
+        _modify { yield &unique.fields.freeUnits }
+    }
+    public var grantUnits: Int64 {
+        get { storage.fields.grantUnits }
+        _modify { yield &unique.fields.grantUnits }
+    }
     /// The cost split: `freeCost + charged == cost`.
-    public var freeCost: Money?
-    public var charged: Money?
+    public var freeCost: Money? {
+        get { storage.fields.freeCost }
+        _modify { yield &unique.fields.freeCost }
+    }
+    public var charged: Money? {
+        get { storage.fields.charged }
+        _modify { yield &unique.fields.charged }
+    }
     /// `charged` as counted against the tenant's budget, in the budget's currency.
-    public var budgetCharge: Money?
+    public var budgetCharge: Money? {
+        get { storage.fields.budgetCharge }
+        _modify { yield &unique.fields.budgetCharge }
+    }
     /// Upstream attempts this request made (retries and fallbacks included); the last one served it.
-    public var attempts = 1
+    public var attempts: Int {
+        get { storage.fields.attempts }
+        _modify { yield &unique.fields.attempts }
+    }
     /// The provider key that served it (its configured name, never the key), when a pool has several.
-    public var upstreamKeyID: String?
+    public var upstreamKeyID: String? {
+        get { storage.fields.upstreamKeyID }
+        _modify { yield &unique.fields.upstreamKeyID }
+    }
     /// The attempts that failed before the one that served, for reconciling with the provider's invoice.
-    public var failedAttempts: [UpstreamAttempt] = []
+    public var failedAttempts: [UpstreamAttempt] {
+        get { storage.fields.failedAttempts }
+        _modify { yield &unique.fields.failedAttempts }
+    }
 
     public init(
         id: String, requestID: String, tenantID: String, keyID: String, startedAt: Date, endedAt: Date,
@@ -93,28 +246,14 @@ public struct BillingRecord: Sendable, Equatable {
         localPromptTokens: Int, localCompletionTokens: Int, localIsEstimate: Bool, priceEntry: String?,
         cost: Money?
     ) {
-        self.id = id
-        self.requestID = requestID
-        self.tenantID = tenantID
-        self.keyID = keyID
-        self.startedAt = startedAt
-        self.endedAt = endedAt
-        self.timeToFirstTokenMs = timeToFirstTokenMs
-        self.endpoint = endpoint
-        self.model = model
-        self.upstreamModel = upstreamModel
-        self.provider = provider
-        self.stream = stream
-        self.status = status
-        self.httpStatus = httpStatus
-        self.error = error
-        self.usage = usage
-        self.usageSource = usageSource
-        self.localPromptTokens = localPromptTokens
-        self.localCompletionTokens = localCompletionTokens
-        self.localIsEstimate = localIsEstimate
-        self.priceEntry = priceEntry
-        self.cost = cost
+        storage = Storage(
+            Fields(
+                id: id, requestID: requestID, tenantID: tenantID, keyID: keyID, startedAt: startedAt, endedAt: endedAt,
+                timeToFirstTokenMs: timeToFirstTokenMs, endpoint: endpoint, model: model, upstreamModel: upstreamModel,
+                provider: provider, stream: stream, status: status, httpStatus: httpStatus, error: error, usage: usage,
+                usageSource: usageSource, localPromptTokens: localPromptTokens,
+                localCompletionTokens: localCompletionTokens, localIsEstimate: localIsEstimate, priceEntry: priceEntry,
+                cost: cost))
     }
 
     /// A fresh record id: `rec_` and 32 hex digits, a per-process nonce and a counter
