@@ -7,6 +7,7 @@ struct ProcessUniqueIDsTests {
     @Test("hex digits are zero-padded to the width asked, and never cut")
     func hex() {
         #expect(ProcessUniqueIDs.hex(0, digits: 4) == "0000")
+        #expect(ProcessUniqueIDs.hex(0, digits: 0) == "0")
         #expect(ProcessUniqueIDs.hex(0xabc, digits: 8) == "00000abc")
         #expect(ProcessUniqueIDs.hex(0x1234_5678_9abc_def0, digits: 16) == "123456789abcdef0")
         #expect(ProcessUniqueIDs.hex(UInt64.max, digits: 4) == "ffffffffffffffff")

@@ -80,8 +80,8 @@ final class UpstreamExchange: @unchecked Sendable {
         body.onAbandon { [self] in cancel() }
     }
 
-    /// Bounds the wait while a new connection is made; on a connection, the connection's own checks
-    /// hold the exchange to its deadline.
+    /// Bounds the wait for the head when the exchange needs a new connection (from connecting until the
+    /// head or a failure); on a reused connection, the connection's own checks hold it to its deadline.
     func armFirstByteTimer() {
         guard !ended, !headSettled, firstByteTimer == nil else { return }
         firstByteTimer = eventLoop.scheduleTask(deadline: firstByteDeadline) { [self] in
@@ -176,7 +176,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
-    var isReusable: Bool { exchange == nil && context?.channel.isActive == true }
+    /// Idle, open, and not past its time in the pool (whose check may not have run yet).
+    var isReusable: Bool {
+        exchange == nil && context?.channel.isActive == true && parkedUntil.map { $0 > .now() } ?? true
+    }
 
     /// Sends the request of `exchange`; its response goes to the exchange's head and body.
     func start(

@@ -112,10 +112,9 @@ final class UpstreamConnectionPool: Sendable {
             return
         }
         let kept = idle.withLock { idle -> Bool in
-            var list = idle[ObjectIdentifier(loop), default: []]
-            guard list.count < Self.maxIdlePerLoop else { return false }
-            list.append(handler)
-            idle[ObjectIdentifier(loop)] = list
+            // Appended in place: a copy of a list of a thousand would retain and release each handler.
+            guard idle[ObjectIdentifier(loop)]?.count ?? 0 < Self.maxIdlePerLoop else { return false }
+            idle[ObjectIdentifier(loop), default: []].append(handler)
             return true
         }
         if kept { handler.parked(for: keepAlive) } else { handler.closeIdle() }

@@ -31,7 +31,7 @@ public final class ProcessUniqueIDs: Sendable {
     }
 
     static func hex(_ value: UInt64, digits: Int) -> String {
-        let count = max(digits, (UInt64.bitWidth - value.leadingZeroBitCount + 3) / 4)
+        let count = max(digits, 1, (UInt64.bitWidth - value.leadingZeroBitCount + 3) / 4)
         return String(unsafeUninitializedCapacity: count) { out in
             writeHex(value, digits: count, into: out)
             return count
