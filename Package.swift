@@ -96,9 +96,11 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Helpers both test targets share.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strictSettings),
         .testTarget(
             name: "MeteringTests",
-            dependencies: ["Metering"],
+            dependencies: ["Metering", "TestSupport"],
             resources: [.copy("Vectors")],
             swiftSettings: strictSettings
         ),
@@ -108,6 +110,7 @@ let package = Package(
                 "Gateway",
                 "GatewayMock",
                 "Metering",
+                "TestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),

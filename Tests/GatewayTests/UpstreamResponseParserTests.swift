@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import TestSupport
 import Testing
 
 @testable import Gateway
@@ -19,18 +20,6 @@ struct UpstreamResponseParserTests {
         var keepAlive: Bool
         /// Bytes left unread after the end (NIO's decoder reports none; compared only here).
         var leftover = 0
-    }
-
-    /// Seeded, so a failure names the seed that reproduces it.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
     }
 
     /// Feeds `bytes` in pieces cut at `cuts`, then closes the input if `close`.
@@ -136,7 +125,7 @@ struct UpstreamResponseParserTests {
     @Test("random well-formed responses, cut anywhere: the same head, body and end as NIO's decoder")
     func agreesWithNIO() throws {
         let seed = UInt64.random(in: 0...UInt64.max)
-        var rng = SplitMix(state: seed)
+        var rng = SplitMix(seed: seed)
         for round in 0..<500 {
             let (bytes, closeDelimited) = Self.randomResponse(&rng)
             let expected = try Self.nioParse(bytes, close: closeDelimited)

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 
 @testable import Metering
@@ -7,17 +8,6 @@ import Testing
 /// thousands of generated chunks, mutated ones included.
 @Suite("In-place JSON reading agrees with the tree")
 struct JSONScanTests {
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static let strings = [
         #""hello""#, #""""#, #""中文 é""#, #""line\nbreak \"quoted\" \\ \/""#, #""\u00e9\u4e2d""#,
         #""\ud83d\ude00 pair""#, #""\ud800 lone""#, #""\udc00""#, #""tab\there""#, #""{\"a\":1}""#,
@@ -104,7 +94,7 @@ struct JSONScanTests {
 
     @Test("a document is valid in place exactly when the tree reader accepts it")
     func validity() {
-        var rng = SplitMix(state: 26)
+        var rng = SplitMix(seed: 26)
         var valid = 0
         for round in 0..<20_000 {
             let text = round % 2 == 0 ? Self.chunk(&rng) : Self.value(&rng)
@@ -151,7 +141,7 @@ struct JSONScanTests {
 
     @Test("generated chat chunks, mutated ones too: the same usage and local counts as the tree reading")
     func meterAgrees() {
-        var rng = SplitMix(state: 2026)
+        var rng = SplitMix(seed: 2026)
         for round in 0..<1_500 {
             let events = (0..<Int(rng.next() % 6) + 1).map { i in
                 i % 4 == 3 ? Self.mutate(Self.chunk(&rng), &rng) : Array(Self.chunk(&rng).utf8)

@@ -1,5 +1,6 @@
 import Foundation
 import Metering
+import TestSupport
 import Testing
 
 @Suite("Reports: inflation, what-if, forecast")

@@ -1,5 +1,6 @@
 import Foundation
 import Metering
+import TestSupport
 import Testing
 
 @Suite("Token counting: chats, streams, registry and cache")
@@ -175,18 +176,5 @@ struct TokenCountingTests {
             #expect(after.misses - before.misses == 2, "turn \(turn) tokenizes only its two new long messages")
             #expect(after.hits - before.hits == 2 * (turn - 1))
         }
-    }
-}
-
-/// A small deterministic generator for reproducible random splits.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
