@@ -271,4 +271,14 @@ extension UpstreamResponseParserTests {
             #expect(UpstreamResponseParser.isTokenByte(b) == tchar.contains(b), "byte \(b)")
         }
     }
+
+    @Test("bytes that cannot begin a status line fail at once, before any line end (a TLS alert, say)")
+    func garbageFailsFast() throws {
+        let alert: [UInt8] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32]
+        #expect(throws: UpstreamResponseError.badStatusLine) { _ = try Self.parse(alert) }
+        #expect(throws: UpstreamResponseError.badStatusLine) { _ = try Self.parse(Array("HTTP/2".utf8)) }
+        // A status line that has only begun is waited for.
+        #expect(try Self.parse(Array("HTTP/1".utf8)).status == 0)
+        #expect(try Self.parse(Array("HT".utf8), cuts: [1]).status == 0)
+    }
 }

@@ -73,7 +73,14 @@ struct UpstreamResponseParser {
         while true {
             switch state {
             case .statusLine, .headers:
-                guard let line = try takeLine(&buffer, limit: Self.maxHeadBytes - headBytes) else { return nil }
+                guard let line = try takeLine(&buffer, limit: Self.maxHeadBytes - headBytes) else {
+                    // Bytes that cannot begin a status line (a TLS alert from a port spoken to in plain
+                    // HTTP) fail at once rather than wait for a line end that may never come.
+                    if case .statusLine = state, !Self.couldBeginStatusLine(partial) {
+                        throw UpstreamResponseError.badStatusLine
+                    }
+                    return nil
+                }
                 headBytes += line.count + 2
                 if case .statusLine = state {
                     try parseStatusLine(line)
@@ -194,6 +201,11 @@ struct UpstreamResponseParser {
             throw state.isChunkFraming ? UpstreamResponseError.badChunk : UpstreamResponseError.badHeader
         }
         return line
+    }
+
+    private static func couldBeginStatusLine(_ bytes: [UInt8]) -> Bool {
+        let version = "HTTP/1.".utf8
+        return bytes.prefix(version.count).elementsEqual(version.prefix(min(bytes.count, version.count)))
     }
 
     private mutating func parseStatusLine(_ line: ArraySlice<UInt8>) throws {
