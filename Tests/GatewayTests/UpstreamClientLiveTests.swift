@@ -67,7 +67,9 @@ struct UpstreamClientLiveTests {
                 h.gatewayURL + "/v1/chat/completions",
                 body: ProxyLiveTests.body(.chatCompletions, model: "tls-as-plain-gpt", stream: false))
             #expect(reply.status == 502 || reply.status == 504, "\(reply.text)")
-            #expect(ContinuousClock.now - started < .seconds(5))
+            // A hang would run into the client's 30 s timeout; the margin is for the full suite's
+            // CPU-bound tests, which can hold this task off the cooperative pool for seconds.
+            #expect(ContinuousClock.now - started < .seconds(15))
         }
     }
 }
