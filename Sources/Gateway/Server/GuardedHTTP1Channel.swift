@@ -94,7 +94,7 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
         let limits = limits
         return inner.setup(channel: channel, logger: logger).flatMapThrowing { asyncChannel in
             let watch = ConnectionWatch(channel: channel)
-            let timer = HeaderTimer(timeout: limits.headerTimeout)
+            let timer = HeaderTimer(timeout: limits.headerTimeout, channel: channel)
             let operations = channel.pipeline.syncOperations
             // A connection keeps its last receive buffer for the next read; NIO starts at 2 KiB. Requests
             // of a few hundred bytes are the common case, and the buffer grows when reads fill it.
@@ -119,25 +119,28 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
 
 /// When the head of the request being read must be complete. Shared by the two handlers below, which
 /// run on the connection's event loop.
-///
-/// The check is scheduled lazily and never cancelled on the request path: NIO cancels a scheduled task
-/// in time linear in the loop's pending tasks, which with thousands of open connections cost more than
-/// the request. A check that fires re-arms itself at the deadline in force, if any.
 private final class HeaderTimer {
     let timeout: TimeAmount
     /// Set from a new request's first byte until its head is complete.
     private(set) var deadline: NIODeadline?
-    private var scheduled: Scheduled<Void>?
     /// A request head has arrived and its response has not ended: no header deadline applies.
     var requestInProgress = false
+    private var checks: LazyDeadlineCheck?
 
-    init(timeout: TimeAmount) { self.timeout = timeout }
+    init(timeout: TimeAmount, channel: any Channel) {
+        self.timeout = timeout
+        checks = LazyDeadlineCheck(loop: channel.eventLoop) { [weak self, weak channel] in
+            guard let self, let deadline = self.deadline else { return nil }
+            guard deadline <= .now() else { return deadline }
+            channel?.close(promise: nil)
+            return nil
+        }
+    }
 
     /// The first byte of a new request: its head must be complete within the timeout.
-    func start(_ context: ChannelHandlerContext) {
-        let deadline = NIODeadline.now() + timeout
-        self.deadline = deadline
-        if scheduled == nil { arm(at: deadline, loop: context.eventLoop, channel: context.channel) }
+    func start() {
+        deadline = .now() + timeout
+        checks?.arm(at: deadline)
     }
 
     func headArrived() {
@@ -145,23 +148,10 @@ private final class HeaderTimer {
         requestInProgress = true
     }
 
-    private func arm(at time: NIODeadline, loop: any EventLoop, channel: any Channel) {
-        scheduled = loop.assumeIsolated().scheduleTask(deadline: time) { [self] in
-            scheduled = nil
-            guard let deadline else { return }
-            if deadline <= .now() {
-                channel.close(promise: nil)
-            } else {
-                arm(at: deadline, loop: loop, channel: channel)
-            }
-        }
-    }
-
     /// The connection is done with: nothing is checked any more.
     func stop() {
         deadline = nil
-        scheduled?.cancel()
-        scheduled = nil
+        checks?.stop()
     }
 }
 
@@ -175,7 +165,7 @@ private final class HeaderTimeoutHandler: ChannelInboundHandler, RemovableChanne
     init(timer: HeaderTimer) { self.timer = timer }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if !timer.requestInProgress && timer.deadline == nil { timer.start(context) }
+        if !timer.requestInProgress && timer.deadline == nil { timer.start() }
         context.fireChannelRead(data)
     }
 

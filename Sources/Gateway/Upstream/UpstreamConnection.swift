@@ -162,11 +162,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
     private var headReceived = false
     /// In the pool: when the connection closes unless it is used again.
     private var parkedUntil: NIODeadline?
-    /// Scheduled checks of the deadlines above, by when they run. None is cancelled on the request path
-    /// (NIO cancels in time linear in the loop's pending tasks): a check that finds nothing due re-arms
-    /// at the next deadline, and a new one is scheduled only when a deadline comes before every pending
-    /// check.
-    private var checks: [(at: NIODeadline, task: Scheduled<Void>)] = []
+    /// Checks of the head's, a silence's and the pool's deadlines, never cancelled per request.
+    private lazy var checks = LazyDeadlineCheck(loop: eventLoop) { [weak self] in self?.checkDeadlines() }
 
     init(pool: UpstreamConnectionPool, eventLoop: any EventLoop) {
         self.pool = pool
@@ -216,7 +213,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
         headReceived = false
         keepAliveHint = nil
         startedAt = .now()
-        scheduleCheck()
+        checks.arm(at: nextDue)
         let current = generation
         let sent = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(request), promise: sent)
@@ -272,7 +269,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
                     // The first-byte timeout bounded the wait for the head; from here on, each silence is
                     // bounded.
                     headReceived = true
-                    scheduleCheck()
+                    checks.arm(at: nextDue)
                     exchange.receivedHead(head)
                 case .body(let part):
                     if let wait = exchange.body.append(part) {
@@ -330,36 +327,29 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
         return headReceived ? lastRead + idleTimeout : exchange.firstByteDeadline
     }
 
-    private func scheduleCheck() {
-        guard let due = nextDue, let context else { return }
-        if let earliest = checks.lazy.map(\.at).min(), earliest <= due { return }
-        let task = context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [self] in check(scheduledAt: due) }
-        checks.append((due, task))
-    }
-
-    private func check(scheduledAt time: NIODeadline) {
-        checks.removeAll { $0.at == time }
+    /// Acts on a deadline that has passed; returns the next one to check.
+    private func checkDeadlines() -> NIODeadline? {
         let now = NIODeadline.now()
         if let exchange {
             if !headReceived {
                 if exchange.firstByteDeadline <= now {
                     failCurrent(UpstreamConnectionError.firstByteTimeout, retryable: false)
-                    return
+                    return nil
                 }
             } else {
                 // While the client holds reads back, the silence is not the upstream's.
                 if paused { lastRead = now }
                 if lastRead + idleTimeout <= now {
                     failCurrent(UpstreamConnectionError.idleReadTimeout, retryable: false)
-                    return
+                    return nil
                 }
             }
         } else if let parkedUntil, parkedUntil <= now {
             self.parkedUntil = nil
             context?.close(promise: nil)
-            return
+            return nil
         }
-        scheduleCheck()
+        return nextDue
     }
 
     /// `retryable`: the failure is the connection's (closed, reset), not the upstream's answer or
@@ -397,9 +387,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        // Closed for good: its pending checks would only hold it in memory until they ran.
-        for check in checks { check.task.cancel() }
-        checks = []
+        checks.stop()
         if let exchange, parser.inputClosed() {
             // A body delimited by the close has ended.
             ended(exchange, reusable: false, context: context)
@@ -422,7 +410,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
     /// In the pool: closed after `timeout` without use.
     func parked(for timeout: TimeAmount) {
         parkedUntil = .now() + timeout
-        scheduleCheck()
+        checks.arm(at: parkedUntil)
     }
 }
 

@@ -130,7 +130,7 @@ struct UpstreamResponseParser {
                 headBytes += line.count + 2
                 if line.isEmpty { return finish() }
                 // Trailers are not relayed (the client's response is already under way), only checked.
-                guard Self.isHeaderLine(line) else { throw UpstreamResponseError.badHeader }
+                _ = try Self.field(line)
             case .untilClose:
                 guard buffer.readableBytes > 0 else { return nil }
                 return .body(buffer.readSlice(length: buffer.readableBytes)!)
@@ -230,16 +230,20 @@ struct UpstreamResponseParser {
     }
 
     private mutating func parseHeader(_ line: ArraySlice<UInt8>) throws {
+        let (name, value) = try Self.field(line)
+        headers.add(name: String(decoding: name, as: UTF8.self), value: String(decoding: value, as: UTF8.self))
+    }
+
+    /// A header or trailer line's name (a token) and value (without surrounding whitespace).
+    private static func field(_ line: ArraySlice<UInt8>) throws -> (ArraySlice<UInt8>, ArraySlice<UInt8>) {
         guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex,
-            line[line.startIndex..<colon].allSatisfy(Self.isTokenByte)
+            line[line.startIndex..<colon].allSatisfy(isTokenByte)
         else { throw UpstreamResponseError.badHeader }
         var value = line[(colon + 1)...]
         while let b = value.first, b == 0x20 || b == 0x09 { value.removeFirst() }
         while let b = value.last, b == 0x20 || b == 0x09 { value.removeLast() }
-        guard Self.isFieldValue(value) else { throw UpstreamResponseError.badHeader }
-        headers.add(
-            name: String(decoding: line[line.startIndex..<colon], as: UTF8.self),
-            value: String(decoding: value, as: UTF8.self))
+        guard isFieldValue(value) else { throw UpstreamResponseError.badHeader }
+        return (line[line.startIndex..<colon], value)
     }
 
     /// Decides the body's framing; nil for an interim (1xx) response, which is skipped.
@@ -346,11 +350,6 @@ struct UpstreamResponseParser {
     /// Visible bytes, spaces, tabs and obs-text; no other control byte.
     static func isFieldValue<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> Bool {
         bytes.allSatisfy { $0 >= 0x20 ? $0 != 0x7F : $0 == 0x09 }
-    }
-
-    private static func isHeaderLine(_ line: ArraySlice<UInt8>) -> Bool {
-        guard let colon = line.firstIndex(of: UInt8(ascii: ":")), colon > line.startIndex else { return false }
-        return line[line.startIndex..<colon].allSatisfy(isTokenByte) && isFieldValue(line[(colon + 1)...])
     }
 }
 
