@@ -167,10 +167,7 @@ struct UpstreamResponseParser {
         _ buffer: inout ByteBuffer, limit: Int, requireCR: Bool = false
     ) throws -> ArraySlice<UInt8>? {
         guard buffer.readableBytes > 0 else { return nil }
-        let (found, scanned) = buffer.withUnsafeReadableBytes { raw -> (Int?, Int) in
-            guard let lf = raw.firstIndex(of: UInt8(ascii: "\n")) else { return (nil, raw.count) }
-            return (lf, lf + 1)
-        }
+        let found = buffer.withUnsafeReadableBytes { $0.firstIndex(of: UInt8(ascii: "\n")) }
         let error: UpstreamResponseError =
             switch state {
             case .statusLine, .headers: .headTooLarge
@@ -178,8 +175,8 @@ struct UpstreamResponseParser {
             default: .badChunk
             }
         guard let found else {
-            guard partial.count + scanned <= limit else { throw error }
-            partial.append(contentsOf: buffer.readBytes(length: scanned)!)
+            guard partial.count + buffer.readableBytes <= limit else { throw error }
+            partial.append(contentsOf: buffer.readBytes(length: buffer.readableBytes)!)
             return nil
         }
         guard partial.count + found <= limit else { throw error }

@@ -19,7 +19,7 @@ public final class ProcessUniqueIDs: Sendable {
 
     public func next() -> String {
         let value = counter.add(1, ordering: .relaxed).newValue
-        let digits = max(counterDigits, (UInt64.bitWidth - value.leadingZeroBitCount + 3) / 4)
+        let digits = Self.width(value, atLeast: counterDigits)
         let prefixCount = prefix.utf8.count
         // Written into the string's own storage: two ids a request, and formatting through
         // String(radix:) and padding cost more than the rest of making the record's id.
@@ -31,11 +31,16 @@ public final class ProcessUniqueIDs: Sendable {
     }
 
     static func hex(_ value: UInt64, digits: Int) -> String {
-        let count = max(digits, 1, (UInt64.bitWidth - value.leadingZeroBitCount + 3) / 4)
+        let count = width(value, atLeast: digits)
         return String(unsafeUninitializedCapacity: count) { out in
             writeHex(value, digits: count, into: out)
             return count
         }
+    }
+
+    /// The hex digits `value` needs (at least one), or `minimum` if more.
+    private static func width(_ value: UInt64, atLeast minimum: Int) -> Int {
+        max(minimum, 1, (UInt64.bitWidth - value.leadingZeroBitCount + 3) / 4)
     }
 
     /// `value` in `digits` lowercase hex digits, zero-padded; `digits` holds all of it.
