@@ -48,11 +48,12 @@
             }
         }
 
-        /// Blocking socket calls run on a Dispatch thread: on the test's cooperative pool (two threads on a
-        /// two-core machine) they would starve the in-process gateway's handlers.
+        /// Blocking socket calls run on a thread of their own: on the test's cooperative pool (two threads on
+        /// a two-core machine) they would starve the in-process gateway's handlers, and on Dispatch's global
+        /// pool (about as narrow) the store's queues, which the gateway needs to answer.
         private static func blocking<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
             await withCheckedContinuation { continuation in
-                DispatchQueue.global().async { continuation.resume(returning: body()) }
+                Thread { continuation.resume(returning: body()) }.start()
             }
         }
 

@@ -268,7 +268,7 @@ extension UpstreamResponseParserTests {
     func tokenBytes() {
         let tchar = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
         for b in UInt8.min...UInt8.max {
-            #expect(UpstreamResponseParser.isTokenByte(b) == tchar.contains(b), "byte \(b)")
+            #expect(HTTP1Syntax.isTokenByte(b) == tchar.contains(b), "byte \(b)")
         }
     }
 

@@ -120,16 +120,12 @@ struct ResponseRelay: Sendable {
         let readAheadStartedAt = firstChunkAt
         owner.responding(upstreamStatus: status, meter: unfedMeter.usage)
         let contentLength = strip ? nil : upstream.contentLength
-        // How NIO's encoder frames this body: chunked without a length (HTTP/1.1 always, as the head is
-        // converted), the bytes as they are with one.
-        let framing: RelayFraming? =
-            contentLength != nil ? .identity : (200..<300).contains(status) && status != 204 ? .chunked : nil
         let responseBody = ResponseBody(contentLength: contentLength) { writer in
             guard owner.startRelaying() else { throw CancellationError() }
             var relay = RelayState(meter: unfedMeter, isEventStream: isEventStream, firstByteAt: readAheadStartedAt)
             var ending: Result<Void, any Error>
             if breakAfterReadAhead == nil, let client,
-                case let sink = ChannelRelaySink(client: client, readAhead: readAhead, state: relay, framing: framing),
+                case let sink = ChannelRelaySink(client: client, readAhead: readAhead, state: relay),
                 reader.push(to: sink)
             {
                 // Each chunk goes from the upstream's read to the client's socket on the event loop,
@@ -293,20 +289,15 @@ final class ChannelRelaySink: UpstreamBodySink, @unchecked Sendable {
     private var readAhead: [ByteBuffer]
     private let done: EventLoopPromise<Void>
     private let isDone = Atomic(false)
-    private let framing: RelayFraming?
-    /// The client channel's, read once: each read of it through the channel costs a retain and a lock.
-    private let allocator: ByteBufferAllocator
-    /// The HTTP encoder's place in the client's pipeline, found on the first write.
-    private var encoder: ChannelHandlerContext?
-    private var lookedForEncoder = false
+    /// The client connection's HTTP/1 handler, found on the first write: it frames each chunk and writes
+    /// it below every other handler.
+    private var connection: ClientConnectionHandler?
+    private var lookedForConnection = false
 
-    /// `framing`: how the encoder frames this response's body, when the relay may frame it instead.
-    init(client: any Channel, readAhead: [ByteBuffer], state: RelayState, framing: RelayFraming?) {
+    init(client: any Channel, readAhead: [ByteBuffer], state: RelayState) {
         self.client = client
         self.readAhead = readAhead
         self.state = state
-        self.framing = framing
-        self.allocator = client.allocator
         self.done = client.eventLoop.makePromise()
     }
 
@@ -331,29 +322,19 @@ final class ChannelRelaySink: UpstreamBodySink, @unchecked Sendable {
         return written.futureResult
     }
 
-    /// Writes a body chunk framed here, below the encoder: no handler above it looks at body parts, and
-    /// passing each event through them (the HTTP types, Hummingbird's state, NIO's encoder with three
-    /// writes per chunk) cost more than metering it. Otherwise through the whole pipeline.
+    /// Writes a body chunk through the connection's handler, which frames it: passing each event
+    /// through the pipeline above it (the async channel's writer, the HTTP types) cost more than
+    /// metering it.
     private func write(_ out: ByteBuffer, promise: EventLoopPromise<Void>?) {
-        if !lookedForEncoder {
-            lookedForEncoder = true
-            if framing != nil {
-                let pipeline = client.pipeline.syncOperations
-                encoder = try? pipeline.context(handlerType: HTTPResponseEncoder.self)
-            }
+        if !lookedForConnection {
+            lookedForConnection = true
+            connection = try? client.pipeline.syncOperations.handler(type: ClientConnectionHandler.self)
         }
-        guard let encoder, let framing else {
+        guard let connection else {
             client.writeAndFlush(HTTPResponsePart.body(out), promise: promise)
             return
         }
-        switch framing {
-        case .identity:
-            encoder.writeAndFlush(NIOAny(IOData.byteBuffer(out)), promise: promise)
-        case .chunked:
-            var framed = allocator.buffer(capacity: out.readableBytes + 20)
-            RelayFraming.writeChunk(out, into: &framed)
-            encoder.writeAndFlush(NIOAny(IOData.byteBuffer(framed)), promise: promise)
-        }
+        connection.relayBody(out, promise: promise)
     }
 
     func end(_ result: Result<Void, any Error>) {
@@ -378,15 +359,10 @@ final class ChannelRelaySink: UpstreamBodySink, @unchecked Sendable {
     }
 }
 
-/// How the client connection's HTTP encoder frames a response body.
+/// Chunked transfer coding, as the client connection writes it.
 enum RelayFraming {
-    /// Chunked transfer coding: each chunk is its size in hex, CRLF, the bytes, CRLF.
-    case chunked
-    /// The bytes as they are (the head carries a Content-Length).
-    case identity
-
-    /// One chunk in chunked coding, as the encoder writes it; nothing for an empty one, which would end
-    /// the body.
+    /// One chunk: its size in hex, CRLF, the bytes, CRLF; nothing for an empty one, which would end the
+    /// body.
     static func writeChunk(_ chunk: ByteBuffer, into buffer: inout ByteBuffer) {
         let size = chunk.readableBytes
         guard size > 0 else { return }

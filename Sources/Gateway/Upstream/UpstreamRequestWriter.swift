@@ -42,13 +42,13 @@ enum UpstreamRequestWriter {
         var name = name
         return name.withUTF8 { bytes in
             guard !bytes.isEmpty else { return false }
-            for b in bytes where !UpstreamResponseParser.isTokenByte(b) { return false }
+            for b in bytes where !HTTP1Syntax.isTokenByte(b) { return false }
             return true
         }
     }
 
     private static func isFieldValue(_ value: String) -> Bool {
         var value = value
-        return value.withUTF8 { UpstreamResponseParser.isFieldValue($0) }
+        return value.withUTF8 { HTTP1Syntax.isFieldValue($0) }
     }
 }

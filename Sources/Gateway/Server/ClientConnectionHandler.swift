@@ -1,0 +1,328 @@
+import HTTPTypes
+import Metering
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+
+/// The whole HTTP/1.1 side of a client connection, below Hummingbird's `NIOAsyncChannel`: requests are
+/// parsed from bytes (``ClientRequestParser``) and responses written as bytes, with the connection's
+/// guards (header and idle timeouts, closing after a response that says `Connection: close`, the
+/// ``ConnectionWatch``) in the same place.
+///
+/// One handler instead of NIO's decoder and encoder, the HTTP types converter, Hummingbird's state
+/// handler and two guards: each request and response part crossed six pipeline stages, and each
+/// connection set up, notified and tore down six handlers.
+final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = ByteBuffer
+
+    /// How one response's body goes on the wire.
+    private enum BodyFraming {
+        case chunked
+        /// As it is: the head has a `Content-Length`, or the connection closes at its end.
+        case identity
+        /// No body at all (a response to HEAD, 1xx, 204, 304).
+        case none
+    }
+
+    /// What a response needs to know about its request, in order (requests may be pipelined).
+    private struct Exchange {
+        var keepAlive: Bool
+        var isHTTP10: Bool
+        var isHead: Bool
+    }
+
+    let watch: ConnectionWatch
+    private let limits: ConnectionLimits
+    private var parser = ClientRequestParser()
+    private var context: ChannelHandlerContext?
+    /// Requests whose responses have not ended, oldest first.
+    private var exchanges: [Exchange] = []
+    private var framing = BodyFraming.none
+    /// A request's body is being read.
+    private var readingBody = false
+    /// Set from a new request's first byte until its head is complete.
+    private var headDeadline: NIODeadline?
+    private var lastActivity = NIODeadline.now()
+    private var checks: LazyDeadlineCheck?
+    /// After a response that ends the connection, or a request that cannot be read: what the client
+    /// still sends is dropped.
+    private var discarding = false
+    private var closeAfterResponse = false
+
+    init(watch: ConnectionWatch, limits: ConnectionLimits) {
+        self.watch = watch
+        self.limits = limits
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        checks = LazyDeadlineCheck(loop: context.eventLoop) { [weak self] in self?.checkDeadlines() }
+        lastActivity = .now()
+        checks?.arm(at: lastActivity + limits.idleTimeout)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        stop()
+        watch.connectionClosed()
+    }
+
+    private func stop() {
+        checks?.stop()
+        checks = nil
+        context = nil
+    }
+
+    // MARK: Requests
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !discarding else { return }
+        var buffer = unwrapInboundIn(data)
+        lastActivity = .now()
+        if exchanges.isEmpty && headDeadline == nil { startHeadDeadline() }
+        do {
+            while !discarding, let event = try parser.next(&buffer) {
+                switch event {
+                case .head(let head):
+                    headDeadline = nil
+                    readingBody = true
+                    exchanges.append(
+                        Exchange(
+                            keepAlive: head.keepAlive, isHTTP10: head.isHTTP10, isHead: head.request.method == .head))
+                    context.fireChannelRead(wrapInboundOut(.head(head.request)))
+                case .body(let slice):
+                    context.fireChannelRead(wrapInboundOut(.body(slice)))
+                case .end:
+                    readingBody = false
+                    context.fireChannelRead(wrapInboundOut(.end(nil)))
+                    // Nothing after a request that ends the connection is read.
+                    if exchanges.last?.keepAlive == false { discarding = true }
+                }
+            }
+        } catch {
+            requestFailed(context: context, error)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.fireChannelReadComplete()
+    }
+
+    /// A request that is not valid HTTP (or whose head is too large) gets an error in the API's format,
+    /// with a request id, and the connection closes: there is no telling where the next request starts.
+    private func requestFailed(context: ChannelHandlerContext, _ error: HTTPParserError) {
+        discarding = true
+        headDeadline = nil
+        // A response is under way: it cannot be followed by another, so the connection just closes.
+        guard exchanges.isEmpty else {
+            context.close(promise: nil)
+            return
+        }
+        let tooLarge = error == .headerOverflow
+        let status: HTTPResponse.Status = tooLarge ? .requestHeaderFieldsTooLarge : .badRequest
+        let body = ByteBuffer(
+            string: ErrorBody.render(
+                dialect: .openai, status: status.code,
+                message: tooLarge
+                    ? "The request headers are larger than this gateway accepts."
+                    : "The request is not valid HTTP/1.1 (\(error)).",
+                openAIType: "invalid_request_error", code: tooLarge ? "headers_too_large" : "malformed_request"))
+        var head = HTTPResponse(status: status)
+        head.headerFields[.contentType] = "application/json"
+        head.headerFields[.contentLength] = String(body.readableBytes)
+        head.headerFields[.requestID] = RequestIDs.next()
+        head.headerFields[.connection] = "close"
+        var out = context.channel.allocator.buffer(capacity: 256 + body.readableBytes)
+        _ = Self.writeHead(head, addChunked: false, into: &out)
+        out.writeImmutableBuffer(body)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(out)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    // MARK: Responses
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(let response):
+            var out = context.channel.allocator.buffer(capacity: 512)
+            if response.status.kind == .informational {
+                _ = Self.writeHead(response, addChunked: false, into: &out)
+                context.write(wrapOutboundOut(out), promise: promise)
+                return
+            }
+            let exchange = exchanges.first ?? Exchange(keepAlive: false, isHTTP10: false, isHead: false)
+            let fields = response.headerFields
+            if fields[.connection].map({ ClientRequestParser.isOption($0[...], "close") }) == true {
+                closeAfterResponse = true
+            }
+            let code = response.status.code
+            let hasBody = !exchange.isHead && code != 204 && code != 304
+            let chunked: Bool
+            if fields[.contentLength] != nil {
+                chunked = false
+            } else if fields[.transferEncoding] != nil {
+                chunked = true
+            } else if exchange.isHTTP10 {
+                // HTTP/1.0 has no chunked coding: the body ends with the connection.
+                chunked = false
+                if hasBody { closeAfterResponse = true }
+            } else {
+                chunked = code != 204 && code != 304
+            }
+            framing = !hasBody ? .none : chunked ? .chunked : .identity
+            let addChunked = chunked && fields[.transferEncoding] == nil
+            _ = Self.writeHead(response, addChunked: addChunked, into: &out)
+            context.write(wrapOutboundOut(out), promise: promise)
+        case .body(let body):
+            writeBody(body, context: context, flush: false, promise: promise)
+        case .end(let trailers):
+            var out = context.channel.allocator.buffer(capacity: 5)
+            if case .chunked = framing {
+                out.writeStaticString("0\r\n")
+                for field in trailers ?? [:] { Self.writeField(field, into: &out) }
+                out.writeStaticString("\r\n")
+            }
+            framing = .none
+            responseEnded(context: context, last: out, promise: promise)
+        }
+    }
+
+    /// A relayed chunk of the response under way, framed here and written at once: no handler above this
+    /// one looks at body parts. On the event loop.
+    func relayBody(_ chunk: ByteBuffer, promise: EventLoopPromise<Void>?) {
+        guard let context else {
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        writeBody(chunk, context: context, flush: true, promise: promise)
+    }
+
+    private func writeBody(
+        _ body: ByteBuffer, context: ChannelHandlerContext, flush: Bool, promise: EventLoopPromise<Void>?
+    ) {
+        let out: ByteBuffer
+        switch framing {
+        case .none:
+            promise?.succeed()
+            return
+        case .identity:
+            out = body
+        case .chunked:
+            guard body.readableBytes > 0 else {
+                // An empty chunk would end the body.
+                promise?.succeed()
+                return
+            }
+            var framed = context.channel.allocator.buffer(capacity: body.readableBytes + 20)
+            RelayFraming.writeChunk(body, into: &framed)
+            out = framed
+        }
+        if flush {
+            context.writeAndFlush(wrapOutboundOut(out), promise: promise)
+        } else {
+            context.write(wrapOutboundOut(out), promise: promise)
+        }
+    }
+
+    private func responseEnded(context: ChannelHandlerContext, last: ByteBuffer, promise: EventLoopPromise<Void>?) {
+        let exchange = exchanges.isEmpty ? nil : exchanges.removeFirst()
+        lastActivity = .now()
+        guard closeAfterResponse || exchange?.keepAlive == false else {
+            context.write(wrapOutboundOut(last), promise: promise)
+            // Bytes of the next request may already be here, read while this response was made.
+            if exchanges.isEmpty && parser.isInHead { startHeadDeadline() }
+            checks?.arm(at: lastActivity + limits.idleTimeout)
+            return
+        }
+        // Half-close once the response is out, so the client reads all of it; then close for good after
+        // the linger time, whatever the client keeps sending.
+        discarding = true
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.cascade(to: promise)
+        context.writeAndFlush(wrapOutboundOut(last), promise: written)
+        let channel = context.channel
+        let linger = limits.lingerTimeout
+        written.futureResult.whenComplete { _ in
+            channel.close(mode: .output, promise: nil)
+            channel.eventLoop.scheduleTask(in: linger) { channel.close(promise: nil) }
+        }
+    }
+
+    /// Status line, fields and the blank line. Swift HTTP Types has checked every name and value.
+    @discardableResult
+    static func writeHead(_ response: HTTPResponse, addChunked: Bool, into out: inout ByteBuffer) -> Int {
+        let start = out.writerIndex
+        out.writeStaticString("HTTP/1.1 ")
+        let code = response.status.code
+        out.writeInteger(UInt8(ascii: "0") + UInt8(code / 100 % 10))
+        out.writeInteger(UInt8(ascii: "0") + UInt8(code / 10 % 10))
+        out.writeInteger(UInt8(ascii: "0") + UInt8(code % 10))
+        out.writeInteger(UInt8(ascii: " "))
+        // A known code gets its standard reason, as NIO's encoder wrote it.
+        out.writeString(HTTPResponseStatus(statusCode: code, reasonPhrase: response.status.reasonPhrase).reasonPhrase)
+        out.writeStaticString("\r\n")
+        for field in response.headerFields { writeField(field, into: &out) }
+        if addChunked { out.writeStaticString("transfer-encoding: chunked\r\n") }
+        out.writeStaticString("\r\n")
+        return out.writerIndex - start
+    }
+
+    private static func writeField(_ field: HTTPField, into out: inout ByteBuffer) {
+        out.writeString(field.name.rawName)
+        out.writeStaticString(": ")
+        out.writeString(field.value)
+        out.writeStaticString("\r\n")
+    }
+
+    // MARK: Connection
+
+    func channelInactive(context: ChannelHandlerContext) {
+        stop()
+        watch.connectionClosed()
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            // Shutting down: an idle connection closes now, a busy one after its response.
+            if exchanges.isEmpty { context.close(promise: nil) } else { closeAfterResponse = true }
+            return
+        }
+        // The client closed its side (FIN). A client that still wants its answer does not do that, so
+        // the request in progress is treated as abandoned, as a reverse proxy does (nginx's 499).
+        if let event = event as? ChannelEvent, event == .inputClosed { watch.connectionClosed() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private func startHeadDeadline() {
+        let deadline = NIODeadline.now() + limits.headerTimeout
+        headDeadline = deadline
+        checks?.arm(at: deadline)
+    }
+
+    /// Closes the connection if a deadline has passed; returns the next one.
+    private func checkDeadlines() -> NIODeadline? {
+        let now = NIODeadline.now()
+        if let headDeadline, headDeadline <= now {
+            context?.close(promise: nil)
+            return nil
+        }
+        // A request being handled (its body read) has no idle deadline: the upstream has its own.
+        var idleDeadline: NIODeadline? = nil
+        if exchanges.isEmpty || readingBody {
+            let due = lastActivity + limits.idleTimeout
+            if due <= now {
+                context?.close(promise: nil)
+                return nil
+            }
+            idleDeadline = due
+        }
+        switch (headDeadline, idleDeadline) {
+        case (let a?, let b?): return min(a, b)
+        case (let a?, nil): return a
+        case (nil, let b): return b
+        }
+    }
+}
