@@ -106,6 +106,40 @@ struct ClientConnectionHandlerTests {
         #expect(try c.send("GET /h HTTP/1.1\r\n\r\n").isEmpty)
     }
 
+    @Test("a broken request after one being answered: that answer completes, then the connection closes")
+    func brokenPipelinedRequest() throws {
+        let c = try Connection()
+        #expect(try c.send("GET /a HTTP/1.1\r\n\r\nBROKEN\r\n\r\n").count == 2)
+        let out = try c.respond([Self.response(200, [.contentLength: "5"]), Self.body, .end(nil)])
+        #expect(out == "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        #expect(try c.send("GET /b HTTP/1.1\r\n\r\n").isEmpty)
+    }
+
+    @Test("shutting down: requests already read are answered, nothing more is read")
+    func quiesce() throws {
+        let c = try Connection()
+        #expect(try c.send("GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n").count == 4)
+        c.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        #expect(try c.send("GET /c HTTP/1.1\r\n\r\n").isEmpty)
+        let first = try c.respond([Self.response(200, [.contentLength: "5"]), Self.body, .end(nil)])
+        // Still open for the second answer; closed once it is out.
+        #expect(c.channel.isActive)
+        let second = try c.respond([Self.response(200, [.contentLength: "5"]), Self.body, .end(nil)])
+        #expect(first.hasSuffix("hello") && second.hasSuffix("hello"))
+        #expect(!c.channel.isActive)
+    }
+
+    @Test("a 204 carries no framing fields; a relayed chunk with no response under way fails")
+    func noBody() throws {
+        let c = try Connection()
+        _ = try c.send("GET /n HTTP/1.1\r\n\r\n")
+        let out = try c.respond([Self.response(204, [.contentLength: "0"]), .end(nil)])
+        #expect(out == "HTTP/1.1 204 No Content\r\n\r\n")
+        let promise = c.channel.eventLoop.makePromise(of: Void.self)
+        c.handler.relayBody(ByteBuffer(string: "x"), promise: promise)
+        #expect(throws: ChannelError.self) { try promise.futureResult.wait() }
+    }
+
     @Test("a request that cannot be read gets a JSON 400 with a request id, and nothing after it is read")
     func malformed() throws {
         let c = try Connection()

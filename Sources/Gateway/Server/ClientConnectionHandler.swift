@@ -41,6 +41,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Requests whose responses have not ended, oldest first.
     private var exchanges: [Exchange] = []
     private var framing = BodyFraming.none
+    /// A response's head has gone out and its end has not.
+    private var responding = false
     /// A request's body is being read.
     private var readingBody = false
     /// Set from a new request's first byte until its head is complete.
@@ -50,7 +52,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// After a response that ends the connection, or a request that cannot be read: what the client
     /// still sends is dropped.
     private var discarding = false
+    /// The response under way said `Connection: close` (or has no other end): the connection closes
+    /// after it.
     private var closeAfterResponse = false
+    /// Shutting down, or a later request could not be read: the connection closes once every request
+    /// read so far is answered.
+    private var closeWhenAnswered = false
 
     init(watch: ConnectionWatch, limits: ConnectionLimits) {
         self.watch = watch
@@ -81,7 +88,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         guard !discarding else { return }
         var buffer = unwrapInboundIn(data)
         lastActivity = .now()
-        if exchanges.isEmpty && headDeadline == nil { startHeadDeadline() }
+        // The first byte of a new request (not the rest of a body answered early) starts its deadline.
+        if exchanges.isEmpty && !readingBody && headDeadline == nil { startHeadDeadline() }
         do {
             while !discarding, let event = try parser.next(&buffer) {
                 switch event {
@@ -115,9 +123,16 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func requestFailed(context: ChannelHandlerContext, _ error: HTTPParserError) {
         discarding = true
         headDeadline = nil
-        // A response is under way: it cannot be followed by another, so the connection just closes.
+        if readingBody {
+            // The body being read is broken: its reader sees an error, not an end, and the connection
+            // closes (there is no telling where the next request starts).
+            abort(context: context, error)
+            return
+        }
+        // A request after the ones being answered is broken: they are answered, then the connection
+        // closes.
         guard exchanges.isEmpty else {
-            context.close(promise: nil)
+            closeWhenAnswered = true
             return
         }
         let tooLarge = error == .headerOverflow
@@ -147,17 +162,27 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         switch unwrapOutboundIn(data) {
         case .head(let response):
             var out = context.channel.allocator.buffer(capacity: 512)
+            var response = response
+            let code = response.status.code
+            // No body and so no framing fields, as NIO's encoder held: a 1xx or 204 has neither, a 304
+            // no coding.
+            if code < 200 || code == 204 {
+                response.headerFields[.contentLength] = nil
+                response.headerFields[.transferEncoding] = nil
+            } else if code == 304 {
+                response.headerFields[.transferEncoding] = nil
+            }
             if response.status.kind == .informational {
                 _ = Self.writeHead(response, addChunked: false, into: &out)
                 context.write(wrapOutboundOut(out), promise: promise)
                 return
             }
+            responding = true
             let exchange = exchanges.first ?? Exchange(keepAlive: false, isHTTP10: false, isHead: false)
             let fields = response.headerFields
             if fields[.connection].map({ ClientRequestParser.isOption($0[...], "close") }) == true {
                 closeAfterResponse = true
             }
-            let code = response.status.code
             let hasBody = !exchange.isHead && code != 204 && code != 304
             let chunked: Bool
             if fields[.contentLength] != nil {
@@ -185,6 +210,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 out.writeStaticString("\r\n")
             }
             framing = .none
+            responding = false
             responseEnded(context: context, last: out, promise: promise)
         }
     }
@@ -192,7 +218,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// A relayed chunk of the response under way, framed here and written at once: no handler above this
     /// one looks at body parts. On the event loop.
     func relayBody(_ chunk: ByteBuffer, promise: EventLoopPromise<Void>?) {
-        guard let context else {
+        guard let context, responding else {
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
@@ -229,16 +255,19 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func responseEnded(context: ChannelHandlerContext, last: ByteBuffer, promise: EventLoopPromise<Void>?) {
         let exchange = exchanges.isEmpty ? nil : exchanges.removeFirst()
         lastActivity = .now()
-        guard closeAfterResponse || exchange?.keepAlive == false else {
+        // Idle from here: a client that does not read what is still queued cannot hold the connection.
+        checks?.arm(at: lastActivity + limits.idleTimeout)
+        let closing = closeAfterResponse || exchange?.keepAlive == false || (closeWhenAnswered && exchanges.isEmpty)
+        guard closing else {
             context.write(wrapOutboundOut(last), promise: promise)
             // Bytes of the next request may already be here, read while this response was made.
             if exchanges.isEmpty && parser.isInHead { startHeadDeadline() }
-            checks?.arm(at: lastActivity + limits.idleTimeout)
             return
         }
         // Half-close once the response is out, so the client reads all of it; then close for good after
         // the linger time, whatever the client keeps sending.
         discarding = true
+        exchanges = []
         let written = context.eventLoop.makePromise(of: Void.self)
         written.futureResult.cascade(to: promise)
         context.writeAndFlush(wrapOutboundOut(last), promise: written)
@@ -287,13 +316,28 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
             // Shutting down: an idle connection closes now, a busy one after its response.
-            if exchanges.isEmpty { context.close(promise: nil) } else { closeAfterResponse = true }
+            if exchanges.isEmpty {
+                context.close(promise: nil)
+            } else {
+                discarding = true
+                closeWhenAnswered = true
+            }
             return
         }
         // The client closed its side (FIN). A client that still wants its answer does not do that, so
         // the request in progress is treated as abandoned, as a reverse proxy does (nginx's 499).
-        if let event = event as? ChannelEvent, event == .inputClosed { watch.connectionClosed() }
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            watch.connectionClosed()
+            // A body cut off here is an error to its reader, not an end.
+            if readingBody { context.fireErrorCaught(HTTPParserError.invalidEOFState) }
+        }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Closes the connection; a body being read sees `error` rather than an end.
+    private func abort(context: ChannelHandlerContext, _ error: any Error) {
+        if readingBody { context.fireErrorCaught(error) }
+        context.close(promise: nil)
     }
 
     private func startHeadDeadline() {
@@ -306,7 +350,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func checkDeadlines() -> NIODeadline? {
         let now = NIODeadline.now()
         if let headDeadline, headDeadline <= now {
-            context?.close(promise: nil)
+            if let context { abort(context: context, HTTPParserError.invalidEOFState) }
             return nil
         }
         // A request being handled (its body read) has no idle deadline: the upstream has its own.
@@ -314,7 +358,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         if exchanges.isEmpty || readingBody {
             let due = lastActivity + limits.idleTimeout
             if due <= now {
-                context?.close(promise: nil)
+                if let context { abort(context: context, HTTPParserError.invalidEOFState) }
                 return nil
             }
             idleDeadline = due

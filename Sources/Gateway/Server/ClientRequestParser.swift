@@ -67,7 +67,8 @@ struct ClientRequestParser {
                     guard lf > start, bytes[lf - 1] == UInt8(ascii: "\r") else { throw .lfExpected }
                     let line = bytes[start..<(lf - 1)]
                     start = lf + 1
-                    guard line.count <= min(Self.maxLineBytes, Self.maxHeadBytes - headBytes) else {
+                    // The limit counts the CR, as the line reader's does.
+                    guard line.count < min(Self.maxLineBytes, Self.maxHeadBytes - headBytes) else {
                         throw .headerOverflow
                     }
                     if line.contains(UInt8(ascii: "\r")) { throw .lfExpected }
@@ -155,8 +156,11 @@ struct ClientRequestParser {
     /// scheme and authority; every other form stays as it came.
     private static func path(_ target: String) -> String {
         let bytes = target.utf8
-        guard bytes.first != UInt8(ascii: "/"), let colon = bytes.firstIndex(of: UInt8(ascii: ":")),
-            bytes[colon...].starts(with: "://".utf8)
+        // An absolute-form target starts with a scheme (a letter, then letters, digits, "+", "-" or
+        // ".") and "://"; anything else stays as it came.
+        guard let first = bytes.first, first | 0x20 >= UInt8(ascii: "a"), first | 0x20 <= UInt8(ascii: "z"),
+            let colon = bytes.firstIndex(of: UInt8(ascii: ":")), bytes[colon...].starts(with: "://".utf8),
+            bytes[..<colon].allSatisfy(Self.isSchemeByte)
         else { return target }
         let authority = bytes[bytes.index(colon, offsetBy: 3)...]
         guard let slash = authority.firstIndex(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") }) else {
@@ -164,6 +168,16 @@ struct ClientRequestParser {
         }
         let rest = Substring(target.utf8[slash...])
         return rest.first == "?" ? "/" + rest : String(rest)
+    }
+
+    private static func isSchemeByte(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."):
+            true
+        default: false
+        }
     }
 
     /// Decides the body's framing and whether the connection stays open after this request.
@@ -192,14 +206,18 @@ struct ClientRequestParser {
         } else {
             framing = .fixed(0)
         }
+        var close = false
+        var keepAlive = false
         for value in fields[values: .connection] {
             for option in value.split(separator: ",") {
-                if Self.isOption(option, "close") { done.keepAlive = false }
-                if Self.isOption(option, "keep-alive") && done.isHTTP10 { done.keepAlive = true }
+                close = close || Self.isOption(option, "close")
+                keepAlive = keepAlive || Self.isOption(option, "keep-alive")
             }
         }
+        // Close wins over keep-alive, as in llhttp.
+        done.keepAlive = !close && (keepAlive || !done.isHTTP10)
         lines.reset()
-        body = HTTP1BodyReader(framing, maxTrailerBytes: Self.maxHeadBytes)
+        body = HTTP1BodyReader(framing, maxTrailerBytes: Self.maxHeadBytes, strictTrailers: true)
         return done
     }
 }

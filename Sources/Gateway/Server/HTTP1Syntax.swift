@@ -153,14 +153,17 @@ struct HTTP1BodyReader {
     private var lines = HTTP1LineReader()
     private var trailerBytes = 0
     private let maxTrailerBytes: Int
+    /// Trailer lines must end with CRLF (a request's, as llhttp holds); otherwise a bare LF ends one too.
+    private let strictTrailers: Bool
 
-    init(_ framing: Framing, maxTrailerBytes: Int) {
+    init(_ framing: Framing, maxTrailerBytes: Int, strictTrailers: Bool) {
         switch framing {
         case .fixed(let length): state = .fixed(remaining: length)
         case .chunked: state = .chunkSize
         case .untilClose: state = .untilClose
         }
         self.maxTrailerBytes = maxTrailerBytes
+        self.strictTrailers = strictTrailers
     }
 
     var isDone: Bool {
@@ -221,7 +224,9 @@ struct HTTP1BodyReader {
             case .trailers:
                 let line: ArraySlice<UInt8>
                 do throws(HTTP1LineReader.Failure) {
-                    guard let taken = try lines.take(&buffer, limit: maxTrailerBytes - trailerBytes, requireCR: false)
+                    guard
+                        let taken = try lines.take(
+                            &buffer, limit: maxTrailerBytes - trailerBytes, requireCR: strictTrailers)
                     else { return nil }
                     line = taken
                 } catch {

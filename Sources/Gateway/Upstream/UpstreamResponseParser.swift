@@ -176,7 +176,7 @@ struct UpstreamResponseParser {
             keepAlive = false
         }
         lines.reset()
-        body = HTTP1BodyReader(framing, maxTrailerBytes: Self.maxHeadBytes)
+        body = HTTP1BodyReader(framing, maxTrailerBytes: Self.maxHeadBytes, strictTrailers: false)
         return head
     }
 }
