@@ -124,6 +124,55 @@ struct JSONScan {
 
     // MARK: Reading a validated document
 
+    /// Where the value at `i` ends, in a document already validated: only strings and brackets are
+    /// looked at, so a walk to the members it needs does not check every byte again.
+    private func skipValidated(_ i: Int, _ end: Int) -> Int {
+        switch bytes[i] {
+        case UInt8(ascii: "\""):
+            return skipValidatedString(i, end)
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            var depth = 0
+            var j = i
+            while true {
+                switch bytes[j] {
+                case UInt8(ascii: "\""):
+                    j = skipValidatedString(j, end)
+                    continue
+                case UInt8(ascii: "{"), UInt8(ascii: "["):
+                    depth += 1
+                case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                    depth -= 1
+                    if depth == 0 { return j + 1 }
+                default:
+                    break
+                }
+                j += 1
+            }
+        default:
+            // A number or a literal: up to the next separator or bracket.
+            var j = i + 1
+            while j < end {
+                switch bytes[j] {
+                case UInt8(ascii: ","), UInt8(ascii: "}"), UInt8(ascii: "]"), 0x20, 0x09, 0x0A, 0x0D: return j
+                default: j += 1
+                }
+            }
+            return j
+        }
+    }
+
+    /// The end of a validated string (after its closing quote).
+    private func skipValidatedString(_ i: Int, _ end: Int) -> Int {
+        var j = i + 1
+        while true {
+            j = ByteScan.stringSpecial(bytes, j, end)
+            // Validated: a quote ends it; anything else found is a backslash, whose escaped byte (or the
+            // first of \u's four hex digits) is not special.
+            if bytes[j] == UInt8(ascii: "\"") { return j + 1 }
+            j += 2
+        }
+    }
+
     /// Each member of the object `value` (nothing if it is not an object): the key's range including its
     /// quotes, and the value's range.
     func forEachMember(_ value: Range<Int>, _ body: (Range<Int>, Range<Int>) -> Void) {
@@ -131,9 +180,10 @@ struct JSONScan {
         guard bytes[value.lowerBound] == UInt8(ascii: "{") else { return }
         var i = skipSpace(value.lowerBound + 1, end)
         if bytes[i] == UInt8(ascii: "}") { return }
-        while let keyEnd = skipString(i, end) {
+        while i < end {
+            let keyEnd = skipValidatedString(i, end)
             let valueStart = skipSpace(skipSpace(keyEnd, end) + 1, end)
-            guard let valueEnd = skipValue(valueStart, end, depth: 0) else { return }
+            let valueEnd = skipValidated(valueStart, end)
             body(i..<keyEnd, valueStart..<valueEnd)
             i = skipSpace(valueEnd, end)
             guard bytes[i] == UInt8(ascii: ",") else { return }
@@ -147,7 +197,8 @@ struct JSONScan {
         guard bytes[value.lowerBound] == UInt8(ascii: "[") else { return }
         var i = skipSpace(value.lowerBound + 1, end)
         if bytes[i] == UInt8(ascii: "]") { return }
-        while let elementEnd = skipValue(i, end, depth: 0) {
+        while i < end {
+            let elementEnd = skipValidated(i, end)
             body(i..<elementEnd)
             i = skipSpace(elementEnd, end)
             guard bytes[i] == UInt8(ascii: ",") else { return }
