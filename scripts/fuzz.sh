@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing of the Metering library with libFuzzer (ships with the Swift toolchain).
+# Coverage-guided fuzzing with libFuzzer (ships with the Swift toolchain): the Metering library, and the
+# gateway's HTTP/1.1 parsers (the files listed in HTTP1_SOURCES below, built as a module of their own).
 #
 #   scripts/fuzz.sh [seconds-per-target] [target...]   run each target that long (default 60 s)
 #   scripts/fuzz.sh --smoke                            every target for 12 s (CI)
@@ -7,7 +8,7 @@
 #   scripts/fuzz.sh --build-only [target...]           only build
 #   scripts/fuzz.sh ... -- -flag=value                 extra libFuzzer flags
 #
-# Targets (Tests/Fuzz/Targets): json, request, sse, tokenizer. Binaries go to .build-fuzz/fuzz-<target>;
+# Targets (Tests/Fuzz/Targets): json, request, sse, tokenizer, http1. Binaries go to .build-fuzz/fuzz-<target>;
 # each keeps its corpus in .build-fuzz/corpus/<target> (seeded from Tests/Fuzz/seeds/<target>) and
 # writes crashing inputs to .build-fuzz/artifacts/<target>/. Reproduce one with
 #   .build-fuzz/fuzz-<target> .build-fuzz/artifacts/<target>/crash-...
@@ -19,7 +20,11 @@ ROOT=$PWD
 OUT=$ROOT/.build-fuzz
 FUZZ=$ROOT/Tests/Fuzz
 LOCK=${FUZZ_BUILD_LOCK:-/tmp/build.lock}
-ALL_TARGETS=(json request sse tokenizer)
+ALL_TARGETS=(json request sse tokenizer http1)
+# The HTTP/1.1 parsers need only NIOCore, NIOHTTP1 and HTTP Types, so they build apart from the rest of
+# the Gateway module.
+HTTP1_SOURCES=(Sources/Gateway/Server/HTTP1Syntax.swift Sources/Gateway/Server/ClientRequestParser.swift
+  Sources/Gateway/Upstream/UpstreamResponseParser.swift)
 
 seconds=60
 runs=""
@@ -46,10 +51,10 @@ done
 locked() { flock "$LOCK" "$@"; }
 mkdir -p "$OUT/modules" "$OUT/obj"
 
-# 1. Dependencies of Metering (Yams, swift-crypto), built by SwiftPM in a scratch path of our own;
-#    they need no instrumentation, only their modules and objects.
+# 1. Dependencies (Metering's Yams and swift-crypto; the parsers' NIOHTTP1 and HTTP Types), built by
+#    SwiftPM in a scratch path of our own; they need no instrumentation, only their modules and objects.
 SPM=$OUT/spm
-for dep in Yams Crypto; do
+for dep in Yams Crypto NIOHTTP1 HTTPTypes; do
   locked swift build --scratch-path "$SPM" --target "$dep" -q 2>&1 | grep -v '^$' || true
   [ -f "$SPM/debug/Modules/$dep.swiftmodule" ] || { echo "building $dep failed" >&2; exit 1; }
 done
@@ -77,10 +82,13 @@ echo "sanitizers: $SAN"
 SWIFT_FLAGS=(-parse-as-library -O -g -swift-version 6 -sanitize="$SAN"
   -enable-upcoming-feature ExistentialAny -enable-upcoming-feature MemberImportVisibility
   -I "$SPM/debug/Modules")
-# The C modules under Yams and Crypto (their module maps).
-for d in CYaml CCryptoBoringSSL CCryptoBoringSSLShims; do
+# The C modules under the dependencies (their module maps).
+for d in CYaml CCryptoBoringSSL CCryptoBoringSSLShims CNIOAtomics CNIOLinux CNIODarwin CNIOWindows CNIOLLHTTP \
+  CNIOPosix CNIOWASI CNIOOpenBSD CNIOFreeBSD _AtomicsShims; do
   inc=$(find "$SPM/checkouts" -maxdepth 4 -type d -path "*/Sources/$d/include" | head -1)
   [ -n "$inc" ] && SWIFT_FLAGS+=(-I "$inc")
+  # SwiftPM writes the module map itself for a target whose include folder has none.
+  [ -f "$SPM/debug/$d.build/module.modulemap" ] && SWIFT_FLAGS+=(-I "$SPM/debug/$d.build")
 done
 
 # 3. Metering itself, instrumented, as one module (with -enable-testing so that the targets can reach
@@ -103,14 +111,26 @@ if [ $stale = 1 ]; then
 fi
 rm -f "$STAMP.new"
 
+# 3b. The HTTP/1.1 parsers, instrumented, as the module HTTP1Parsers.
+PARSERS=$OUT/obj/HTTP1Parsers.o
+if [ ! -f "$PARSERS" ] || [ "$SAN_FILE" -nt "$PARSERS" ] || [ -n "$(find "${HTTP1_SOURCES[@]}" -newer "$PARSERS")" ]; then
+  echo "compiling HTTP1Parsers (instrumented)..."
+  locked nice -n 10 swiftc "${SWIFT_FLAGS[@]}" -module-name HTTP1Parsers -wmo -enable-testing \
+    -emit-module -emit-module-path "$OUT/modules/HTTP1Parsers.swiftmodule" \
+    -c "${HTTP1_SOURCES[@]}" -o "$PARSERS"
+fi
+
 # 4. The targets.
 for t in "${targets[@]}"; do
   bin=$OUT/fuzz-$t
   src=$FUZZ/Targets/$t.swift
-  if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ] || [ "$FUZZ/Support/FuzzSupport.swift" -nt "$bin" ] || [ "$LIB" -nt "$bin" ]; then
+  libs=("$LIB")
+  [ "$t" = http1 ] && libs+=("$PARSERS")
+  if [ ! -x "$bin" ] || [ "$src" -nt "$bin" ] || [ "$FUZZ/Support/FuzzSupport.swift" -nt "$bin" ] \
+      || [ "$LIB" -nt "$bin" ] || [ "${libs[-1]}" -nt "$bin" ]; then
     echo "compiling fuzz-$t..."
     locked nice -n 10 swiftc "${SWIFT_FLAGS[@]}" -module-name "Fuzz_$t" -I "$OUT/modules" \
-      "$src" "$FUZZ/Support/FuzzSupport.swift" "$LIB" "${DEP_OBJS[@]}" -use-ld=lld -o "$bin"
+      "$src" "$FUZZ/Support/FuzzSupport.swift" "${libs[@]}" "${DEP_OBJS[@]}" -use-ld=lld -o "$bin"
   fi
 done
 [ $build_only = 1 ] && exit 0
@@ -121,6 +141,7 @@ flags_for() {
     json|request) echo "-max_len=8192 -dict=$FUZZ/dicts/api.dict" ;;
     sse) echo "-max_len=16384 -dict=$FUZZ/dicts/api.dict" ;;
     tokenizer) echo "-max_len=4096" ;;
+    http1) echo "-max_len=4096 -dict=$FUZZ/dicts/http1.dict" ;;
   esac
 }
 failed=0
