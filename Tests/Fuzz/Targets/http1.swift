@@ -59,7 +59,8 @@ func parseResponse(_ pieces: [ArraySlice<UInt8>]) -> Outcome {
             while let event = try parser.next(&buffer) {
                 switch event {
                 case .head(let head):
-                    out.events.append("head \(head.status.code) \(head.version) \(head.headers.map { "\($0.name)=\($0.value)" })")
+                    out.events.append(
+                        "head \(head.status.code) \(head.version) \(head.headers.map { "\($0.name)=\($0.value)" })")
                 case .body(let slice):
                     out.bodyBytes += slice.readableBytes
                 case .end:
