@@ -20,61 +20,57 @@ struct Outcome: Equatable {
     var error: String?
 }
 
-func parseRequests(_ pieces: [ArraySlice<UInt8>]) -> Outcome {
-    var parser = ClientRequestParser()
+/// Feeds each piece to `step`, which reads what it can of it and says whether the message is done;
+/// the first error ends the run.
+func run(_ pieces: [ArraySlice<UInt8>], _ step: (inout ByteBuffer, inout Outcome) throws -> Bool) -> Outcome {
     var out = Outcome()
     for piece in pieces {
         var buffer = ByteBuffer(bytes: piece)
         do {
-            while let event = try parser.next(&buffer) {
-                switch event {
-                case .head(let head):
-                    check(
-                        head.request.headerFields.count <= ClientRequestParser.maxFields,
-                        "\(head.request.headerFields.count) fields")
-                    out.events.append(
-                        "head \(head.request.method.rawValue) \(head.request.path ?? "-") "
-                            + "\(head.request.authority ?? "-") \(head.keepAlive) \(head.isHTTP10) "
-                            + head.request.headerFields.map { "\($0.name.rawName)=\($0.value)" }.joined(separator: ","))
-                case .body(let slice):
-                    out.bodyBytes += slice.readableBytes
-                case .end:
-                    out.events.append("end \(out.bodyBytes)")
-                }
-            }
+            if try step(&buffer, &out) { break }
         } catch {
             out.error = "\(error)"
-            return out
+            break
         }
     }
     return out
 }
 
+func parseRequests(_ pieces: [ArraySlice<UInt8>]) -> Outcome {
+    var parser = ClientRequestParser()
+    return run(pieces) { buffer, out in
+        while let event = try parser.next(&buffer) {
+            switch event {
+            case .head(let head):
+                let fields = head.request.headerFields
+                check(fields.count <= ClientRequestParser.maxFields, "\(fields.count) fields")
+                out.events.append(
+                    "head \(head.request.method.rawValue) \(head.request.path ?? "-") "
+                        + "\(head.request.authority ?? "-") \(head.keepAlive) \(head.isHTTP10) "
+                        + fields.map { "\($0.name.rawName)=\($0.value)" }.joined(separator: ","))
+            case .body(let slice): out.bodyBytes += slice.readableBytes
+            case .end: out.events.append("end \(out.bodyBytes)")
+            }
+        }
+        return false
+    }
+}
+
 func parseResponse(_ pieces: [ArraySlice<UInt8>]) -> Outcome {
     var parser = UpstreamResponseParser()
-    var out = Outcome()
-    for piece in pieces {
-        var buffer = ByteBuffer(bytes: piece)
-        do {
-            while let event = try parser.next(&buffer) {
-                switch event {
-                case .head(let head):
-                    out.events.append(
-                        "head \(head.status.code) \(head.version) \(head.headers.map { "\($0.name)=\($0.value)" })")
-                case .body(let slice):
-                    out.bodyBytes += slice.readableBytes
-                case .end:
-                    out.events.append("end \(out.bodyBytes) \(parser.keepAlive)")
-                }
+    return run(pieces) { buffer, out in
+        while let event = try parser.next(&buffer) {
+            switch event {
+            case .head(let head):
+                out.events.append(
+                    "head \(head.status.code) \(head.version) \(head.headers.map { "\($0.name)=\($0.value)" })")
+            case .body(let slice): out.bodyBytes += slice.readableBytes
+            case .end: out.events.append("end \(out.bodyBytes) \(parser.keepAlive)")
             }
-        } catch {
-            out.error = "\(error)"
-            return out
         }
         // A response ends at its end: what follows is not read.
-        if parser.isDone { break }
+        return parser.isDone
     }
-    return out
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")
