@@ -69,6 +69,24 @@
             }
         }
 
+        @Test("a client that reads none of a long stream loses the connection after the idle timeout")
+        func clientThatStopsReading() async throws {
+            try await LiveHarness.run(server: "  idle_timeout_ms: 1000") { h in
+                // A small receive window: the gateway's buffers fill long before the stream ends.
+                let raw = try RawClient(port: h.gatewayPort, receiveBuffer: 4096)
+                let long = #"{"model":"emu-gpt","stream":true,"messages":[{"role":"user","content":"x"}]}"#
+                try raw.send(
+                    RawClient.post(
+                        "/v1/chat/completions", key: h.clientKey, body: long,
+                        headers: [("x-mock-chunks", "100000"), ("x-mock-words", "200000")]))
+                let records = try await HardeningLiveTests.eventually(h, timeout: .seconds(20)) { !$0.isEmpty }
+                #expect(records.first?.status == .clientDisconnected, "\(records.map(\.status))")
+                // What the kernel still held comes through, then the end: the connection is gone.
+                let (_, closed) = await raw.readAll(timeout: .seconds(10))
+                #expect(closed)
+            }
+        }
+
         @Test("Content-Length with Transfer-Encoding is refused before anything is billed or forwarded")
         func smuggling() async throws {
             try await LiveHarness.run { h in

@@ -58,6 +58,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Shutting down, or a later request could not be read: the connection closes once every request
     /// read so far is answered.
     private var closeWhenAnswered = false
+    /// Since when the client has taken nothing of what the connection holds for it (the channel has not
+    /// been writable).
+    private var stalledSince: NIODeadline?
 
     init(watch: ConnectionWatch, limits: ConnectionLimits) {
         self.watch = watch
@@ -307,6 +310,17 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     // MARK: Connection
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            stalledSince = nil
+        } else {
+            let now = NIODeadline.now()
+            stalledSince = now
+            checks?.arm(at: now + limits.idleTimeout)
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelInactive(context: ChannelHandlerContext) {
         stop()
         watch.connectionClosed()
@@ -349,24 +363,15 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Closes the connection if a deadline has passed; returns the next one.
     private func checkDeadlines() -> NIODeadline? {
         let now = NIODeadline.now()
-        if let headDeadline, headDeadline <= now {
+        // A request being handled (its body read) has no idle deadline: the upstream has its own. A
+        // response the client reads nothing of for as long has one, as nginx's send_timeout.
+        let idle = exchanges.isEmpty || readingBody ? lastActivity + limits.idleTimeout : nil
+        let stalled = stalledSince.map { $0 + limits.idleTimeout }
+        let deadlines = [headDeadline, idle, stalled].compactMap { $0 }
+        if deadlines.contains(where: { $0 <= now }) {
             if let context { abort(context: context, HTTPParserError.invalidEOFState) }
             return nil
         }
-        // A request being handled (its body read) has no idle deadline: the upstream has its own.
-        var idleDeadline: NIODeadline? = nil
-        if exchanges.isEmpty || readingBody {
-            let due = lastActivity + limits.idleTimeout
-            if due <= now {
-                if let context { abort(context: context, HTTPParserError.invalidEOFState) }
-                return nil
-            }
-            idleDeadline = due
-        }
-        switch (headDeadline, idleDeadline) {
-        case (let a?, let b?): return min(a, b)
-        case (let a?, nil): return a
-        case (nil, let b): return b
-        }
+        return deadlines.min()
     }
 }

@@ -52,8 +52,8 @@ final class ConnectionWatch: Sendable {
 public struct ConnectionLimits: Sendable, Equatable {
     /// From the first byte of a request to its complete head.
     public var headerTimeout: TimeAmount
-    /// An open connection with no request in progress, or a request body that stops arriving, is
-    /// closed after this long.
+    /// An open connection with no request in progress, a request body that stops arriving, or a client
+    /// that takes none of its response, is closed after this long.
     public var idleTimeout: TimeAmount
     /// A response sent with `Connection: close` half-closes the connection; whatever the client still
     /// sends is read and dropped for at most this long before the connection closes.

@@ -12,8 +12,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var ledgerSync: LedgerSync = .full
     /// From a request's first byte to its complete head; a slower client is disconnected.
     public var headerTimeoutMilliseconds = 10_000
-    /// A connection with no request in progress, or whose request body stops arriving, is closed after
-    /// this long.
+    /// A connection with no request in progress, whose request body stops arriving, or whose client
+    /// takes none of its response, is closed after this long.
     public var idleTimeoutMilliseconds = 30_000
     /// Connections beyond this wait in the listen backlog until others close.
     public var maxConnections = 4096
