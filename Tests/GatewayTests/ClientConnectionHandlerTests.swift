@@ -140,6 +140,24 @@ struct ClientConnectionHandlerTests {
         #expect(throws: ChannelError.self) { try promise.futureResult.wait() }
     }
 
+    @Test("Expect: 100-continue gets its interim answer at once, unless an earlier answer is under way")
+    func expectContinue() throws {
+        let c = try Connection()
+        _ = try c.send("POST /u HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\n")
+        #expect(c.written() == "HTTP/1.1 100 Continue\r\n\r\n")
+        _ = try c.send("ab")
+        _ = try c.respond([Self.response(200, [.contentLength: "0"])])
+        // The next request arrives while that answer is still open: no interim answer inside it.
+        _ = try c.send("POST /v HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+        #expect(c.written().isEmpty)
+        // Nor for a request without a body, or from HTTP/1.0.
+        _ = try c.respond([.end(nil)])
+        _ = try c.send("ab")
+        _ = try c.respond([Self.response(200, [.contentLength: "0"]), .end(nil)])
+        _ = try c.send("GET /w HTTP/1.1\r\nExpect: 100-continue\r\n\r\n")
+        #expect(c.written().isEmpty)
+    }
+
     @Test("a request that cannot be read gets a JSON 400 with a request id, and nothing after it is read")
     func malformed() throws {
         let c = try Connection()

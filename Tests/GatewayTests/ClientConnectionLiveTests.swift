@@ -87,6 +87,22 @@
             }
         }
 
+        @Test("a client that waits for 100 Continue gets it, then its answer")
+        func expectContinue() async throws {
+            try await LiveHarness.run { h in
+                let raw = try RawClient(port: h.gatewayPort)
+                let request = RawClient.post(
+                    "/v1/chat/completions", key: h.clientKey, body: Self.chat, headers: [("Expect", "100-continue")])
+                let headEnd = request.range(of: "\r\n\r\n")!.upperBound
+                try raw.send(String(request[..<headEnd]))
+                let interim = await raw.read(until: "\r\n\r\n", timeout: .seconds(5))
+                #expect(interim == "HTTP/1.1 100 Continue\r\n\r\n")
+                try raw.send(String(request[headEnd...]))
+                let answer = await raw.read(until: "\"usage\"", timeout: .seconds(10))
+                #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer.prefix(200))")
+            }
+        }
+
         @Test("Content-Length with Transfer-Encoding is refused before anything is billed or forwarded")
         func smuggling() async throws {
             try await LiveHarness.run { h in

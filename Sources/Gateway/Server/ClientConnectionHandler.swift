@@ -103,6 +103,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                         Exchange(
                             keepAlive: head.keepAlive, isHTTP10: head.isHTTP10, isHead: head.request.method == .head))
                     context.fireChannelRead(wrapInboundOut(.head(head.request)))
+                    // Its body is read at once, so the client need not wait to send it; not while an
+                    // earlier answer is under way, which the interim response would cut into.
+                    if head.expectsContinue && exchanges.count == 1 && !responding {
+                        context.writeAndFlush(
+                            wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
+                    }
                 case .body(let slice):
                     context.fireChannelRead(wrapInboundOut(.body(slice)))
                 case .end:

@@ -17,6 +17,8 @@ struct ClientRequestParser {
         /// The connection may carry another request after this one's response.
         var keepAlive: Bool
         var isHTTP10: Bool
+        /// The client waits for a `100 Continue` before it sends the body (`Expect: 100-continue`).
+        var expectsContinue = false
     }
 
     enum Event {
@@ -218,6 +220,9 @@ struct ClientRequestParser {
         done.keepAlive = !close && (keepAlive || !done.isHTTP10)
         lines.reset()
         body = HTTP1BodyReader(framing, maxTrailerBytes: Self.maxHeadBytes, strictTrailers: true)
+        if !done.isHTTP10, framing != .fixed(0), let expect = fields[.expect] {
+            done.expectsContinue = Self.isOption(expect[...], "100-continue")
+        }
         return done
     }
 }
