@@ -1,4 +1,6 @@
 import Metering
+import NIOCore
+import NIOPosix
 import Synchronization
 
 /// Group commit for a ledger: `append` returns once its record is committed, and records that arrive
@@ -9,8 +11,24 @@ import Synchronization
 /// returns one output per item, in order.
 final class GroupCommit<Item: Sendable, Output: Sendable>: Sendable {
     private struct State {
-        var pending: [(Item, CheckedContinuation<Output, any Error>)] = []
+        var pending: [(Item, Waiter)] = []
         var flushing = false
+    }
+
+    /// A caller, and the event loop it ran on: it resumes there, on its connection's loop, rather than
+    /// wherever the commit finished (the store's thread, then any loop), which would move the rest of
+    /// its request to another loop's thread.
+    private struct Waiter {
+        let continuation: CheckedContinuation<Output, any Error>
+        let loop: (any EventLoop)?
+
+        func resume(_ result: Result<Output, any Error>) {
+            guard let loop, !loop.inEventLoop else {
+                continuation.resume(with: result)
+                return
+            }
+            loop.execute { continuation.resume(with: result) }
+        }
     }
 
     private let state = Mutex(State())
@@ -35,9 +53,10 @@ final class GroupCommit<Item: Sendable, Output: Sendable>: Sendable {
     var queueDepth: Int { state.withLock { $0.pending.count } }
 
     func append(_ item: Item) async throws -> Output {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Output, any Error>) in
+        let loop = MultiThreadedEventLoopGroup.currentEventLoop
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Output, any Error>) in
             let startFlusher = state.withLock { state in
-                state.pending.append((item, continuation))
+                state.pending.append((item, Waiter(continuation: continuation, loop: loop)))
                 if state.flushing { return false }
                 state.flushing = true
                 return true
@@ -76,13 +95,13 @@ final class GroupCommit<Item: Sendable, Output: Sendable>: Sendable {
                 SQLiteLedger.CommitStats(
                     records: batch.count,
                     seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18))
-            for (index, (_, continuation)) in batch.enumerated() {
+            for (index, (_, waiter)) in batch.enumerated() {
                 if let failure {
-                    continuation.resume(throwing: failure)
+                    waiter.resume(.failure(failure))
                 } else if index < outputs.count {
-                    continuation.resume(returning: outputs[index])
+                    waiter.resume(.success(outputs[index]))
                 } else {
-                    continuation.resume(throwing: StoreError.invalid("the commit returned too few results"))
+                    waiter.resume(.failure(StoreError.invalid("the commit returned too few results")))
                 }
             }
         }
