@@ -29,10 +29,7 @@ struct ClientRequestParserTests {
     static func parse(_ bytes: [UInt8], cuts: [Int] = []) throws(HTTPParserError) -> [Parsed] {
         var parser = ClientRequestParser()
         var out: [Parsed] = []
-        var start = 0
-        for end in (cuts.filter { $0 > 0 && $0 < bytes.count }.sorted() + [bytes.count]) where end >= start {
-            var buffer = ByteBuffer(bytes: bytes[start..<end])
-            start = end
+        for var buffer in pieces(of: bytes, cutAt: cuts) {
             while let event = try parser.next(&buffer) {
                 switch event {
                 case .head(let head): out.append(Self.parsed(head.request))

@@ -27,14 +27,14 @@ struct RelayFramingTests {
     func chunkMatchesEncoder(size: Int) throws {
         let body = ByteBuffer(bytes: (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31) })
         var framed = ByteBuffer()
-        RelayFraming.writeChunk(body, into: &framed)
+        ClientConnectionHandler.writeChunk(body, into: &framed)
         #expect(Array(framed.readableBytesView) == (try encoderChunk(body)))
     }
 
     @Test("an empty chunk writes nothing: it would end the body")
     func emptyChunk() {
         var framed = ByteBuffer()
-        RelayFraming.writeChunk(ByteBuffer(), into: &framed)
+        ClientConnectionHandler.writeChunk(ByteBuffer(), into: &framed)
         #expect(framed.readableBytes == 0)
     }
 }

@@ -26,10 +26,7 @@ struct UpstreamResponseParserTests {
     static func parse(_ bytes: [UInt8], cuts: [Int] = [], close: Bool = false) throws -> Parsed {
         var parser = UpstreamResponseParser()
         var parsed = Parsed(status: 0, version: .http1_1, headers: [], body: [], ended: false, keepAlive: false)
-        var start = 0
-        for end in (cuts.filter { $0 > 0 && $0 < bytes.count }.sorted() + [bytes.count]) where end >= start {
-            var buffer = ByteBuffer(bytes: bytes[start..<end])
-            start = end
+        for var buffer in pieces(of: bytes, cutAt: cuts) {
             while let event = try parser.next(&buffer) {
                 switch event {
                 case .head(let head):

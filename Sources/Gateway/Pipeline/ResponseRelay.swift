@@ -358,21 +358,3 @@ final class ChannelRelaySink: UpstreamBodySink, @unchecked Sendable {
         }
     }
 }
-
-/// Chunked transfer coding, as the client connection writes it.
-enum RelayFraming {
-    /// One chunk: its size in hex, CRLF, the bytes, CRLF; nothing for an empty one, which would end the
-    /// body.
-    static func writeChunk(_ chunk: ByteBuffer, into buffer: inout ByteBuffer) {
-        let size = chunk.readableBytes
-        guard size > 0 else { return }
-        let digits = (Int.bitWidth - size.leadingZeroBitCount + 3) / 4
-        for shift in stride(from: (digits - 1) * 4, through: 0, by: -4) {
-            let digit = UInt8((size >> shift) & 0xF)
-            buffer.writeInteger(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") - 10 + digit)
-        }
-        buffer.writeStaticString("\r\n")
-        buffer.writeImmutableBuffer(chunk)
-        buffer.writeStaticString("\r\n")
-    }
-}

@@ -159,7 +159,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         head.headerFields[.requestID] = RequestIDs.next()
         head.headerFields[.connection] = "close"
         var out = context.channel.allocator.buffer(capacity: 256 + body.readableBytes)
-        _ = Self.writeHead(head, addChunked: false, into: &out)
+        Self.writeHead(head, addChunked: false, into: &out)
         out.writeImmutableBuffer(body)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(out)).whenComplete { _ in channel.close(promise: nil) }
@@ -182,7 +182,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 response.headerFields[.transferEncoding] = nil
             }
             if response.status.kind == .informational {
-                _ = Self.writeHead(response, addChunked: false, into: &out)
+                Self.writeHead(response, addChunked: false, into: &out)
                 context.write(wrapOutboundOut(out), promise: promise)
                 return
             }
@@ -207,7 +207,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             }
             framing = !hasBody ? .none : chunked ? .chunked : .identity
             let addChunked = chunked && fields[.transferEncoding] == nil
-            _ = Self.writeHead(response, addChunked: addChunked, into: &out)
+            Self.writeHead(response, addChunked: addChunked, into: &out)
             context.write(wrapOutboundOut(out), promise: promise)
         case .body(let body):
             writeBody(body, context: context, flush: false, promise: promise)
@@ -251,7 +251,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 return
             }
             var framed = context.channel.allocator.buffer(capacity: body.readableBytes + 20)
-            RelayFraming.writeChunk(body, into: &framed)
+            Self.writeChunk(body, into: &framed)
             out = framed
         }
         if flush {
@@ -289,9 +289,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     /// Status line, fields and the blank line. Swift HTTP Types has checked every name and value.
-    @discardableResult
-    static func writeHead(_ response: HTTPResponse, addChunked: Bool, into out: inout ByteBuffer) -> Int {
-        let start = out.writerIndex
+    static func writeHead(_ response: HTTPResponse, addChunked: Bool, into out: inout ByteBuffer) {
         out.writeStaticString("HTTP/1.1 ")
         let code = response.status.code
         out.writeInteger(UInt8(ascii: "0") + UInt8(code / 100 % 10))
@@ -304,7 +302,21 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         for field in response.headerFields { writeField(field, into: &out) }
         if addChunked { out.writeStaticString("transfer-encoding: chunked\r\n") }
         out.writeStaticString("\r\n")
-        return out.writerIndex - start
+    }
+
+    /// One chunk of chunked coding: its size in hex, CRLF, the bytes, CRLF; nothing for an empty one,
+    /// which would end the body.
+    static func writeChunk(_ chunk: ByteBuffer, into buffer: inout ByteBuffer) {
+        let size = chunk.readableBytes
+        guard size > 0 else { return }
+        let digits = (Int.bitWidth - size.leadingZeroBitCount + 3) / 4
+        for shift in stride(from: (digits - 1) * 4, through: 0, by: -4) {
+            let digit = UInt8((size >> shift) & 0xF)
+            buffer.writeInteger(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") - 10 + digit)
+        }
+        buffer.writeStaticString("\r\n")
+        buffer.writeImmutableBuffer(chunk)
+        buffer.writeStaticString("\r\n")
     }
 
     private static func writeField(_ field: HTTPField, into out: inout ByteBuffer) {
