@@ -4,12 +4,15 @@ import http.client
 import io
 import json
 import os
+import shutil
 import signal
 import tempfile
 import threading
 import time
 
-from conftest import _free_port, new_tenant, start_gateway, _cli
+import pytest
+
+from conftest import ROOT, _free_port, new_tenant, start_gateway, _cli
 
 WORKERS = 12
 LOAD_SECONDS = 2.0
@@ -38,11 +41,28 @@ def _one_request(port, key, stream, n):
         conn.close()
 
 
-def test_sigkill_loses_no_record_of_a_completed_response():
+def _policies(data, ledger_sync):
+    """The default policies, with `server.ledger_sync` set."""
+    folder = os.path.join(data, "policies")
+    shutil.copytree(os.path.join(ROOT, "policies"), folder)
+    path = os.path.join(folder, "gateway.yaml")
+    with open(path) as f:
+        text = f.read()
+    assert "\nserver:\n" in text
+    with open(path, "w") as f:
+        f.write(text.replace("\nserver:\n", f"\nserver:\n  ledger_sync: {ledger_sync}\n", 1))
+    return path
+
+
+# `normal` commits on the event loops (and leaves checkpoints to commits made off them): a record is in
+# the WAL before its response completes either way.
+@pytest.mark.parametrize("ledger_sync", ["full", "normal"])
+def test_sigkill_loses_no_record_of_a_completed_response(ledger_sync):
     data = tempfile.mkdtemp(prefix="gw-kill-")
     key = new_tenant(data, "kill-tenant")
     port = _free_port()
-    proc = start_gateway(data, port)
+    config = _policies(data, ledger_sync)
+    proc = start_gateway(data, port, config=config)
     completed, failed = [], [0]
     lock = threading.Lock()
     stop = threading.Event()
@@ -77,7 +97,7 @@ def test_sigkill_loses_no_record_of_a_completed_response():
     assert len(done) > 50, f"too little load before the kill: {len(done)} completed"
 
     # Restart on the same data directory; the ledger must hold every completed response.
-    proc = start_gateway(data, port)
+    proc = start_gateway(data, port, config=config)
     try:
         out = _cli(data, "export", "--from", "2020-01-01", "--to", "2100-01-01", "--tenant", "kill-tenant")
         rows = list(csv.DictReader(io.StringIO(out)))

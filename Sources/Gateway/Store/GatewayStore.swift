@@ -22,6 +22,11 @@ public enum StoreError: Error, Equatable, CustomStringConvertible {
 public final class GatewayStore: Sendable {
     public let pool: DatabasePool
     public let path: String
+    /// Whether each commit is synced (`FULL`) or only written (`NORMAL`).
+    public let syncsEachCommit: Bool
+    let checkpointer: WALCheckpointer
+    /// How long a write waits for another process's lock on the file.
+    static let busyTimeoutMilliseconds: Int32 = 5000
 
     /// `synchronous` is `FULL` (every commit synced; the default) or `NORMAL` (see
     /// `ServerConfig.ledgerSync`).
@@ -30,13 +35,19 @@ public final class GatewayStore: Sendable {
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
         self.path = (dataDirectory as NSString).appendingPathComponent("gateway.sqlite")
         var config = Configuration()
-        config.busyMode = .timeout(5)
+        config.busyMode = .timeout(Double(Self.busyTimeoutMilliseconds) / 1000)
         self.pool = try DatabasePool(path: path, configuration: config)
+        self.syncsEachCommit = synchronous == "FULL"
+        let checkpointer = WALCheckpointer()
+        self.checkpointer = checkpointer
         // FULL (default): a commit is on disk when it returns, so a record survives power loss too.
         // The ledger's group commit makes concurrent requests share each sync. Set on the writer after
         // the pool opens: GRDB's WAL setup sets NORMAL on it last, which would override a setting made
         // in `prepareDatabase`. (Readers never commit, so their setting does not matter.)
-        try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous)") }
+        try pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+            checkpointer.install(on: db)
+        }
         try Self.migrator.migrate(pool)
     }
 

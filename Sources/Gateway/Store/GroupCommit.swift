@@ -35,17 +35,27 @@ final class GroupCommit<Item: Sendable, Output: Sendable>: Sendable {
     private let batchLimit: Int
     private let attempts: Int
     private let commit: @Sendable ([Item], _ attempt: Int) async throws -> [Output]
+    private let commitOnLoop: (@Sendable ([Item]) throws -> [Output]?)?
     private let onCommit: @Sendable (SQLiteLedger.CommitStats) -> Void
 
     /// `commit` stores its items in one transaction, all or none; a record already stored (a retried
     /// batch: `attempt` above 0) must not be stored or settled twice.
+    ///
+    /// `commitOnLoop`, if given, is the same commit made synchronously, for a store whose commit neither
+    /// syncs nor waits on the network (SQLite with `synchronous = NORMAL`). A batch then commits on the
+    /// event loop of the request that found the ledger idle, after the work already queued there (whose
+    /// requests may finish meanwhile and share the commit), instead of going to a store thread and back
+    /// (two thread wake-ups and a task per commit). It returns nil when the batch should not commit on a
+    /// loop now; that batch, and one that fails there, goes to `commit`.
     init(
         batchLimit: Int = .max, attempts: Int = 4, onCommit: @escaping @Sendable (SQLiteLedger.CommitStats) -> Void,
+        commitOnLoop: (@Sendable ([Item]) throws -> [Output]?)? = nil,
         commit: @escaping @Sendable ([Item], _ attempt: Int) async throws -> [Output]
     ) {
         self.batchLimit = batchLimit
         self.attempts = attempts
         self.onCommit = onCommit
+        self.commitOnLoop = commitOnLoop
         self.commit = commit
     }
 
@@ -61,48 +71,81 @@ final class GroupCommit<Item: Sendable, Output: Sendable>: Sendable {
                 state.flushing = true
                 return true
             }
-            // The flusher is its own task: a caller that is cancelled (its client went away) still gets
-            // its record written.
-            if startFlusher { Task { await self.flush() } }
+            guard startFlusher else { return }
+            if let loop, commitOnLoop != nil {
+                loop.execute { self.flushOnLoop(loop) }
+            } else {
+                // The flusher is its own task: a caller that is cancelled (its client went away) still
+                // gets its record written.
+                Task { await self.flush() }
+            }
         }
     }
 
-    private func flush() async {
-        while true {
-            let batch = state.withLock { state in
-                let batch = Array(state.pending.prefix(batchLimit))
-                state.pending.removeFirst(batch.count)
-                if batch.isEmpty { state.flushing = false }
-                return batch
-            }
-            if batch.isEmpty { return }
+    /// Takes the next batch; with none left, the ledger is idle again.
+    private func nextBatch() -> [(Item, Waiter)] {
+        state.withLock { state in
+            let batch = Array(state.pending.prefix(batchLimit))
+            state.pending.removeFirst(batch.count)
+            if batch.isEmpty { state.flushing = false }
+            return batch
+        }
+    }
+
+    /// Commits one batch on `loop`, then queues itself behind the loop's other work while items remain.
+    private func flushOnLoop(_ loop: any EventLoop) {
+        guard let commitOnLoop else { return }
+        let batch = nextBatch()
+        if batch.isEmpty { return }
+        let started = ContinuousClock.now
+        guard let outputs = try? commitOnLoop(batch.map(\.0)) else {
+            // Not now, or it failed (and stored nothing): the batch goes the way of every other store,
+            // with its retries, off the loop.
+            Task { await self.flush(first: batch) }
+            return
+        }
+        finish(batch, .success(outputs), started: started)
+        let more = state.withLock { state in
+            if state.pending.isEmpty { state.flushing = false }
+            return state.flushing
+        }
+        if more { loop.execute { self.flushOnLoop(loop) } }
+    }
+
+    private func flush(first: [(Item, Waiter)] = []) async {
+        var batch = first.isEmpty ? nextBatch() : first
+        while !batch.isEmpty {
             let started = ContinuousClock.now
-            var failure: (any Error)?
-            var outputs: [Output] = []
+            var result: Result<[Output], any Error> = .success([])
             for attempt in 0..<attempts {
                 do {
-                    outputs = try await commit(batch.map(\.0), attempt)
-                    failure = nil
+                    result = .success(try await commit(batch.map(\.0), attempt))
                     break
                 } catch {
-                    failure = error
+                    result = .failure(error)
                     // A busy or briefly unavailable database: back off and retry the same batch.
                     if attempt + 1 < attempts { try? await Task.sleep(for: .milliseconds(25 << (2 * attempt))) }
                 }
             }
-            let elapsed = ContinuousClock.now - started
-            onCommit(
-                SQLiteLedger.CommitStats(
-                    records: batch.count,
-                    seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18))
-            for (index, (_, waiter)) in batch.enumerated() {
-                if let failure {
-                    waiter.resume(.failure(failure))
-                } else if index < outputs.count {
-                    waiter.resume(.success(outputs[index]))
-                } else {
-                    waiter.resume(.failure(StoreError.invalid("the commit returned too few results")))
-                }
+            finish(batch, result, started: started)
+            batch = nextBatch()
+        }
+    }
+
+    /// Reports the commit and resumes each waiter with its output.
+    private func finish(
+        _ batch: [(Item, Waiter)], _ result: Result<[Output], any Error>, started: ContinuousClock.Instant
+    ) {
+        let elapsed = ContinuousClock.now - started
+        onCommit(
+            SQLiteLedger.CommitStats(
+                records: batch.count,
+                seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18))
+        for (index, (_, waiter)) in batch.enumerated() {
+            switch result {
+            case .failure(let failure): waiter.resume(.failure(failure))
+            case .success(let outputs) where index < outputs.count: waiter.resume(.success(outputs[index]))
+            case .success: waiter.resume(.failure(StoreError.invalid("the commit returned too few results")))
             }
         }
     }

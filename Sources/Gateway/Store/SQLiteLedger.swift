@@ -6,9 +6,11 @@ import Synchronization
 
 /// The billing ledger in the embedded SQLite store, with group commit.
 ///
-/// `append` returns once the record is committed (WAL, `synchronous = FULL`); concurrent records share
-/// commits (``GroupCommit``), so throughput grows with concurrency while every caller still waits for its
-/// own record to be durable.
+/// `append` returns once the record is committed (WAL, `synchronous = FULL`; or written, `NORMAL`);
+/// concurrent records share commits (``GroupCommit``), so throughput grows with concurrency while every
+/// caller still waits for its own record to be durable. With `NORMAL`, a commit runs on the event loop
+/// of a request that found the ledger idle (see ``GroupCommit``), never waiting for another process's
+/// lock there and never running a checkpoint there (see ``WALCheckpointer``).
 public final class SQLiteLedger: Ledger {
     public struct CommitStats: Sendable {
         public var records: Int
@@ -22,7 +24,14 @@ public final class SQLiteLedger: Ledger {
         store: GatewayStore, sinks: [String] = [], onCommit: @escaping @Sendable (CommitStats) -> Void = { _ in }
     ) {
         let pool = store.pool
-        group = GroupCommit(onCommit: onCommit) { records, _ in
+        let checkpointer = store.checkpointer
+        let onLoop: (@Sendable ([BillingRecord]) throws -> [Void]?)? =
+            store.syncsEachCommit
+            ? nil
+            : { @Sendable records in
+                try Self.commitOnLoop(records, sinks: sinks, pool: pool, checkpointer: checkpointer)
+            }
+        group = GroupCommit(onCommit: onCommit, commitOnLoop: onLoop) { records, _ in
             try await pool.writeWithoutTransaction { db in try Self.commit(records, sinks: sinks, db) }
             return Array(repeating: (), count: records.count)
         }
@@ -32,6 +41,22 @@ public final class SQLiteLedger: Ledger {
     public var queueDepth: Int { group.queueDepth }
 
     public func append(_ record: BillingRecord) async throws { try await group.append(record) }
+
+    /// A commit made on an event loop (`NORMAL` only), or nil when this batch should commit off the loops.
+    private static func commitOnLoop(
+        _ records: [BillingRecord], sinks: [String], pool: DatabasePool, checkpointer: WALCheckpointer
+    ) throws -> [Void]? {
+        // A checkpoint is due: the next commit runs it, off the loops.
+        if checkpointer.isDue { return nil }
+        try pool.writeWithoutTransaction { (db: Database) throws -> Void in
+            let connection = db.sqliteConnection
+            // Another process holds the write lock: the batch waits for it off the loops instead.
+            sqlite3_busy_timeout(connection, 0)
+            defer { sqlite3_busy_timeout(connection, GatewayStore.busyTimeoutMilliseconds) }
+            try checkpointer.withoutCheckpoint { try commit(records, sinks: sinks, db) }
+        }
+        return Array(repeating: (), count: records.count)
+    }
 
     static let insertSQL =
         "INSERT INTO billing_records (\(BillingRecordRow.columns.joined(separator: ", "))) VALUES ("
