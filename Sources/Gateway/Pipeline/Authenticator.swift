@@ -10,11 +10,11 @@ struct Authenticator: Sendable {
     /// The key and its tenant, active or not; throws 401 for a missing, unknown or revoked key.
     func identify(_ headers: HTTPFields) async throws(GatewayError) -> AuthenticatedKey {
         let secret: Substring
-        if let auth = headers[.authorization] {
+        if let auth = headers.combined(.authorization) {
             let value = auth[...]
             guard value.count > 7, value.prefix(7).lowercased() == "bearer " else { throw GatewayError.invalidKey }
             secret = value.dropFirst(7)
-        } else if let apiKey = headers[.xAPIKey] {
+        } else if let apiKey = headers.combined(.xAPIKey) {
             secret = apiKey[...]
         } else {
             throw GatewayError.missingKey

@@ -239,7 +239,7 @@ public struct RequestPipeline: Sendable {
 
     private func readBody(_ request: Request) async throws(GatewayError) -> [UInt8] {
         let limit = config.server.maxRequestBodyBytes
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+        if let length = request.headers.combined(.contentLength).flatMap(Int.init), length > limit {
             throw GatewayError.tooLarge(limit: limit)
         }
         do {

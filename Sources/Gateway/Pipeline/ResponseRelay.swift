@@ -65,7 +65,7 @@ struct ResponseRelay: Sendable {
         }
         let success = (200..<300).contains(status)
         let isEventStream =
-            success && (headers[.contentType]?.lowercased().hasPrefix("text/event-stream") ?? false)
+            success && (headers.combined(.contentType)?.lowercased().hasPrefix("text/event-stream") ?? false)
         headers[.requestID] = draft.requestID
         headers.append(contentsOf: extraHeaders)
         let strip = isEventStream && metering.injectedUsage

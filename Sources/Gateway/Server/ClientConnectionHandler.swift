@@ -189,14 +189,14 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             responding = true
             let exchange = exchanges.first ?? Exchange(keepAlive: false, isHTTP10: false, isHead: false)
             let fields = response.headerFields
-            if fields[.connection].map({ ClientRequestParser.isOption($0[...], "close") }) == true {
+            if fields.combined(.connection).map({ ClientRequestParser.isOption($0[...], "close") }) == true {
                 closeAfterResponse = true
             }
             let hasBody = !exchange.isHead && code != 204 && code != 304
             let chunked: Bool
-            if fields[.contentLength] != nil {
+            if fields.contains(.contentLength) {
                 chunked = false
-            } else if fields[.transferEncoding] != nil {
+            } else if fields.contains(.transferEncoding) {
                 chunked = true
             } else if exchange.isHTTP10 {
                 // HTTP/1.0 has no chunked coding: the body ends with the connection.
@@ -206,7 +206,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 chunked = code != 204 && code != 304
             }
             framing = !hasBody ? .none : chunked ? .chunked : .identity
-            let addChunked = chunked && fields[.transferEncoding] == nil
+            let addChunked = chunked && !fields.contains(.transferEncoding)
             Self.writeHead(response, addChunked: addChunked, into: &out)
             context.write(wrapOutboundOut(out), promise: promise)
         case .body(let body):

@@ -220,7 +220,7 @@ struct ClientRequestParser {
         done.keepAlive = !close && (keepAlive || !done.isHTTP10)
         lines.reset()
         body = HTTP1BodyReader(framing, maxTrailerBytes: Self.maxHeadBytes, strictTrailers: true)
-        if !done.isHTTP10, framing != .fixed(0), let expect = fields[.expect] {
+        if !done.isHTTP10, framing != .fixed(0), let expect = fields.combined(.expect) {
             done.expectsContinue = Self.isOption(expect[...], "100-continue")
         }
         return done
