@@ -15,7 +15,8 @@ struct HTTPFieldsLookupTests {
         for _ in 0..<500 {
             var fields = HTTPFields()
             for _ in 0..<Int.random(in: 0...6, using: &rng) {
-                fields.append(HTTPField(name: names.randomElement(using: &rng)!, value: values.randomElement(using: &rng)!))
+                fields.append(
+                    HTTPField(name: names.randomElement(using: &rng)!, value: values.randomElement(using: &rng)!))
             }
             for name in names { #expect(fields.combined(name) == fields[name], "\(fields)") }
         }
