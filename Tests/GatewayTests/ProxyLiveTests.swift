@@ -130,6 +130,22 @@ struct ProxyLiveTests {
         }
     }
 
+    @Test("a proxied endpoint answers alike through ProxyFastPath and through the router (a trailing slash)")
+    func fastPathMatchesRouter() async throws {
+        try await LiveHarness.run { h in
+            let chat = Self.body(.chatCompletions, model: "emu-gpt", stream: false)
+            for path in ["/v1/chat/completions", "/v1/chat/completions/"] {
+                let refused = try await h.post(h.gatewayURL + path, body: chat, auth: false)
+                #expect(refused.status == 401, "\(path)")
+                #expect(refused.json?["error"]?["code"]?.stringValue == "invalid_api_key", "\(path)")
+                let ok = try await h.post(h.gatewayURL + path, body: chat)
+                #expect(ok.status == 200, "\(path)")
+                #expect(ok.json?["choices"]?[0]?["message"] != nil, "\(path)")
+            }
+            #expect(h.emulator.requests.count == 2)
+        }
+    }
+
     @Test("missing, unknown and revoked keys get 401 in the client's format")
     func authentication() async throws {
         try await LiveHarness.run { h in

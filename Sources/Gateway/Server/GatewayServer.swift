@@ -91,20 +91,21 @@ public enum GatewayServer {
         }
 
         // The tenant API: every route behind the one middleware that checks a tenant's key.
-        let tenantAPI = router.group("v1")
-            .add(
-                middleware: TenantAuthentication(
-                    authenticator: Authenticator(directory: keys),
-                    recordRefusal: { key, request, context, error in
-                        await pipeline.recordRefusal(
-                            key, path: request.uri.path, requestID: context.requestID, error: error)
-                    })
-            )
+        let tenantAuthentication = TenantAuthentication(
+            authenticator: Authenticator(directory: keys),
+            recordRefusal: { key, request, context, error in
+                await pipeline.recordRefusal(key, path: request.uri.path, requestID: context.requestID, error: error)
+            })
+        let tenantAPI = router.group("v1").add(middleware: tenantAuthentication)
             .group(context: TenantRequestContext.self)
         tenantAPI.get("models") { request, context in pipeline.listModels(request: request, context: context) }
+        let proxy: @Sendable (APIEndpoint, Request, TenantRequestContext) async -> Response = {
+            await pipeline.handle($0, request: $1, context: $2)
+        }
+        // Also answered by `ProxyFastPath`, with the same middleware and handler.
         for endpoint in APIEndpoint.allCases {
             tenantAPI.post(RouterPath(String(endpoint.rawValue.dropFirst("/v1/".count)))) { request, context in
-                await pipeline.handle(endpoint, request: request, context: context)
+                await proxy(endpoint, request, context)
             }
         }
         tenantAPI.post("messages/count_tokens") { request, context in
@@ -141,7 +142,8 @@ public enum GatewayServer {
             headerTimeout: .milliseconds(Int64(config.server.headerTimeoutMilliseconds)),
             idleTimeout: .milliseconds(Int64(config.server.idleTimeoutMilliseconds)))
         return Application(
-            responder: ChildTaskResponder(inner: router.buildResponder()),
+            responder: ChildTaskResponder(
+                inner: ProxyFastPath(router: router.buildResponder(), authentication: tenantAuthentication, handle: proxy)),
             server: HTTPServerBuilder { responder in GuardedHTTP1Channel(responder: responder, limits: limits) },
             configuration: .init(
                 address: .hostname(config.server.host, port: config.server.port), serverName: nil,
