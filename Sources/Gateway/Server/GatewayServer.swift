@@ -143,7 +143,8 @@ public enum GatewayServer {
             idleTimeout: .milliseconds(Int64(config.server.idleTimeoutMilliseconds)))
         return Application(
             responder: ChildTaskResponder(
-                inner: ProxyFastPath(router: router.buildResponder(), authentication: tenantAuthentication, handle: proxy)),
+                inner: ProxyFastPath(
+                    router: router.buildResponder(), authentication: tenantAuthentication, handle: proxy)),
             server: HTTPServerBuilder { responder in GuardedHTTP1Channel(responder: responder, limits: limits) },
             configuration: .init(
                 address: .hostname(config.server.host, port: config.server.port), serverName: nil,
