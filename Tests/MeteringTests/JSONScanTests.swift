@@ -1,3 +1,4 @@
+import Foundation
 import TestSupport
 import Testing
 
@@ -247,5 +248,82 @@ struct JSONScanTests {
         let plain = run(strip: false)
         #expect(stripped.0 == plain.0 && stripped.1 == plain.1)
         #expect(stripped.2 == body && plain.2 == body)
+    }
+}
+
+/// A non-streamed OpenAI answer is read in place too: the same usage and local counts as its tree.
+@Suite("Whole answers read in place agree with the tree")
+struct JSONScanBodyTests {
+    /// A chat, completions or responses answer: a chunk's shapes with `message` for `delta`, and now
+    /// and then a Responses `output`.
+    static func body(_ rng: inout SplitMix) -> String {
+        var text = JSONScanTests.chunk(&rng)
+            .replacingOccurrences(of: "\"delta\"", with: "\"message\"")
+            .replacingOccurrences(of: "\"\\u0064elta\"", with: "\"\\u006dessage\"")
+        if rng.next() % 3 == 0 {
+            func string() -> String { JSONScanTests.strings.randomElement(using: &rng)! }
+            let parts = (0..<Int(rng.next() % 3)).map { _ in
+                rng.next() % 4 == 0 ? JSONScanTests.value(&rng) : "{\"type\":\"output_text\",\"text\":\(string())}"
+            }
+            var item = ["\"content\": [\(parts.joined(separator: ","))]"]
+            if rng.next() % 3 == 0 { item.append("\"arguments\": \(string())") }
+            let output = "\"output\": [{\(item.joined(separator: ","))}, {\"arguments\": \(string())}]"
+            text = text == "{}" ? "{\(output)}" : "{\(output), " + text.dropFirst()
+        }
+        return text
+    }
+
+    /// The meter's reading of a whole answer before it read in place, on the tree: the oracle.
+    static func treeReading(_ bytes: [UInt8]) -> (Usage?, Int, Bool) {
+        guard let json = try? JSONReader.parse(bytes) else { return (nil, 0, false) }
+        var channels: [String: StreamingTokenCounter] = [:]
+        func count(_ text: String, _ channel: String) {
+            channels[channel, default: StreamingTokenCounter(encoding: UsageMeterTests.o200k)].append(text)
+        }
+        let reported = json["usage"].flatMap(Usage.openAI)
+        for choice in json["choices"]?.arrayValue ?? [] {
+            let c = choice["index"]?.intValue ?? 0
+            let m = choice["message"] ?? .null
+            if let s = m["content"]?.stringValue { count(s, "\(c):content") }
+            if let s = m["reasoning_content"]?.stringValue { count(s, "\(c):reasoning") }
+            for (position, call) in (m["tool_calls"]?.arrayValue ?? []).enumerated() {
+                let index = call["index"]?.intValue ?? position
+                if let s = call["function"]?["name"]?.stringValue { count(s, "\(c):tool\(index):name") }
+                if let s = call["function"]?["arguments"]?.stringValue { count(s, "\(c):tool\(index):arguments") }
+            }
+            if let text = choice["text"]?.stringValue { count(text, "\(c):text") }
+        }
+        for (i, item) in (json["output"]?.arrayValue ?? []).enumerated() {
+            for (j, part) in (item["content"]?.arrayValue ?? []).enumerated() {
+                if let text = part["text"]?.stringValue { count(text, "\(i):part\(j)") }
+            }
+            if let arguments = item["arguments"]?.stringValue { count(arguments, "\(i):arguments") }
+        }
+        return (reported, channels.values.reduce(0) { $0 + $1.finalCount }, true)
+    }
+
+    @Test("generated answers, mutated ones too: the same usage, local counts and completion as the tree")
+    func meterAgrees() {
+        var rng = SplitMix(seed: 2027)
+        var valid = 0
+        for round in 0..<3_000 {
+            let text = Self.body(&rng)
+            let bytes = round % 4 == 3 ? JSONScanTests.mutate(text, &rng) : Array(text.utf8)
+            let expected = Self.treeReading(bytes)
+            if expected.2 { valid += 1 }
+            for endpoint in [APIEndpoint.chatCompletions, .completions, .responses] {
+                var meter = ResponseMeter(
+                    endpoint: endpoint, streaming: false, encoding: UsageMeterTests.o200k, stripInjectedUsage: false)
+                // In two pieces, as a body arrives.
+                let cut = bytes.isEmpty ? 0 : Int(rng.next() % UInt64(bytes.count))
+                _ = meter.feed(Array(bytes[..<cut]))
+                _ = meter.feed(Array(bytes[cut...]))
+                _ = meter.finish()
+                #expect(meter.usage.reported == expected.0, "round \(round): \(text)")
+                #expect(meter.usage.localCompletionTokens == expected.1, "round \(round): \(text)")
+                #expect(meter.endReached == expected.2, "round \(round): \(text)")
+            }
+        }
+        #expect(valid > 2_000)
     }
 }

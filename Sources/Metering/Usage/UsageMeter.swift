@@ -60,30 +60,85 @@ public struct UsageMeter: Sendable {
 
     /// Call once the body has ended (or was cut): parses a non-streamed body.
     public mutating func finish() {
-        guard !streaming, let json = try? JSONReader.parse(body) else { return }
-        body = []
-        completed = true
-        switch endpoint {
-        case .messages:
+        guard !streaming else { return }
+        if endpoint == .messages {
+            guard let json = try? JSONReader.parse(body) else { return }
+            body = []
+            completed = true
             reported = json["usage"].flatMap(Usage.anthropic)
             for (i, block) in (json["content"]?.arrayValue ?? []).enumerated() { countAnthropicBlock(block, index: i) }
-        default:
-            reported = json["usage"].flatMap(Usage.openAI)
-            for choice in json["choices"]?.arrayValue ?? [] {
-                let c = choice["index"]?.intValue ?? 0
-                countOpenAIMessage(choice["message"] ?? .null, choice: c)
-                if let text = choice["text"]?.stringValue { count(text, Channel(item: c, part: .text)) }
+            return
+        }
+        // Read in place, as a streamed chunk is: the tree of a whole answer cost more than reading it.
+        var body = self.body
+        let valid = body.withUnsafeMutableBufferPointer { bytes in
+            let scan = JSONScan(UnsafeBufferPointer(bytes))
+            guard let top = scan.validate(0..<bytes.count) else { return false }
+            observeOpenAIBody(scan, top)
+            return true
+        }
+        guard valid else { return }
+        self.body = []
+        completed = true
+    }
+
+    /// A whole OpenAI answer (chat, completions, embeddings, responses), the object at `top`.
+    private mutating func observeOpenAIBody(_ scan: JSONScan, _ top: Range<Int>) {
+        var usage: Range<Int>?
+        var choices: Range<Int>?
+        var output: Range<Int>?
+        scan.forEachMember(top) { key, value in
+            if scan.keyEquals(key, "usage") {
+                usage = value
+            } else if scan.keyEquals(key, "choices") {
+                choices = value
+            } else if scan.keyEquals(key, "output") {
+                output = value
             }
-            for (i, item) in (json["output"]?.arrayValue ?? []).enumerated() {
-                for (j, part) in (item["content"]?.arrayValue ?? []).enumerated() {
-                    if let text = part["text"]?.stringValue {
-                        count(text, Channel(item: i, part: .contentPart, sub: j))
+        }
+        if let usage { report(scan, usage) }
+        if let choices {
+            scan.forEachElement(choices) { choice in
+                var index: Range<Int>?
+                var message: Range<Int>?
+                var text: Range<Int>?
+                scan.forEachMember(choice) { key, value in
+                    if scan.keyEquals(key, "index") {
+                        index = value
+                    } else if scan.keyEquals(key, "message") {
+                        message = value
+                    } else if scan.keyEquals(key, "text") {
+                        text = value
                     }
                 }
-                if let arguments = item["arguments"]?.stringValue {
-                    count(arguments, Channel(item: i, part: .arguments))
+                let c = index.flatMap(scan.int) ?? 0
+                if let message { countOpenAIMessage(scan, message, choice: c) }
+                if let s = text.flatMap(scan.string) { count(s, Channel(item: c, part: .text)) }
+            }
+        }
+        guard let output else { return }
+        var i = 0
+        scan.forEachElement(output) { item in
+            defer { i += 1 }
+            var content: Range<Int>?
+            var arguments: Range<Int>?
+            scan.forEachMember(item) { key, value in
+                if scan.keyEquals(key, "content") {
+                    content = value
+                } else if scan.keyEquals(key, "arguments") {
+                    arguments = value
                 }
             }
+            if let content {
+                var j = 0
+                scan.forEachElement(content) { part in
+                    defer { j += 1 }
+                    if let s = scan.member(part, "text").flatMap(scan.string) {
+                        count(s, Channel(item: i, part: .contentPart, sub: j))
+                    }
+                }
+            }
+            if let s = arguments.flatMap(scan.string) { count(s, Channel(item: i, part: .arguments)) }
         }
     }
 
@@ -226,20 +281,6 @@ public struct UsageMeter: Sendable {
             }
             if let s = name.flatMap(scan.string) { count(s, Channel(item: choice, part: .toolName, sub: i)) }
             if let s = arguments.flatMap(scan.string) { count(s, Channel(item: choice, part: .toolArguments, sub: i)) }
-        }
-    }
-
-    private mutating func countOpenAIMessage(_ m: JSONValue, choice: Int) {
-        if let s = m["content"]?.stringValue { count(s, Channel(item: choice, part: .content)) }
-        if let s = m["reasoning_content"]?.stringValue { count(s, Channel(item: choice, part: .reasoning)) }
-        for (position, call) in (m["tool_calls"]?.arrayValue ?? []).enumerated() {
-            let index = call["index"]?.intValue ?? position
-            if let s = call["function"]?["name"]?.stringValue {
-                count(s, Channel(item: choice, part: .toolName, sub: index))
-            }
-            if let s = call["function"]?["arguments"]?.stringValue {
-                count(s, Channel(item: choice, part: .toolArguments, sub: index))
-            }
         }
     }
 
