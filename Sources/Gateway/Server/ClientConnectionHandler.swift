@@ -289,19 +289,31 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     /// Status line, fields and the blank line. Swift HTTP Types has checked every name and value.
-    static func writeHead(_ response: HTTPResponse, addChunked: Bool, into out: inout ByteBuffer) {
-        out.writeStaticString("HTTP/1.1 ")
+    static func writeHead(_ response: HTTPResponse, addChunked: Bool, into buffer: inout ByteBuffer) {
         let code = response.status.code
-        out.writeInteger(UInt8(ascii: "0") + UInt8(code / 100 % 10))
-        out.writeInteger(UInt8(ascii: "0") + UInt8(code / 10 % 10))
-        out.writeInteger(UInt8(ascii: "0") + UInt8(code % 10))
-        out.writeInteger(UInt8(ascii: " "))
         // A known code gets its standard reason, as NIO's encoder wrote it.
-        out.writeString(HTTPResponseStatus(statusCode: code, reasonPhrase: response.status.reasonPhrase).reasonPhrase)
-        out.writeStaticString("\r\n")
-        for field in response.headerFields { writeField(field, into: &out) }
-        if addChunked { out.writeStaticString("transfer-encoding: chunked\r\n") }
-        out.writeStaticString("\r\n")
+        let reason = HTTPResponseStatus(statusCode: code, reasonPhrase: response.status.reasonPhrase).reasonPhrase
+        let chunked: StaticString = "transfer-encoding: chunked\r\n"
+        var length = "HTTP/1.1 200 \r\n".utf8.count + reason.utf8.count + 2
+        for field in response.headerFields { length += field.name.rawName.utf8.count + 2 + field.value.utf8.count + 2 }
+        if addChunked { length += chunked.utf8CodeUnitCount }
+        buffer.writeHead(length: length) { out in
+            out.put("HTTP/1.1 ")
+            out.put(UInt8(ascii: "0") + UInt8(code / 100 % 10))
+            out.put(UInt8(ascii: "0") + UInt8(code / 10 % 10))
+            out.put(UInt8(ascii: "0") + UInt8(code % 10))
+            out.put(UInt8(ascii: " "))
+            out.put(reason)
+            out.put("\r\n")
+            for field in response.headerFields {
+                out.put(field.name.rawName)
+                out.put(": ")
+                out.put(field.value)
+                out.put("\r\n")
+            }
+            if addChunked { out.put(chunked) }
+            out.put("\r\n")
+        }
     }
 
     /// One chunk of chunked coding: its size in hex, CRLF, the bytes, CRLF; nothing for an empty one,

@@ -275,3 +275,52 @@ struct HTTP1BodyReader {
         }
     }
 }
+
+/// Where the bytes of a head go, in a buffer measured for them beforehand (``ByteBuffer/writeHead``).
+/// ByteBuffer's own writes check capacity and exclusivity on every call, and a head is some thirty
+/// calls; this checks once, and every copy stays within the measured bytes.
+struct HeadCursor {
+    private var next: UnsafeMutableRawPointer
+    private let end: UnsafeMutableRawPointer
+
+    fileprivate init(_ bytes: UnsafeMutableRawBufferPointer) {
+        next = bytes.baseAddress!
+        end = next + bytes.count
+    }
+
+    fileprivate var isFull: Bool { next == end }
+
+    mutating func put(_ text: StaticString) {
+        copy(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    mutating func put(_ text: String) {
+        var text = text
+        text.withUTF8 { copy(UnsafeRawBufferPointer($0)) }
+    }
+
+    mutating func put(_ byte: UInt8) {
+        precondition(next < end, "a head longer than measured")
+        next.storeBytes(of: byte, as: UInt8.self)
+        next += 1
+    }
+
+    private mutating func copy(_ bytes: UnsafeRawBufferPointer) {
+        precondition(end - next >= bytes.count, "a head longer than measured")
+        if let base = bytes.baseAddress { next.copyMemory(from: base, byteCount: bytes.count) }
+        next += bytes.count
+    }
+}
+
+extension ByteBuffer {
+    /// Writes a head of exactly `length` bytes through `body`.
+    mutating func writeHead(length: Int, _ body: (inout HeadCursor) -> Void) {
+        guard length > 0 else { return }
+        writeWithUnsafeMutableBytes(minimumWritableBytes: length) { raw in
+            var cursor = HeadCursor(UnsafeMutableRawBufferPointer(rebasing: raw[..<length]))
+            body(&cursor)
+            precondition(cursor.isFull, "a head shorter than measured")
+            return length
+        }
+    }
+}

@@ -18,21 +18,27 @@ enum UpstreamRequestWriter {
         guard !head.uri.isEmpty, head.uri.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else {
             throw UpstreamRequestError(header: ":path")
         }
-        var buffer = allocator.buffer(capacity: 512 + body.readableBytes)
-        buffer.writeString(head.method.rawValue)
-        buffer.writeInteger(UInt8(ascii: " "))
-        buffer.writeString(head.uri)
-        buffer.writeStaticString(" HTTP/1.1\r\n")
+        var length = head.method.rawValue.utf8.count + 1 + head.uri.utf8.count + " HTTP/1.1\r\n".utf8.count + 2
         for (name, value) in head.headers {
             // Values reach here from client headers (already legalized by the server) and from the
             // gateway's configuration; either way no CR, LF or NUL may split the head.
             guard Self.isToken(name), Self.isFieldValue(value) else { throw UpstreamRequestError(header: name) }
-            buffer.writeString(name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(value)
-            buffer.writeStaticString("\r\n")
+            length += name.utf8.count + 2 + value.utf8.count + 2
         }
-        buffer.writeStaticString("\r\n")
+        var buffer = allocator.buffer(capacity: length + body.readableBytes)
+        buffer.writeHead(length: length) { out in
+            out.put(head.method.rawValue)
+            out.put(UInt8(ascii: " "))
+            out.put(head.uri)
+            out.put(" HTTP/1.1\r\n")
+            for (name, value) in head.headers {
+                out.put(name)
+                out.put(": ")
+                out.put(value)
+                out.put("\r\n")
+            }
+            out.put("\r\n")
+        }
         buffer.writeImmutableBuffer(body)
         return buffer
     }
