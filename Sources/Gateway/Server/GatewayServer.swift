@@ -177,10 +177,10 @@ public enum GatewayServer {
 /// as long as the connection: the stack a request needs until its response head (middleware, pipeline,
 /// admission, the upstream call) would stay allocated for as long as its stream lasts. In a child task it
 /// is freed when the head is returned, and the body is written from the shallower connection task.
-struct ChildTaskResponder<Inner: HTTPResponder>: HTTPResponder where Inner.Context: Sendable {
-    let inner: Inner
+struct ChildTaskResponder: HTTPResponder {
+    let inner: ProxyFastPath
 
-    func respond(to request: Request, context: Inner.Context) async throws -> Response {
+    func respond(to request: Request, context: GatewayRequestContext) async throws -> Response {
         async let response = inner.respond(to: request, context: context)
         return try await response
     }

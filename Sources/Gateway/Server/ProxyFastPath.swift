@@ -5,8 +5,8 @@ import Metering
 /// the same middleware and handler as their routes in the router, without the router's walk of its
 /// trie (about 14k instructions a request). Any other request, or another spelling of these paths
 /// (a trailing slash), goes to the router as before.
-struct ProxyFastPath<Router: HTTPResponder>: HTTPResponder where Router.Context == GatewayRequestContext {
-    let router: Router
+struct ProxyFastPath: HTTPResponder {
+    let router: RouterResponder<GatewayRequestContext>
     let authentication: TenantAuthentication
     let handle: @Sendable (APIEndpoint, Request, TenantRequestContext) async throws -> Response
 
