@@ -101,13 +101,50 @@ struct JSONScanTests {
             let text = round % 2 == 0 ? Self.chunk(&rng) : Self.value(&rng)
             let bytes = round % 3 == 0 ? Self.mutate(text, &rng) : Array(text.utf8)
             let tree = (try? JSONReader.parse(bytes)) != nil
-            let scanned = bytes.withUnsafeBufferPointer { JSONScan($0).validate(0..<$0.count) != nil }
+            let scanned = bytes.withUnsafeBufferPointer { bytes in
+                var scan = JSONScan(bytes)
+                return scan.validate(0..<bytes.count) != nil
+            }
             #expect(scanned == tree, "\(String(decoding: bytes, as: UTF8.self))")
             if tree { valid += 1 }
         }
         #expect(valid > 10_000)
         let deep = Array((String(repeating: "[", count: 200) + String(repeating: "]", count: 200)).utf8)
-        #expect(deep.withUnsafeBufferPointer { JSONScan($0).validate(0..<$0.count) } == nil)
+        #expect(
+            deep.withUnsafeBufferPointer { bytes in
+                var scan = JSONScan(bytes)
+                return scan.validate(0..<bytes.count)
+            } == nil)
+    }
+
+    /// Every member and element, walked from `value` down: as (depth, key, value) ranges.
+    static func walk(_ scan: JSONScan, _ value: Range<Int>, depth: Int = 0) -> [String] {
+        var out: [String] = []
+        scan.forEachMember(value) { key, member in
+            out.append("\(depth) \(key) \(member)")
+            out += walk(scan, member, depth: depth + 1)
+        }
+        scan.forEachElement(value) { element in
+            out.append("\(depth) - \(element)")
+            out += walk(scan, element, depth: depth + 1)
+        }
+        return out
+    }
+
+    @Test("the walks over the containers validation taped find what scanning finds, at every depth")
+    func tapeAgrees() {
+        var rng = SplitMix(seed: 77)
+        for round in 0..<5_000 {
+            let text = round % 2 == 0 ? Self.chunk(&rng) : Self.value(&rng)
+            let bytes = Array(text.utf8)
+            bytes.withUnsafeBufferPointer { bytes in
+                var taped = JSONScan(bytes)
+                guard let top = taped.validate(0..<bytes.count) else { return }
+                // Never validated: no tape, every walk scans.
+                let scanned = JSONScan(bytes)
+                #expect(Self.walk(taped, top) == Self.walk(scanned, top), "\(text)")
+            }
+        }
     }
 
     /// The meter's reading before `JSONScan`, on the tree: the oracle.

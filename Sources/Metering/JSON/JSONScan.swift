@@ -8,10 +8,25 @@
 struct JSONScan {
     let bytes: UnsafeBufferPointer<UInt8>
 
+    /// The members and elements of the containers `validate` met at the shallowest levels, so that the
+    /// walks there do not scan their values again (a chunk's `choices` were scanned four times). A
+    /// container's own entry has an empty value range and comes before its members.
+    private var tape: [Entry] = []
+    private struct Entry {
+        let container: Int
+        let key: Range<Int>
+        let value: Range<Int>
+    }
+    /// Containers this deep or deeper are walked by scanning.
+    static let tapeDepth = 4
+
     init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
     /// The range of the one value that fills `range` (whitespace around it allowed), if it is valid JSON.
-    func validate(_ range: Range<Int>) -> Range<Int>? {
+    mutating func validate(_ range: Range<Int>) -> Range<Int>? {
+        tape.removeAll(keepingCapacity: true)
+        // A chunk's shallow containers hold about a dozen members: one allocation, not five.
+        tape.reserveCapacity(16)
         let start = skipSpace(range.lowerBound, range.upperBound)
         guard let end = skipValue(start, range.upperBound, depth: 0),
             skipSpace(end, range.upperBound) == range.upperBound
@@ -31,7 +46,7 @@ struct JSONScan {
     }
 
     /// Where the value starting at `i` ends, or nil where it is not valid JSON.
-    private func skipValue(_ i: Int, _ end: Int, depth: Int) -> Int? {
+    private mutating func skipValue(_ i: Int, _ end: Int, depth: Int) -> Int? {
         guard i < end, depth < JSONReader.maxDepth else { return nil }
         switch bytes[i] {
         case UInt8(ascii: "\""): return skipString(i, end)
@@ -52,23 +67,37 @@ struct JSONScan {
         return matches ? i + count : nil
     }
 
-    private func skipContainer(_ i: Int, _ end: Int, depth: Int, close: UInt8, keyed: Bool) -> Int? {
+    private mutating func skipContainer(_ i: Int, _ end: Int, depth: Int, close: UInt8, keyed: Bool) -> Int? {
+        let container = i
+        let taped = depth < Self.tapeDepth
+        if taped { tape.append(Entry(container: container, key: 0..<0, value: container..<container)) }
         var i = skipSpace(i + 1, end)
         if i < end && bytes[i] == close { return i + 1 }
         while true {
+            var key = 0..<0
             if keyed {
                 guard i < end, bytes[i] == UInt8(ascii: "\""), let keyEnd = skipString(i, end) else { return nil }
+                key = i..<keyEnd
                 i = skipSpace(keyEnd, end)
                 guard i < end, bytes[i] == UInt8(ascii: ":") else { return nil }
                 i = skipSpace(i + 1, end)
             }
             guard let valueEnd = skipValue(i, end, depth: depth + 1) else { return nil }
+            if taped { tape.append(Entry(container: container, key: key, value: i..<valueEnd)) }
             i = skipSpace(valueEnd, end)
             guard i < end else { return nil }
             if bytes[i] == close { return i + 1 }
             guard bytes[i] == UInt8(ascii: ",") else { return nil }
             i = skipSpace(i + 1, end)
         }
+    }
+
+    /// Calls `body` with each taped member of the container at `start` and returns true, or returns
+    /// false when that container was not taped.
+    private func taped(_ start: Int, _ body: (Entry) -> Void) -> Bool {
+        guard let first = tape.firstIndex(where: { $0.container == start && $0.value.isEmpty }) else { return false }
+        for entry in tape[(first + 1)...] where entry.container == start { body(entry) }
+        return true
     }
 
     private func skipString(_ i: Int, _ end: Int) -> Int? {
@@ -178,6 +207,7 @@ struct JSONScan {
     func forEachMember(_ value: Range<Int>, _ body: (Range<Int>, Range<Int>) -> Void) {
         let end = value.upperBound
         guard bytes[value.lowerBound] == UInt8(ascii: "{") else { return }
+        if taped(value.lowerBound, { body($0.key, $0.value) }) { return }
         var i = skipSpace(value.lowerBound + 1, end)
         if bytes[i] == UInt8(ascii: "}") { return }
         while i < end {
@@ -195,6 +225,7 @@ struct JSONScan {
     func forEachElement(_ value: Range<Int>, _ body: (Range<Int>) -> Void) {
         let end = value.upperBound
         guard bytes[value.lowerBound] == UInt8(ascii: "[") else { return }
+        if taped(value.lowerBound, { body($0.value) }) { return }
         var i = skipSpace(value.lowerBound + 1, end)
         if bytes[i] == UInt8(ascii: "]") { return }
         while i < end {

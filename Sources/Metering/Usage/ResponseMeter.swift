@@ -104,7 +104,7 @@ public struct ResponseMeter: Sendable {
             usage.observe(rawEvent: event)
             return .keep
         }
-        let scan = JSONScan(event)
+        var scan = JSONScan(event)
         guard let top = scan.validate(payload), event[top.lowerBound] == UInt8(ascii: "{") else {
             usage.observe(rawEvent: event)
             return .keep

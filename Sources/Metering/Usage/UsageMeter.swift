@@ -72,7 +72,7 @@ public struct UsageMeter: Sendable {
         // Read in place, as a streamed chunk is: the tree of a whole answer cost more than reading it.
         var body = self.body
         let valid = body.withUnsafeMutableBufferPointer { bytes in
-            let scan = JSONScan(UnsafeBufferPointer(bytes))
+            var scan = JSONScan(UnsafeBufferPointer(bytes))
             guard let top = scan.validate(0..<bytes.count) else { return false }
             observeOpenAIBody(scan, top)
             return true
@@ -154,7 +154,7 @@ public struct UsageMeter: Sendable {
         default:
             var data = event.data
             data.withUTF8 { bytes in
-                let scan = JSONScan(bytes)
+                var scan = JSONScan(bytes)
                 if let top = scan.validate(0..<bytes.count) { observeOpenAIChunk(scan, top) }
             }
         }
@@ -175,7 +175,7 @@ public struct UsageMeter: Sendable {
                 completed = true
                 return
             }
-            let scan = JSONScan(event)
+            var scan = JSONScan(event)
             if let top = scan.validate(payload) { observeOpenAIChunk(scan, top) }
             return
         }
