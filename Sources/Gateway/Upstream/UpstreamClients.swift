@@ -56,25 +56,30 @@ public final class UpstreamClients: UpstreamTransport {
         guard let key = upstream.apiKey else {
             throw .notConfigured(provider: provider.name, detail: "no key for this request")
         }
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(clientHeaders.count + 6)
-        headers.add(name: "host", value: pool.target.hostHeader)
-        for (name, value) in HeaderPolicy.upstreamRequestHeaders(from: clientHeaders) {
-            headers.add(name: name, value: value)
+        // Built as a list and wrapped once: each of HTTPHeaders' own adds walks the name to check it is
+        // ASCII (UpstreamRequestWriter refuses a name that is not a token anyway). Every name here is
+        // lower-case (HeaderPolicy gives canonical names), so replacing one compares exactly.
+        var fields: [(String, String)] = [("host", pool.target.hostHeader)]
+        fields.reserveCapacity(clientHeaders.count + 8)
+        fields += HeaderPolicy.upstreamRequestHeaders(from: clientHeaders)
+        func set(_ name: String, _ value: String) {
+            fields.removeAll { $0.0 == name }
+            fields.append((name, value))
         }
         switch provider.kind {
         case .anthropic:
-            headers.replaceOrAdd(name: "x-api-key", value: key)
-            if !headers.contains(name: "anthropic-version") {
-                headers.add(name: "anthropic-version", value: "2023-06-01")
+            set("x-api-key", key)
+            if !fields.contains(where: { $0.0 == "anthropic-version" }) {
+                fields.append(("anthropic-version", "2023-06-01"))
             }
         default:
-            headers.replaceOrAdd(name: "authorization", value: "Bearer \(key)")
+            set("authorization", "Bearer \(key)")
         }
-        headers.replaceOrAdd(name: "accept-encoding", value: "identity")
-        headers.replaceOrAdd(name: "content-type", value: "application/json")
-        headers.replaceOrAdd(name: "x-request-id", value: requestID)
-        headers.add(name: "content-length", value: String(body.count))
+        set("accept-encoding", "identity")
+        set("content-type", "application/json")
+        set("x-request-id", requestID)
+        fields.append(("content-length", String(body.count)))
+        let headers = HTTPHeaders(fields)
         let head = HTTPRequestHead(
             version: .http1_1, method: .POST, uri: pool.target.pathPrefix + endpoint.upstreamPath, headers: headers)
 
