@@ -97,25 +97,7 @@ public struct UsageMeter: Sendable {
             }
         }
         if let usage { report(scan, usage) }
-        if let choices {
-            scan.forEachElement(choices) { choice in
-                var index: Range<Int>?
-                var message: Range<Int>?
-                var text: Range<Int>?
-                scan.forEachMember(choice) { key, value in
-                    if scan.keyEquals(key, "index") {
-                        index = value
-                    } else if scan.keyEquals(key, "message") {
-                        message = value
-                    } else if scan.keyEquals(key, "text") {
-                        text = value
-                    }
-                }
-                let c = index.flatMap(scan.int) ?? 0
-                if let message { countOpenAIMessage(scan, message, choice: c) }
-                if let s = text.flatMap(scan.string) { count(s, Channel(item: c, part: .text)) }
-            }
-        }
+        if let choices { observeOpenAIChoices(scan, choices, message: "message", usage: false) }
         guard let output else { return }
         var i = 0
         scan.forEachElement(output) { item in
@@ -207,33 +189,38 @@ public struct UsageMeter: Sendable {
             }
         }
         if let usage { report(scan, usage) }
-        if let choices {
-            scan.forEachElement(choices) { choice in
-                var usage: Range<Int>?
-                var index: Range<Int>?
-                var delta: Range<Int>?
-                var text: Range<Int>?
-                scan.forEachMember(choice) { key, value in
-                    if scan.keyEquals(key, "delta") {
-                        delta = value
-                    } else if scan.keyEquals(key, "index") {
-                        index = value
-                    } else if scan.keyEquals(key, "text") {
-                        text = value
-                    } else if scan.keyEquals(key, "usage") {
-                        usage = value
-                    }
-                }
-                // Moonshot has documented the final usage inside the choice.
-                if let usage { report(scan, usage) }
-                let c = index.flatMap(scan.int) ?? 0
-                if let delta { countOpenAIMessage(scan, delta, choice: c) }
-                if let s = text.flatMap(scan.string) { count(s, Channel(item: c, part: .text)) }
-            }
-        }
+        if let choices { observeOpenAIChoices(scan, choices, message: "delta", usage: true) }
         // A repeated `usage` is metered as the last one, but not rewritten: which one a client's reader
         // would take is not ours to change.
         return (usageMembers == 1 ? usage : nil, choices)
+    }
+
+    /// Each choice of an answer (`message`) or a chunk (`delta`): its index, message and text, and with
+    /// `usage` the usage some providers put inside a choice (Moonshot has documented it there).
+    private mutating func observeOpenAIChoices(
+        _ scan: JSONScan, _ choices: Range<Int>, message messageKey: StaticString, usage readsUsage: Bool
+    ) {
+        scan.forEachElement(choices) { choice in
+            var usage: Range<Int>?
+            var index: Range<Int>?
+            var message: Range<Int>?
+            var text: Range<Int>?
+            scan.forEachMember(choice) { key, value in
+                if scan.keyEquals(key, messageKey) {
+                    message = value
+                } else if scan.keyEquals(key, "index") {
+                    index = value
+                } else if scan.keyEquals(key, "text") {
+                    text = value
+                } else if readsUsage && scan.keyEquals(key, "usage") {
+                    usage = value
+                }
+            }
+            if let usage { report(scan, usage) }
+            let c = index.flatMap(scan.int) ?? 0
+            if let message { countOpenAIMessage(scan, message, choice: c) }
+            if let s = text.flatMap(scan.string) { count(s, Channel(item: c, part: .text)) }
+        }
     }
 
     private mutating func report(_ scan: JSONScan, _ usage: Range<Int>) {
