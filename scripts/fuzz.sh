@@ -24,6 +24,7 @@ ALL_TARGETS=(json request sse tokenizer http1)
 # The HTTP/1.1 parsers need only NIOCore, NIOHTTP1 and HTTP Types, so they build apart from the rest of
 # the Gateway module.
 HTTP1_SOURCES=(Sources/Gateway/Server/HTTP1Syntax.swift Sources/Gateway/Server/ClientRequestParser.swift
+  Sources/Gateway/Server/HTTPFieldsLookup.swift
   Sources/Gateway/Upstream/UpstreamResponseParser.swift)
 
 seconds=60
