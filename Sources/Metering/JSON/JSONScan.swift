@@ -246,6 +246,26 @@ struct JSONScan {
         return found
     }
 
+    /// The last members named `a`, `b`, `c` and `d` of the object `value`, in one walk (nil for a name
+    /// not given or not there).
+    func members(
+        _ value: Range<Int>, _ a: StaticString, _ b: StaticString, _ c: StaticString? = nil, _ d: StaticString? = nil
+    ) -> (Range<Int>?, Range<Int>?, Range<Int>?, Range<Int>?) {
+        var found: (Range<Int>?, Range<Int>?, Range<Int>?, Range<Int>?) = (nil, nil, nil, nil)
+        forEachMember(value) { name, member in
+            if keyEquals(name, a) {
+                found.0 = member
+            } else if keyEquals(name, b) {
+                found.1 = member
+            } else if let c, keyEquals(name, c) {
+                found.2 = member
+            } else if let d, keyEquals(name, d) {
+                found.3 = member
+            }
+        }
+        return found
+    }
+
     /// Whether the quoted key at `name` reads as `key` (escapes decoded).
     func keyEquals(_ name: Range<Int>, _ key: StaticString) -> Bool {
         let start = name.lowerBound + 1

@@ -84,33 +84,14 @@ public struct UsageMeter: Sendable {
 
     /// A whole OpenAI answer (chat, completions, embeddings, responses), the object at `top`.
     private mutating func observeOpenAIBody(_ scan: JSONScan, _ top: Range<Int>) {
-        var usage: Range<Int>?
-        var choices: Range<Int>?
-        var output: Range<Int>?
-        scan.forEachMember(top) { key, value in
-            if scan.keyEquals(key, "usage") {
-                usage = value
-            } else if scan.keyEquals(key, "choices") {
-                choices = value
-            } else if scan.keyEquals(key, "output") {
-                output = value
-            }
-        }
+        let (usage, choices, output, _) = scan.members(top, "usage", "choices", "output")
         if let usage { report(scan, usage) }
         if let choices { observeOpenAIChoices(scan, choices, message: "message", usage: false) }
         guard let output else { return }
         var i = 0
         scan.forEachElement(output) { item in
             defer { i += 1 }
-            var content: Range<Int>?
-            var arguments: Range<Int>?
-            scan.forEachMember(item) { key, value in
-                if scan.keyEquals(key, "content") {
-                    content = value
-                } else if scan.keyEquals(key, "arguments") {
-                    arguments = value
-                }
-            }
+            let (content, arguments, _, _) = scan.members(item, "content", "arguments")
             if let content {
                 var j = 0
                 scan.forEachElement(content) { part in
@@ -201,21 +182,8 @@ public struct UsageMeter: Sendable {
         _ scan: JSONScan, _ choices: Range<Int>, message messageKey: StaticString, usage readsUsage: Bool
     ) {
         scan.forEachElement(choices) { choice in
-            var usage: Range<Int>?
-            var index: Range<Int>?
-            var message: Range<Int>?
-            var text: Range<Int>?
-            scan.forEachMember(choice) { key, value in
-                if scan.keyEquals(key, messageKey) {
-                    message = value
-                } else if scan.keyEquals(key, "index") {
-                    index = value
-                } else if scan.keyEquals(key, "text") {
-                    text = value
-                } else if readsUsage && scan.keyEquals(key, "usage") {
-                    usage = value
-                }
-            }
+            let (message, index, text, usage) = scan.members(
+                choice, messageKey, "index", "text", readsUsage ? "usage" : nil)
             if let usage { report(scan, usage) }
             let c = index.flatMap(scan.int) ?? 0
             if let message { countOpenAIMessage(scan, message, choice: c) }
@@ -228,44 +196,17 @@ public struct UsageMeter: Sendable {
     }
 
     private mutating func countOpenAIMessage(_ scan: JSONScan, _ m: Range<Int>, choice: Int) {
-        var content: Range<Int>?
-        var reasoning: Range<Int>?
-        var toolCalls: Range<Int>?
-        scan.forEachMember(m) { key, value in
-            if scan.keyEquals(key, "content") {
-                content = value
-            } else if scan.keyEquals(key, "reasoning_content") {
-                reasoning = value
-            } else if scan.keyEquals(key, "tool_calls") {
-                toolCalls = value
-            }
-        }
+        let (content, reasoning, toolCalls, _) = scan.members(m, "content", "reasoning_content", "tool_calls")
         if let s = content.flatMap(scan.string) { count(s, Channel(item: choice, part: .content)) }
         if let s = reasoning.flatMap(scan.string) { count(s, Channel(item: choice, part: .reasoning)) }
         guard let toolCalls else { return }
         var position = 0
         scan.forEachElement(toolCalls) { call in
-            var index: Range<Int>?
-            var function: Range<Int>?
-            scan.forEachMember(call) { key, value in
-                if scan.keyEquals(key, "index") {
-                    index = value
-                } else if scan.keyEquals(key, "function") {
-                    function = value
-                }
-            }
+            let (index, function, _, _) = scan.members(call, "index", "function")
             let i = index.flatMap(scan.int) ?? position
             position += 1
             guard let function else { return }
-            var name: Range<Int>?
-            var arguments: Range<Int>?
-            scan.forEachMember(function) { key, value in
-                if scan.keyEquals(key, "name") {
-                    name = value
-                } else if scan.keyEquals(key, "arguments") {
-                    arguments = value
-                }
-            }
+            let (name, arguments, _, _) = scan.members(function, "name", "arguments")
             if let s = name.flatMap(scan.string) { count(s, Channel(item: choice, part: .toolName, sub: i)) }
             if let s = arguments.flatMap(scan.string) { count(s, Channel(item: choice, part: .toolArguments, sub: i)) }
         }
