@@ -293,6 +293,7 @@ final class ChannelRelaySink: UpstreamBodySink, @unchecked Sendable {
     /// it below every other handler.
     private var connection: ClientConnectionHandler?
     private var lookedForConnection = false
+    private var headSent = false
 
     init(client: any Channel, readAhead: [ByteBuffer], state: RelayState) {
         self.client = client
@@ -301,16 +302,28 @@ final class ChannelRelaySink: UpstreamBodySink, @unchecked Sendable {
         self.done = client.eventLoop.makePromise()
     }
 
-    func start() {
-        // Chunks read before the response head went out go first, in order.
+    func start(chunkFollows: Bool) {
+        // Chunks read before the response head went out go first, in order. The head waits for the
+        // body's first write; with none yet, it goes now, so the client sees the answer start.
         for early in readAhead {
             if let out = state.take(early) { write(out, promise: nil) }
         }
         readAhead = []
+        if !chunkFollows { flushHead() }
+    }
+
+    /// Sends the response head if no chunk has taken it yet.
+    private func flushHead() {
+        guard !headSent else { return }
+        headSent = true
+        client.flush()
     }
 
     func receive(_ chunk: ByteBuffer) -> EventLoopFuture<Void>? {
-        guard let out = state.take(chunk) else { return nil }
+        guard let out = state.take(chunk) else {
+            flushHead()
+            return nil
+        }
         // While the client's socket keeps up, nothing waits; once it does not, the next upstream read
         // waits for this write. A failed write means the client is gone, which its connection reports.
         guard !client.isWritable else {
@@ -326,6 +339,7 @@ final class ChannelRelaySink: UpstreamBodySink, @unchecked Sendable {
     /// through the pipeline above it (the async channel's writer, the HTTP types) cost more than
     /// metering it.
     private func write(_ out: ByteBuffer, promise: EventLoopPromise<Void>?) {
+        headSent = true
         if !lookedForConnection {
             lookedForConnection = true
             connection = try? client.pipeline.syncOperations.handler(type: ClientConnectionHandler.self)

@@ -1,38 +1,23 @@
 import HTTPTypes
+import HummingbirdCore
 import Metering
 import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 
-/// The whole HTTP/1.1 side of a client connection, below Hummingbird's `NIOAsyncChannel`: requests are
-/// parsed from bytes (``ClientRequestParser``) and responses written as bytes, with the connection's
-/// guards (header and idle timeouts, closing after a response that says `Connection: close`, the
-/// ``ConnectionWatch``) in the same place.
+/// The whole HTTP/1.1 side of a client connection: requests are parsed from bytes
+/// (``ClientRequestParser``) and handed to the connection's task one at a time (``nextRequest(_:)``),
+/// responses written as bytes, with the connection's guards (header and idle timeouts, closing after a
+/// response that says `Connection: close`, the ``ConnectionWatch``) in the same place.
 ///
 /// One handler instead of NIO's decoder and encoder, the HTTP types converter, Hummingbird's state
-/// handler and two guards: each request and response part crossed six pipeline stages, and each
-/// connection set up, notified and tore down six handlers.
+/// handler, two guards and `NIOAsyncChannel`: each request and response part crossed seven stages, and
+/// each connection set up, notified and tore down as many handlers and an async stream each way.
 final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
-    typealias InboundOut = HTTPRequestPart
+    typealias InboundOut = Never
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = ByteBuffer
-
-    /// How one response's body goes on the wire.
-    private enum BodyFraming {
-        case chunked
-        /// As it is: the head has a `Content-Length`, or the connection closes at its end.
-        case identity
-        /// No body at all (a response to HEAD, 1xx, 204, 304).
-        case none
-    }
-
-    /// What a response needs to know about its request, in order (requests may be pipelined).
-    private struct Exchange {
-        var keepAlive: Bool
-        var isHTTP10: Bool
-        var isHead: Bool
-    }
 
     let watch: ConnectionWatch
     private let limits: ConnectionLimits
@@ -52,15 +37,36 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// After a response that ends the connection, or a request that cannot be read: what the client
     /// still sends is dropped.
     private var discarding = false
+    /// Requests are still taken from what was read (off after one that ends the connection or cannot be
+    /// read; on while shutting down, for requests already read).
+    private var parsing = true
     /// The response under way said `Connection: close` (or has no other end): the connection closes
     /// after it.
     private var closeAfterResponse = false
-    /// Shutting down, or a later request could not be read: the connection closes once every request
-    /// read so far is answered.
+    /// Shutting down, or the client closed its side: the connection closes once what was read is answered.
     private var closeWhenAnswered = false
     /// Since when the client has taken nothing of what the connection holds for it (the channel has not
     /// been writable).
     private var stalledSince: NIODeadline?
+
+    /// Requests for the connection's task (on the event loop, as all below).
+    private(set) var handover = RequestHandover()
+    /// A request whose head is read and whose body is being gathered before it is handed over.
+    private var gathering: (head: HTTPRequest, body: ByteBuffer?)?
+    /// The body of the request handed over while it was still arriving.
+    private var streamedBody: ClientRequestBody?
+    /// Bytes read after a complete request, kept until its response has ended (pipelining).
+    private var held: ByteBuffer?
+    /// Reading stopped: too much held, or a streamed body not taken. A `read` asked for meanwhile.
+    private var readsPaused = false
+    private var readWanted = false
+    /// The task, waiting until the client takes what is written.
+    private var writableWaiter: UnsafeContinuation<Void, any Error>?
+    /// The connection is gone: no more requests, no more writes.
+    private var closed = false
+
+    /// How much of what a client sends after a complete request is kept while it is answered.
+    static let holdLimit = 64 << 10
 
     init(watch: ConnectionWatch, limits: ConnectionLimits) {
         self.watch = watch
@@ -76,13 +82,24 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func handlerRemoved(context: ChannelHandlerContext) {
         stop()
-        watch.connectionClosed()
     }
 
+    /// The connection is gone: the request in progress is told, its body (if still arriving) breaks
+    /// off, and the task gets no more requests and no more writes.
     private func stop() {
         checks?.stop()
         checks = nil
         context = nil
+        guard !closed else { return }
+        closed = true
+        watch.connectionClosed()
+        streamedBody?.finish(HTTPParserError.invalidEOFState)
+        streamedBody = nil
+        handover.close()
+        if let writableWaiter {
+            self.writableWaiter = nil
+            writableWaiter.resume(throwing: ChannelError.ioOnClosedChannel)
+        }
     }
 
     // MARK: Requests
@@ -91,10 +108,29 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         guard !discarding else { return }
         var buffer = unwrapInboundIn(data)
         lastActivity = .now()
+        // A request is complete and being answered: what follows waits for its response to end. It is
+        // still read, so a client that goes away is noticed.
+        if !exchanges.isEmpty && !readingBody {
+            hold(buffer)
+            return
+        }
+        parse(&buffer, context: context)
+    }
+
+    private func hold(_ buffer: ByteBuffer) {
+        if held == nil {
+            held = buffer
+        } else {
+            held!.writeImmutableBuffer(buffer)
+        }
+        if held!.readableBytes > Self.holdLimit { readsPaused = true }
+    }
+
+    private func parse(_ buffer: inout ByteBuffer, context: ChannelHandlerContext) {
         // The first byte of a new request (not the rest of a body answered early) starts its deadline.
-        if exchanges.isEmpty && !readingBody && headDeadline == nil { startHeadDeadline() }
+        if exchanges.isEmpty && !readingBody && headDeadline == nil && buffer.readableBytes > 0 { startHeadDeadline() }
         do {
-            while !discarding, let event = try parser.next(&buffer) {
+            while parsing, let event = try parser.next(&buffer) {
                 switch event {
                 case .head(let head):
                     headDeadline = nil
@@ -102,7 +138,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                     exchanges.append(
                         Exchange(
                             keepAlive: head.keepAlive, isHTTP10: head.isHTTP10, isHead: head.request.method == .head))
-                    context.fireChannelRead(wrapInboundOut(.head(head.request)))
+                    gathering = (head.request, nil)
                     // Its body is read at once, so the client need not wait to send it; not while an
                     // earlier answer is under way, which the interim response would cut into.
                     if head.expectsContinue && exchanges.count == 1 && !responding {
@@ -110,27 +146,84 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                             wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
                     }
                 case .body(let slice):
-                    context.fireChannelRead(wrapInboundOut(.body(slice)))
+                    if let body = streamedBody {
+                        if body.append(slice) { readsPaused = true }
+                    } else if gathering?.body == nil {
+                        gathering?.body = slice
+                    } else {
+                        gathering?.body?.writeImmutableBuffer(slice)
+                    }
                 case .end:
                     readingBody = false
-                    context.fireChannelRead(wrapInboundOut(.end(nil)))
+                    if let body = streamedBody {
+                        streamedBody = nil
+                        body.finish()
+                    } else if let (head, body) = gathering {
+                        gathering = nil
+                        handover.handOver(Request(head: head, body: RequestBody(buffer: body ?? ByteBuffer())))
+                    }
                     // Nothing after a request that ends the connection is read.
-                    if exchanges.last?.keepAlive == false { discarding = true }
+                    if exchanges.last?.keepAlive == false {
+                        discarding = true
+                        parsing = false
+                    } else if buffer.readableBytes > 0 {
+                        // The next request waits for this one's response.
+                        hold(buffer)
+                        return
+                    }
                 }
+            }
+            // The bytes read so far are used up and the body is still arriving: its handler starts on
+            // what is here and reads the rest as it comes.
+            if let (head, body) = gathering {
+                gathering = nil
+                let loop = context.eventLoop
+                let me = WeakReference(self)
+                let stream = ClientRequestBody {
+                    loop.execute { me.value?.resumeReading() }
+                }
+                if let body, stream.append(body) { readsPaused = true }
+                streamedBody = stream
+                handover.handOver(Request(head: head, body: RequestBody(asyncSequence: stream)))
             }
         } catch {
             requestFailed(context: context, error)
         }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
-        context.fireChannelReadComplete()
+    /// The connection's task asks for the next request; `nil` once the connection has closed.
+    func nextRequest(_ continuation: UnsafeContinuation<Request?, Never>) {
+        handover.next(continuation)
+    }
+
+    private func resumeReading() {
+        guard readsPaused, let context else { return }
+        readsPaused = false
+        if readWanted {
+            readWanted = false
+            context.read()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if readsPaused {
+            readWanted = true
+        } else {
+            context.read()
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {}
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        abort(context: context, error)
     }
 
     /// A request that is not valid HTTP (or whose head is too large) gets an error in the API's format,
     /// with a request id, and the connection closes: there is no telling where the next request starts.
     private func requestFailed(context: ChannelHandlerContext, _ error: HTTPParserError) {
         discarding = true
+        parsing = false
         headDeadline = nil
         if readingBody {
             // The body being read is broken: its reader sees an error, not an end, and the connection
@@ -138,29 +231,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             abort(context: context, error)
             return
         }
-        // A request after the ones being answered is broken: they are answered, then the connection
-        // closes.
-        guard exchanges.isEmpty else {
-            closeWhenAnswered = true
-            return
-        }
-        let tooLarge = error == .headerOverflow
-        let status: HTTPResponse.Status = tooLarge ? .requestHeaderFieldsTooLarge : .badRequest
-        let body = ByteBuffer(
-            string: ErrorBody.render(
-                dialect: .openai, status: status.code,
-                message: tooLarge
-                    ? "The request headers are larger than this gateway accepts."
-                    : "The request is not valid HTTP/1.1 (\(error)).",
-                openAIType: "invalid_request_error", code: tooLarge ? "headers_too_large" : "malformed_request"))
-        var head = HTTPResponse(status: status)
-        head.headerFields[.contentType] = "application/json"
-        head.headerFields[.contentLength] = String(body.readableBytes)
-        head.headerFields[.requestID] = RequestIDs.next()
-        head.headerFields[.connection] = "close"
-        var out = context.channel.allocator.buffer(capacity: 256 + body.readableBytes)
-        Self.writeHead(head, addChunked: false, into: &out)
-        out.writeImmutableBuffer(body)
+        let out = Self.malformedRequestResponse(error, allocator: context.channel.allocator)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(out)).whenComplete { _ in channel.close(promise: nil) }
     }
@@ -168,7 +239,43 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     // MARK: Responses
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch unwrapOutboundIn(data) {
+        writePart(unwrapOutboundIn(data), context: context, promise: promise)
+    }
+
+    // The connection's task writes its responses with these, on the event loop. Each throws once the
+    // connection is gone.
+
+    /// A response head; it goes out with the body or the end that follows.
+    func sendHead(_ head: HTTPResponse) throws {
+        guard let context else { throw ChannelError.ioOnClosedChannel }
+        writePart(.head(head), context: context, promise: nil)
+    }
+
+    /// A part of the body, flushed; returns whether the client is taking what is written.
+    func sendBody(_ chunk: ByteBuffer) throws -> Bool {
+        guard let context else { throw ChannelError.ioOnClosedChannel }
+        writeBody(chunk, context: context, flush: true, promise: nil)
+        return context.channel.isWritable
+    }
+
+    func sendEnd(_ trailers: HTTPFields?) throws {
+        guard let context else { throw ChannelError.ioOnClosedChannel }
+        writePart(.end(trailers), context: context, promise: nil)
+    }
+
+    /// Resumes the task when the client takes what is written, or when the connection is gone.
+    func whenWritable(_ continuation: UnsafeContinuation<Void, any Error>) {
+        if closed {
+            continuation.resume(throwing: ChannelError.ioOnClosedChannel)
+        } else if context?.channel.isWritable ?? false {
+            continuation.resume()
+        } else {
+            writableWaiter = continuation
+        }
+    }
+
+    private func writePart(_ part: HTTPResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        switch part {
         case .head(let response):
             var out = context.channel.allocator.buffer(capacity: 512)
             var response = response
@@ -266,16 +373,37 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         lastActivity = .now()
         // Idle from here: a client that does not read what is still queued cannot hold the connection.
         checks?.arm(at: lastActivity + limits.idleTimeout)
-        let closing = closeAfterResponse || exchange?.keepAlive == false || (closeWhenAnswered && exchanges.isEmpty)
+        let closing =
+            closeAfterResponse || exchange?.keepAlive == false
+            || (closeWhenAnswered && exchanges.isEmpty && held == nil)
         guard closing else {
-            context.write(wrapOutboundOut(last), promise: promise)
+            if last.readableBytes > 0 {
+                context.write(wrapOutboundOut(last), promise: promise)
+            } else {
+                promise?.succeed()
+            }
+            context.flush()
             // Bytes of the next request may already be here, read while this response was made.
-            if exchanges.isEmpty && parser.isInHead { startHeadDeadline() }
+            readsPaused = false
+            if var next = held {
+                held = nil
+                parse(&next, context: context)
+                // Shutting down, and what was read holds no whole request.
+                if closeWhenAnswered && exchanges.isEmpty { context.close(promise: nil) }
+            } else if exchanges.isEmpty && parser.isInHead {
+                startHeadDeadline()
+            }
+            if !readsPaused && readWanted {
+                readWanted = false
+                context.read()
+            }
             return
         }
         // Half-close once the response is out, so the client reads all of it; then close for good after
         // the linger time, whatever the client keeps sending.
         discarding = true
+        parsing = false
+        held = nil
         exchanges = []
         let written = context.eventLoop.makePromise(of: Void.self)
         written.futureResult.cascade(to: promise)
@@ -288,73 +416,24 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
     }
 
-    /// Status line, fields and the blank line. Swift HTTP Types has checked every name and value.
-    static func writeHead(_ response: HTTPResponse, addChunked: Bool, into buffer: inout ByteBuffer) {
-        let code = response.status.code
-        // A known code gets its standard reason, as NIO's encoder wrote it.
-        let reason = HTTPResponseStatus(statusCode: code, reasonPhrase: response.status.reasonPhrase).reasonPhrase
-        let chunked: StaticString = "transfer-encoding: chunked\r\n"
-        var length = "HTTP/1.1 200 \r\n".utf8.count + reason.utf8.count + 2
-        for field in response.headerFields { length += field.name.rawName.utf8.count + 2 + field.value.utf8.count + 2 }
-        if addChunked { length += chunked.utf8CodeUnitCount }
-        buffer.writeHead(length: length) { out in
-            out.put("HTTP/1.1 ")
-            out.put(UInt8(ascii: "0") + UInt8(code / 100 % 10))
-            out.put(UInt8(ascii: "0") + UInt8(code / 10 % 10))
-            out.put(UInt8(ascii: "0") + UInt8(code % 10))
-            out.put(UInt8(ascii: " "))
-            out.put(reason)
-            out.put("\r\n")
-            for field in response.headerFields {
-                out.put(field.name.rawName)
-                out.put(": ")
-                out.put(field.value)
-                out.put("\r\n")
-            }
-            if addChunked { out.put(chunked) }
-            out.put("\r\n")
-        }
-    }
-
-    /// One chunk of chunked coding: its size in hex, CRLF, the bytes, CRLF; nothing for an empty one,
-    /// which would end the body.
-    static func writeChunk(_ chunk: ByteBuffer, into buffer: inout ByteBuffer) {
-        let size = chunk.readableBytes
-        guard size > 0 else { return }
-        let digits = (Int.bitWidth - size.leadingZeroBitCount + 3) / 4
-        for shift in stride(from: (digits - 1) * 4, through: 0, by: -4) {
-            let digit = UInt8((size >> shift) & 0xF)
-            buffer.writeInteger(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") - 10 + digit)
-        }
-        buffer.writeStaticString("\r\n")
-        buffer.writeImmutableBuffer(chunk)
-        buffer.writeStaticString("\r\n")
-    }
-
-    private static func writeField(_ field: HTTPField, into out: inout ByteBuffer) {
-        out.writeString(field.name.rawName)
-        out.writeStaticString(": ")
-        out.writeString(field.value)
-        out.writeStaticString("\r\n")
-    }
-
     // MARK: Connection
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable {
             stalledSince = nil
+            if let writableWaiter {
+                self.writableWaiter = nil
+                writableWaiter.resume()
+            }
         } else {
             let now = NIODeadline.now()
             stalledSince = now
             checks?.arm(at: now + limits.idleTimeout)
         }
-        context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         stop()
-        watch.connectionClosed()
-        context.fireChannelInactive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -369,19 +448,32 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             return
         }
         // The client closed its side (FIN). A client that still wants its answer does not do that, so
-        // the request in progress is treated as abandoned, as a reverse proxy does (nginx's 499).
+        // the request in progress is treated as abandoned, as a reverse proxy does (nginx's 499), and
+        // the connection closes once it is answered.
         if let event = event as? ChannelEvent, event == .inputClosed {
             watch.connectionClosed()
             // A body cut off here is an error to its reader, not an end.
-            if readingBody { context.fireErrorCaught(HTTPParserError.invalidEOFState) }
+            if readingBody { breakBody(HTTPParserError.invalidEOFState) }
+            discarding = true
+            held = nil
+            if exchanges.isEmpty {
+                context.close(promise: nil)
+            } else {
+                closeWhenAnswered = true
+            }
         }
-        context.fireUserInboundEventTriggered(event)
     }
 
     /// Closes the connection; a body being read sees `error` rather than an end.
     private func abort(context: ChannelHandlerContext, _ error: any Error) {
-        if readingBody { context.fireErrorCaught(error) }
+        if readingBody { breakBody(error) }
         context.close(promise: nil)
+    }
+
+    private func breakBody(_ error: any Error) {
+        readingBody = false
+        streamedBody?.finish(error)
+        streamedBody = nil
     }
 
     private func startHeadDeadline() {

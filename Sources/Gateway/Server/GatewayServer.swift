@@ -141,11 +141,14 @@ public enum GatewayServer {
         let limits = ConnectionLimits(
             headerTimeout: .milliseconds(Int64(config.server.headerTimeoutMilliseconds)),
             idleTimeout: .milliseconds(Int64(config.server.idleTimeoutMilliseconds)))
+        let responder = ChildTaskResponder(
+            inner: ProxyFastPath(router: router.buildResponder(), authentication: tenantAuthentication, handle: proxy))
+        let serverLogger = appLogger
         return Application(
-            responder: ChildTaskResponder(
-                inner: ProxyFastPath(
-                    router: router.buildResponder(), authentication: tenantAuthentication, handle: proxy)),
-            server: HTTPServerBuilder { responder in GuardedHTTP1Channel(responder: responder, limits: limits) },
+            responder: responder,
+            server: HTTPServerBuilder { application in
+                GuardedHTTP1Channel(responder: application, respond: responder, limits: limits, logger: serverLogger)
+            },
             configuration: .init(
                 address: .hostname(config.server.host, port: config.server.port), serverName: nil,
                 backlog: 1024,

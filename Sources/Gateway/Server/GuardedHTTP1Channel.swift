@@ -66,21 +66,33 @@ public struct ConnectionLimits: Sendable, Equatable {
 }
 
 /// The gateway's HTTP/1 connections on Hummingbird's server: ``ClientConnectionHandler`` reads and
-/// writes HTTP/1.1 with the connection guards, and Hummingbird's `NIOAsyncChannel` and request loop
-/// take the parts to its router.
+/// writes HTTP/1.1 with the connection guards, and the connection's task takes its requests one at a
+/// time to the responder and writes their responses back through it.
+///
+/// Hummingbird's own request loop sits on `NIOAsyncChannel`, whose streams (a producer, a writer,
+/// their state machines and their generic metadata) cost about a tenth of a short request's
+/// instructions and more on a new connection.
 struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     struct Value: ServerChildChannelValue {
-        let asyncChannel: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
+        let channel: any Channel
+        let connection: ClientConnection
         let watch: ConnectionWatch
-        var channel: any Channel { asyncChannel.channel }
     }
 
+    /// Hummingbird's application responder, which writes through `NIOAsyncChannel`: not used.
     let responder: HTTPChannelHandler.Responder
+    let respond: ChildTaskResponder
     let limits: ConnectionLimits
+    let logger: Logger
 
-    init(responder: @escaping HTTPChannelHandler.Responder, limits: ConnectionLimits) {
+    init(
+        responder: @escaping HTTPChannelHandler.Responder, respond: ChildTaskResponder, limits: ConnectionLimits,
+        logger: Logger
+    ) {
         self.responder = responder
+        self.respond = respond
         self.limits = limits
+        self.logger = logger
     }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
@@ -92,16 +104,103 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
             try channel.syncOptions?.setOption(
                 ChannelOptions.recvAllocator,
                 value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65536))
-            try channel.pipeline.syncOperations.addHandler(ClientConnectionHandler(watch: watch, limits: limits))
-            let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
-                wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
-            return Value(asyncChannel: asyncChannel, watch: watch)
+            let handler = ClientConnectionHandler(watch: watch, limits: limits)
+            try channel.pipeline.syncOperations.addHandler(handler)
+            return Value(
+                channel: channel, connection: ClientConnection(handler: handler, loop: channel.eventLoop), watch: watch)
         }
     }
 
     func handle(value: Value, logger: Logger) async {
-        await ConnectionWatch.$current.withValue(value.watch) {
-            await handleHTTP(asyncChannel: value.asyncChannel, logger: logger)
+        let connection = value.connection
+        let channel = value.channel
+        await withTaskCancellationHandler {
+            await ConnectionWatch.$current.withValue(value.watch) {
+                while let request = await connection.nextRequest() {
+                    let context = GatewayRequestContext(source: .init(channel: channel, logger: self.logger))
+                    var response: Response
+                    do {
+                        response = try await respond.respond(to: request, context: context)
+                    } catch {
+                        // The router answers the errors it knows; anything else is the gateway's fault.
+                        response = Response(status: .internalServerError)
+                    }
+                    response.headers[.date] = HTTPDate.now()
+                    do {
+                        try await connection.send(response)
+                    } catch {
+                        // The client is gone or the body broke off: the connection cannot carry another.
+                        channel.close(promise: nil)
+                        break
+                    }
+                }
+            }
+            try? await channel.closeFuture.get()
+        } onCancel: {
+            channel.close(promise: nil)
         }
     }
+}
+
+/// The connection's task's way to its ``ClientConnectionHandler``, which lives on the event loop.
+///
+/// The task runs on the connection's event loop nearly always (its jobs are queued on the loop that
+/// resumes it), so each call is made in place; from another thread it hops.
+struct ClientConnection: @unchecked Sendable {
+    let handler: ClientConnectionHandler
+    let loop: any EventLoop
+
+    func nextRequest() async -> Request? {
+        await withUnsafeContinuation { continuation in
+            onLoop { handler.nextRequest(continuation) }
+        }
+    }
+
+    /// Writes a response: its head, then its body through ``BodyWriter``.
+    func send(_ response: Response) async throws {
+        let head = response.head
+        try await call { try handler.sendHead(head) }
+        try await response.body.write(BodyWriter(connection: self))
+    }
+
+    struct BodyWriter: ResponseBodyWriter {
+        let connection: ClientConnection
+
+        mutating func write(_ buffer: ByteBuffer) async throws {
+            let handler = connection.handler
+            let writable = try await connection.call { try handler.sendBody(buffer) }
+            // As NIO's async writer did: a client that takes nothing holds the task here, not memory.
+            if !writable {
+                try await withUnsafeThrowingContinuation { continuation in
+                    connection.onLoop { handler.whenWritable(continuation) }
+                }
+            }
+        }
+
+        consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
+            let handler = connection.handler
+            try await connection.call { try handler.sendEnd(trailingHeaders) }
+        }
+    }
+
+    private func onLoop(_ body: @escaping () -> Void) {
+        if loop.inEventLoop {
+            body()
+        } else {
+            let body = UnsafeTransfer(body)
+            loop.execute { body.wrappedValue() }
+        }
+    }
+
+    private func call<T: Sendable>(_ body: @escaping () throws -> T) async throws -> T {
+        if loop.inEventLoop { return try body() }
+        let body = UnsafeTransfer(body)
+        return try await loop.submit { try body.wrappedValue() }.get()
+    }
+}
+
+/// Moves a value confined to one event loop across the hop to it.
+private struct UnsafeTransfer<Value>: @unchecked Sendable {
+    let wrappedValue: Value
+    init(_ wrappedValue: Value) { self.wrappedValue = wrappedValue }
 }

@@ -114,7 +114,7 @@ final class UpstreamBody: Sendable {
             }
             return (s.buffered, s.end, s.paused)
         }
-        sink.start()
+        sink.start(chunkFollows: buffered != nil)
         let written = buffered.flatMap { sink.receive($0) }
         if let paused {
             if let written { written.cascade(to: paused) } else { paused.succeed() }

@@ -78,8 +78,9 @@ extension UpstreamBodySource {
 /// Takes an upstream body where it arrives, on `eventLoop`, with no task switch per chunk.
 public protocol UpstreamBodySink: AnyObject, Sendable {
     var eventLoop: any EventLoop { get }
-    /// Attached, on `eventLoop`, before the first chunk.
-    func start()
+    /// Attached, on `eventLoop`, before the first chunk; `chunkFollows` when one read before is passed
+    /// on at once.
+    func start(chunkFollows: Bool)
     /// One chunk, on `eventLoop`. A returned future holds the next chunk back until it completes.
     func receive(_ chunk: ByteBuffer) -> EventLoopFuture<Void>?
     /// The body ended (cleanly, broken off, or abandoned). Called once; later calls are ignored.
