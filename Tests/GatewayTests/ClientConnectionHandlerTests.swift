@@ -255,4 +255,56 @@ struct ClientConnectionHandlerTests {
         #expect(counter.reads == 1)
         #expect(await c.next()?.uri.path == "/p")
     }
+
+    @Test("answered before its body is in: the response closes the connection and nothing after it is read")
+    func earlyAnswer() async throws {
+        let c = try Connection()
+        let request = try #require(try await c.send("POST /u HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"))
+        let out = try c.respond([Self.response(401, [.contentLength: "0"]), .end(nil)])
+        #expect(out == "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await #expect(throws: (any Error).self) { _ = try await request.body.collect(upTo: 100) }
+        // The rest of the body and a request behind it: neither is taken as a request.
+        try c.channel.writeInbound(ByteBuffer(string: "defghijGET /x HTTP/1.1\r\n\r\n"))
+        #expect(await c.next() == nil)
+        #expect(c.written().isEmpty)
+    }
+
+    @Test(
+        "shutting down while a body arrives: it is read to its end, what was read is answered, then the connection closes",
+        .timeLimit(.minutes(1)))
+    func quiesceDuringBody() async throws {
+        let c = try Connection()
+        let request = try #require(try await c.send("POST /u HTTP/1.1\r\nContent-Length: 6\r\n\r\nabc"))
+        c.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        try c.channel.writeInbound(ByteBuffer(string: "defGET /x HTTP/1.1\r\n\r\n"))
+        #expect(String(buffer: try await request.body.collect(upTo: 100)) == "abcdef")
+        _ = try c.respond([Self.response(200, [.contentLength: "0"]), .end(nil)])
+        // A request read with the body's end is answered too; nothing read after.
+        #expect(await c.next()?.uri.path == "/x")
+        try c.channel.writeInbound(ByteBuffer(string: "GET /y HTTP/1.1\r\n\r\n"))
+        _ = try c.respond([Self.response(200, [.contentLength: "0"]), .end(nil)])
+        #expect(await c.next() == nil)
+        #expect(!c.channel.isActive)
+    }
+
+    @Test("the end of a response the client does not take: the task waits until it takes it")
+    func endWaitsForWritability() async throws {
+        let c = try Connection()
+        try await c.send("GET /a HTTP/1.1\r\n\r\n")
+        c.channel.isWritable = false
+        try c.handler.sendHead(HTTPResponse(status: .notFound, headerFields: [.contentLength: "0"]))
+        #expect(try c.handler.sendEnd(nil) == false)
+        nonisolated(unsafe) let handler = c.handler
+        let (registered, signal) = AsyncStream.makeStream(of: Void.self)
+        let waiting = Task {
+            try await withUnsafeThrowingContinuation { continuation in
+                handler.whenWritable(continuation)
+                signal.yield()
+            }
+        }
+        for await _ in registered { break }
+        c.channel.isWritable = true
+        c.channel.pipeline.fireChannelWritabilityChanged()
+        try await waiting.value
+    }
 }

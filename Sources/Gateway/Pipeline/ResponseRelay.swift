@@ -137,6 +137,8 @@ struct ResponseRelay: Sendable {
                 }
                 relay = sink.state
             } else {
+                // An empty write sends the head now, so the client sees the answer start.
+                if readAhead.isEmpty { try await writer.write(ByteBuffer()) }
                 ending = await Self.pull(reader, readAhead: readAhead, breakAfter: breakAfterReadAhead, relay: &relay) {
                     try await writer.write($0)
                 }

@@ -21,6 +21,47 @@ extension ClientConnectionHandler {
         var isHead: Bool
     }
 
+    /// How a response head goes out for `exchange`: its fields, its body's framing, and whether the
+    /// connection closes after it (`closing`: it must).
+    static func plan(_ response: HTTPResponse, for exchange: Exchange, closing: Bool) -> (
+        head: HTTPResponse, framing: BodyFraming, addChunked: Bool, closes: Bool
+    ) {
+        var head = withoutFraming(response)
+        if closing { head.headerFields[.connection] = "close" }
+        let fields = head.headerFields
+        var closes = fields.combined(.connection).map { ClientRequestParser.isOption($0[...], "close") } ?? false
+        let code = head.status.code
+        let hasBody = !exchange.isHead && code != 204 && code != 304
+        let chunked: Bool
+        if fields.contains(.contentLength) {
+            chunked = false
+        } else if fields.contains(.transferEncoding) {
+            chunked = true
+        } else if exchange.isHTTP10 {
+            // HTTP/1.0 has no chunked coding: the body ends with the connection.
+            chunked = false
+            if hasBody { closes = true }
+        } else {
+            chunked = code != 204 && code != 304
+        }
+        let framing: BodyFraming = !hasBody ? .none : chunked ? .chunked : .identity
+        return (head, framing, chunked && !fields.contains(.transferEncoding), closes)
+    }
+
+    /// No body and so no framing fields, as NIO's encoder held: a 1xx or 204 has neither, a 304 no
+    /// coding.
+    static func withoutFraming(_ response: HTTPResponse) -> HTTPResponse {
+        var response = response
+        let code = response.status.code
+        if code < 200 || code == 204 {
+            response.headerFields[.contentLength] = nil
+            response.headerFields[.transferEncoding] = nil
+        } else if code == 304 {
+            response.headerFields[.transferEncoding] = nil
+        }
+        return response
+    }
+
     /// Status line, fields and the blank line. Swift HTTP Types has checked every name and value.
     static func writeHead(_ response: HTTPResponse, addChunked: Bool, into buffer: inout ByteBuffer) {
         let code = response.status.code

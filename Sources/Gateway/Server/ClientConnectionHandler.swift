@@ -162,7 +162,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                         gathering = nil
                         handover.handOver(Request(head: head, body: RequestBody(buffer: body ?? ByteBuffer())))
                     }
-                    // Nothing after a request that ends the connection is read.
+                    // Nothing after a request that ends the connection is read, nor while shutting down.
+                    if closeWhenAnswered { discarding = true }
                     if exchanges.last?.keepAlive == false {
                         discarding = true
                         parsing = false
@@ -252,15 +253,23 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     /// A part of the body, flushed; returns whether the client is taking what is written.
+    /// An empty part sends what is written so far (the head).
     func sendBody(_ chunk: ByteBuffer) throws -> Bool {
         guard let context else { throw ChannelError.ioOnClosedChannel }
-        writeBody(chunk, context: context, flush: true, promise: nil)
+        if chunk.readableBytes == 0 {
+            context.flush()
+        } else {
+            writeBody(chunk, context: context, flush: true, promise: nil)
+        }
         return context.channel.isWritable
     }
 
-    func sendEnd(_ trailers: HTTPFields?) throws {
+    /// The end of the response; returns whether the client is taking what is written (the next request
+    /// waits for it if not).
+    func sendEnd(_ trailers: HTTPFields?) throws -> Bool {
         guard let context else { throw ChannelError.ioOnClosedChannel }
         writePart(.end(trailers), context: context, promise: nil)
+        return context.channel.isWritable
     }
 
     /// Resumes the task when the client takes what is written, or when the connection is gone.
@@ -278,43 +287,19 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         switch part {
         case .head(let response):
             var out = context.channel.allocator.buffer(capacity: 512)
-            var response = response
-            let code = response.status.code
-            // No body and so no framing fields, as NIO's encoder held: a 1xx or 204 has neither, a 304
-            // no coding.
-            if code < 200 || code == 204 {
-                response.headerFields[.contentLength] = nil
-                response.headerFields[.transferEncoding] = nil
-            } else if code == 304 {
-                response.headerFields[.transferEncoding] = nil
-            }
             if response.status.kind == .informational {
-                Self.writeHead(response, addChunked: false, into: &out)
+                Self.writeHead(Self.withoutFraming(response), addChunked: false, into: &out)
                 context.write(wrapOutboundOut(out), promise: promise)
                 return
             }
             responding = true
             let exchange = exchanges.first ?? Exchange(keepAlive: false, isHTTP10: false, isHead: false)
-            let fields = response.headerFields
-            if fields.combined(.connection).map({ ClientRequestParser.isOption($0[...], "close") }) == true {
-                closeAfterResponse = true
-            }
-            let hasBody = !exchange.isHead && code != 204 && code != 304
-            let chunked: Bool
-            if fields.contains(.contentLength) {
-                chunked = false
-            } else if fields.contains(.transferEncoding) {
-                chunked = true
-            } else if exchange.isHTTP10 {
-                // HTTP/1.0 has no chunked coding: the body ends with the connection.
-                chunked = false
-                if hasBody { closeAfterResponse = true }
-            } else {
-                chunked = code != 204 && code != 304
-            }
-            framing = !hasBody ? .none : chunked ? .chunked : .identity
-            let addChunked = chunked && !fields.contains(.transferEncoding)
-            Self.writeHead(response, addChunked: addChunked, into: &out)
+            // Answered before its body is in (an auth error, a body over the limit): the rest of the body
+            // is not read, so nothing after it can be told apart; the connection closes, lingering.
+            let plan = Self.plan(response, for: exchange, closing: readingBody)
+            framing = plan.framing
+            if plan.closes { closeAfterResponse = true }
+            Self.writeHead(plan.head, addChunked: plan.addChunked, into: &out)
             context.write(wrapOutboundOut(out), promise: promise)
         case .body(let body):
             writeBody(body, context: context, flush: false, promise: promise)
@@ -405,6 +390,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         parsing = false
         held = nil
         exchanges = []
+        if readingBody { breakBody(CancellationError()) }
         let written = context.eventLoop.makePromise(of: Void.self)
         written.futureResult.cascade(to: promise)
         context.writeAndFlush(wrapOutboundOut(last), promise: written)
@@ -442,7 +428,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             if exchanges.isEmpty {
                 context.close(promise: nil)
             } else {
-                discarding = true
+                // A body still arriving is read to its end.
+                if !readingBody { discarding = true }
                 closeWhenAnswered = true
             }
             return

@@ -121,6 +121,9 @@ struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
                     var response: Response
                     do {
                         response = try await respond.respond(to: request, context: context)
+                    } catch is HTTPParserError {
+                        // A body that could not be read (cut off, or not valid HTTP): nothing after it can be.
+                        response = Response(status: .badRequest, headers: [.connection: "close"])
                     } catch {
                         // The router answers the errors it knows; anything else is the gateway's fault.
                         response = Response(status: .internalServerError)
@@ -169,17 +172,22 @@ struct ClientConnection: @unchecked Sendable {
         mutating func write(_ buffer: ByteBuffer) async throws {
             let handler = connection.handler
             let writable = try await connection.call { try handler.sendBody(buffer) }
-            // As NIO's async writer did: a client that takes nothing holds the task here, not memory.
-            if !writable {
-                try await withUnsafeThrowingContinuation { continuation in
-                    connection.onLoop { handler.whenWritable(continuation) }
-                }
-            }
+            if !writable { try await connection.waitWritable() }
         }
 
         consuming func finish(_ trailingHeaders: HTTPFields?) async throws {
             let handler = connection.handler
-            try await connection.call { try handler.sendEnd(trailingHeaders) }
+            let writable = try await connection.call { try handler.sendEnd(trailingHeaders) }
+            if !writable { try await connection.waitWritable() }
+        }
+    }
+
+    /// As NIO's async writer did: a client that takes nothing holds the task here, not memory, and
+    /// no further request of its connection is answered meanwhile.
+    func waitWritable() async throws {
+        let handler = handler
+        try await withUnsafeThrowingContinuation { continuation in
+            onLoop { handler.whenWritable(continuation) }
         }
     }
 
