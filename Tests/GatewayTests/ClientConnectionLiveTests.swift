@@ -25,6 +25,12 @@
                 #expect(closed)
                 #expect(all.hasPrefix("HTTP/1.1 200"), "\(all.prefix(200))")
                 #expect(all.components(separatedBy: "HTTP/1.1 200 ").count == 4, "\(all)")
+                // Every answer is dated (IMF-fixdate).
+                let dates = all.components(separatedBy: "\r\n").filter { $0.lowercased().hasPrefix("date: ") }
+                #expect(dates.count == 3, "\(all)")
+                #expect(
+                    dates.allSatisfy { $0.hasSuffix(" GMT") && $0.count == "Date: Tue, 08 Dec 2026 00:39:45 GMT".count }
+                )
                 #expect(try h.records().count == 2)
             }
         }
@@ -100,6 +106,28 @@
                 try raw.send(String(request[headEnd...]))
                 let answer = await raw.read(until: "\"usage\"", timeout: .seconds(10))
                 #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer.prefix(200))")
+            }
+        }
+
+        @Test("answered before its body is in: the answer closes the connection and nothing sent after it is taken")
+        func earlyAnswer() async throws {
+            try await LiveHarness.run { h in
+                let raw = try RawClient(port: h.gatewayPort)
+                let request = RawClient.post("/v1/chat/completions", key: "sk-gw-not-a-real-key", body: Self.chat)
+                let bodyStart = request.range(of: "\r\n\r\n")!.upperBound
+                // The head and part of the body: the key is refused before the body is read.
+                try raw.send(String(request[..<request.index(bodyStart, offsetBy: 5)]))
+                let answer = await raw.read(until: "}}", timeout: .seconds(5))
+                #expect(answer.hasPrefix("HTTP/1.1 401"), "\(answer.prefix(200))")
+                #expect(answer.lowercased().contains("\r\nconnection: close\r\n"), "\(answer)")
+                // The rest of the body, then a request that must not be taken from it.
+                try? raw.send(
+                    String(request[request.index(bodyStart, offsetBy: 5)...])
+                        + RawClient.post("/v1/chat/completions", key: h.clientKey, body: Self.chat))
+                let (rest, closed) = await raw.readAll(timeout: .seconds(5))
+                #expect(!String(decoding: rest, as: UTF8.self).contains("HTTP/1.1"))
+                #expect(closed)
+                #expect(h.emulator.requests.isEmpty)
             }
         }
 

@@ -53,3 +53,13 @@ struct HeadWriterTests {
         }
     }
 }
+
+@Suite("HTTP Date")
+struct HTTPDateTests {
+    @Test("IMF-fixdate, as RFC 9110 writes it")
+    func format() {
+        #expect(HTTPDate.format(0) == "Thu, 01 Jan 1970 00:00:00 GMT")
+        #expect(HTTPDate.format(1_796_690_385) == "Tue, 08 Dec 2026 00:39:45 GMT")
+        #expect(HTTPDate.format(951_865_509) == "Tue, 29 Feb 2000 23:05:09 GMT")
+    }
+}
