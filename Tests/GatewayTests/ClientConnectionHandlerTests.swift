@@ -292,6 +292,7 @@ struct ClientConnectionHandlerTests {
         let c = try Connection()
         try await c.send("GET /a HTTP/1.1\r\n\r\n")
         c.channel.isWritable = false
+        c.channel.pipeline.fireChannelWritabilityChanged()
         try c.handler.sendHead(HTTPResponse(status: .notFound, headerFields: [.contentLength: "0"]))
         #expect(try c.handler.sendEnd(nil) == false)
         nonisolated(unsafe) let handler = c.handler

@@ -314,6 +314,14 @@ final class ChannelRelaySink: UpstreamBodySink, @unchecked Sendable {
         if !chunkFollows { flushHead() }
     }
 
+    private func findConnection() -> ClientConnectionHandler? {
+        if !lookedForConnection {
+            lookedForConnection = true
+            connection = try? client.pipeline.syncOperations.handler(type: ClientConnectionHandler.self)
+        }
+        return connection
+    }
+
     /// Sends the response head if no chunk has taken it yet.
     private func flushHead() {
         guard !headSent else { return }
@@ -328,7 +336,7 @@ final class ChannelRelaySink: UpstreamBodySink, @unchecked Sendable {
         }
         // While the client's socket keeps up, nothing waits; once it does not, the next upstream read
         // waits for this write. A failed write means the client is gone, which its connection reports.
-        guard !client.isWritable else {
+        guard !(findConnection()?.isWritable ?? client.isWritable) else {
             write(out, promise: nil)
             return nil
         }
@@ -342,11 +350,7 @@ final class ChannelRelaySink: UpstreamBodySink, @unchecked Sendable {
     /// metering it.
     private func write(_ out: ByteBuffer, promise: EventLoopPromise<Void>?) {
         headSent = true
-        if !lookedForConnection {
-            lookedForConnection = true
-            connection = try? client.pipeline.syncOperations.handler(type: ClientConnectionHandler.self)
-        }
-        guard let connection else {
+        guard let connection = findConnection() else {
             client.writeAndFlush(HTTPResponsePart.body(out), promise: promise)
             return
         }

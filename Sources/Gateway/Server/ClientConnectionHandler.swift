@@ -64,6 +64,9 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var writableWaiter: UnsafeContinuation<Void, any Error>?
     /// The connection is gone: no more requests, no more writes.
     private var closed = false
+    /// The client takes what is written: the channel's writability as last reported, without the
+    /// channel's atomic (a cold cache line per relayed event).
+    private(set) var isWritable = true
 
     /// How much of what a client sends after a complete request is kept while it is answered.
     static let holdLimit = 64 << 10
@@ -261,7 +264,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         } else {
             writeBody(chunk, context: context, flush: true, promise: nil)
         }
-        return context.channel.isWritable
+        return isWritable
     }
 
     /// The end of the response; returns whether the client is taking what is written (the next request
@@ -269,14 +272,14 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     func sendEnd(_ trailers: HTTPFields?) throws -> Bool {
         guard let context else { throw ChannelError.ioOnClosedChannel }
         writePart(.end(trailers), context: context, promise: nil)
-        return context.channel.isWritable
+        return isWritable
     }
 
     /// Resumes the task when the client takes what is written, or when the connection is gone.
     func whenWritable(_ continuation: UnsafeContinuation<Void, any Error>) {
         if closed {
             continuation.resume(throwing: ChannelError.ioOnClosedChannel)
-        } else if context?.channel.isWritable ?? false {
+        } else if isWritable {
             continuation.resume()
         } else {
             writableWaiter = continuation
@@ -405,7 +408,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     // MARK: Connection
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
+        isWritable = context.channel.isWritable
+        if isWritable {
             stalledSince = nil
             if let writableWaiter {
                 self.writableWaiter = nil
