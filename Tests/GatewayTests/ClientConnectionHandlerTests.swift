@@ -308,4 +308,37 @@ struct ClientConnectionHandlerTests {
         c.channel.pipeline.fireChannelWritabilityChanged()
         try await waiting.value
     }
+
+    @Test("an early answer to a body that paused reading: reading resumes while the connection lingers")
+    func earlyAnswerResumesReading() async throws {
+        let c = try Connection()
+        let counter = ReadCounter()
+        try c.channel.pipeline.syncOperations.addHandler(counter, position: .first)
+        let size = ClientRequestBody.pauseAbove + 1000
+        try await c.send("POST /big HTTP/1.1\r\nContent-Length: \(size * 2)\r\n\r\n")
+        try c.channel.writeInbound(ByteBuffer(repeating: UInt8(ascii: "x"), count: size))
+        c.channel.read()
+        #expect(counter.reads == 0)
+        let out = try c.respond([Self.response(413, [.contentLength: "0"]), .end(nil)])
+        #expect(out.contains("Connection: close"))
+        // The read asked for while paused goes out: what the client still sends is drained.
+        #expect(counter.reads == 1)
+    }
+
+    @Test(
+        "shutting down: a request read with the last one's end, its body cut across reads, is read to its end",
+        .timeLimit(.minutes(1)))
+    func quiesceHeldRequestBody() async throws {
+        let c = try Connection()
+        let first = try #require(try await c.send("POST /a HTTP/1.1\r\nContent-Length: 4\r\n\r\nab"))
+        c.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        try c.channel.writeInbound(ByteBuffer(string: "cdPOST /b HTTP/1.1\r\nContent-Length: 6\r\n\r\nxyz"))
+        #expect(String(buffer: try await first.body.collect(upTo: 100)) == "abcd")
+        _ = try c.respond([Self.response(200, [.contentLength: "0"]), .end(nil)])
+        let second = try #require(await c.next())
+        try c.channel.writeInbound(ByteBuffer(string: "uvw"))
+        #expect(String(buffer: try await second.body.collect(upTo: 100)) == "xyzuvw")
+        _ = try c.respond([Self.response(200, [.contentLength: "0"]), .end(nil)])
+        #expect(!c.channel.isActive)
+    }
 }

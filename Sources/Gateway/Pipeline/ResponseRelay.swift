@@ -137,10 +137,20 @@ struct ResponseRelay: Sendable {
                 }
                 relay = sink.state
             } else {
-                // An empty write sends the head now, so the client sees the answer start.
-                if readAhead.isEmpty { try await writer.write(ByteBuffer()) }
-                ending = await Self.pull(reader, readAhead: readAhead, breakAfter: breakAfterReadAhead, relay: &relay) {
-                    try await writer.write($0)
+                // An empty write sends the head now, so the client sees the answer start; a client already
+                // gone is recorded as the pull would record it.
+                var headSent = true
+                if readAhead.isEmpty {
+                    do { try await writer.write(ByteBuffer()) } catch { headSent = false }
+                }
+                if headSent {
+                    ending = await Self.pull(
+                        reader, readAhead: readAhead, breakAfter: breakAfterReadAhead, relay: &relay
+                    ) {
+                        try await writer.write($0)
+                    }
+                } else {
+                    ending = .failure(ClientGone())
                 }
             }
             func finalRecord(_ outcome: BillingRecord.Status, error: String?) -> BillingRecord {

@@ -376,8 +376,11 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             if var next = held {
                 held = nil
                 parse(&next, context: context)
-                // Shutting down, and what was read holds no whole request.
-                if closeWhenAnswered && exchanges.isEmpty { context.close(promise: nil) }
+                if closeWhenAnswered {
+                    // Shutting down: a body still arriving is read to its end; no whole request, no answer.
+                    if readingBody { discarding = false }
+                    if exchanges.isEmpty { context.close(promise: nil) }
+                }
             } else if exchanges.isEmpty && parser.isInHead {
                 startHeadDeadline()
             }
@@ -394,6 +397,12 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         held = nil
         exchanges = []
         if readingBody { breakBody(CancellationError()) }
+        // Read and dropped while lingering: bytes unread at the close would reset the answer away.
+        readsPaused = false
+        if readWanted {
+            readWanted = false
+            context.read()
+        }
         let written = context.eventLoop.makePromise(of: Void.self)
         written.futureResult.cascade(to: promise)
         context.writeAndFlush(wrapOutboundOut(last), promise: written)
