@@ -96,13 +96,16 @@ extension ClientConnectionHandler {
         let size = chunk.readableBytes
         guard size > 0 else { return }
         let digits = (Int.bitWidth - size.leadingZeroBitCount + 3) / 4
-        for shift in stride(from: (digits - 1) * 4, through: 0, by: -4) {
-            let digit = UInt8((size >> shift) & 0xF)
-            buffer.writeInteger(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") - 10 + digit)
+        // One measured span: each ByteBuffer write checks capacity and exclusivity, four a relayed event.
+        buffer.writeHead(length: digits + 2 + size + 2) { out in
+            for shift in stride(from: (digits - 1) * 4, through: 0, by: -4) {
+                let digit = UInt8((size >> shift) & 0xF)
+                out.put(digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") - 10 + digit)
+            }
+            out.put("\r\n")
+            out.put(chunk)
+            out.put("\r\n")
         }
-        buffer.writeStaticString("\r\n")
-        buffer.writeImmutableBuffer(chunk)
-        buffer.writeStaticString("\r\n")
     }
 
     static func writeField(_ field: HTTPField, into out: inout ByteBuffer) {

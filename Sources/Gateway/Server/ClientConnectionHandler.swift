@@ -64,9 +64,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var writableWaiter: UnsafeContinuation<Void, any Error>?
     /// The connection is gone: no more requests, no more writes.
     private var closed = false
-    /// The client takes what is written: the channel's writability as last reported, without the
-    /// channel's atomic (a cold cache line per relayed event).
+    /// The channel's writability as NIO last reported it (the channel's own is a separate atomic).
     private(set) var isWritable = true
+    /// The channel's allocator, kept: reaching it through the context costs reference counts.
+    private var allocator = ByteBufferAllocator()
 
     /// How much of what a client sends after a complete request is kept while it is answered.
     static let holdLimit = 64 << 10
@@ -78,6 +79,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        allocator = context.channel.allocator
         checks = LazyDeadlineCheck(loop: context.eventLoop) { [weak self] in self?.checkDeadlines() }
         lastActivity = .now()
         checks?.arm(at: lastActivity + limits.idleTimeout)
@@ -181,11 +183,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             // what is here and reads the rest as it comes.
             if let (head, body) = gathering {
                 gathering = nil
-                let loop = context.eventLoop
-                let me = WeakReference(self)
-                let stream = ClientRequestBody {
-                    loop.execute { me.value?.resumeReading() }
-                }
+                let (loop, me) = (context.eventLoop, WeakReference(self))
+                let stream = ClientRequestBody { loop.execute { me.value?.resumeReading() } }
                 if let body, stream.append(body) { readsPaused = true }
                 streamedBody = stream
                 handover.handOver(Request(head: head, body: RequestBody(asyncSequence: stream)))
@@ -289,7 +288,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func writePart(_ part: HTTPResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
         switch part {
         case .head(let response):
-            var out = context.channel.allocator.buffer(capacity: 512)
+            var out = allocator.buffer(capacity: 512)
             if response.status.kind == .informational {
                 Self.writeHead(Self.withoutFraming(response), addChunked: false, into: &out)
                 context.write(wrapOutboundOut(out), promise: promise)
@@ -307,7 +306,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         case .body(let body):
             writeBody(body, context: context, flush: false, promise: promise)
         case .end(let trailers):
-            var out = context.channel.allocator.buffer(capacity: 5)
+            var out = allocator.buffer(capacity: 5)
             if case .chunked = framing {
                 out.writeStaticString("0\r\n")
                 for field in trailers ?? [:] { Self.writeField(field, into: &out) }
@@ -345,7 +344,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 promise?.succeed()
                 return
             }
-            var framed = context.channel.allocator.buffer(capacity: body.readableBytes + 20)
+            var framed = allocator.buffer(capacity: body.readableBytes + 20)
             Self.writeChunk(body, into: &framed)
             out = framed
         }

@@ -299,6 +299,10 @@ struct HeadCursor {
         text.withUTF8 { copy(UnsafeRawBufferPointer($0)) }
     }
 
+    mutating func put(_ bytes: ByteBuffer) {
+        bytes.withUnsafeReadableBytes { copy($0) }
+    }
+
     mutating func put(_ byte: UInt8) {
         precondition(next < end, "a head longer than measured")
         next.storeBytes(of: byte, as: UInt8.self)
@@ -313,7 +317,7 @@ struct HeadCursor {
 }
 
 extension ByteBuffer {
-    /// Writes a head of exactly `length` bytes through `body`.
+    /// Writes a head (or a chunk's framing with its bytes) of exactly `length` bytes through `body`.
     mutating func writeHead(length: Int, _ body: (inout HeadCursor) -> Void) {
         guard length > 0 else { return }
         writeWithUnsafeMutableBytes(minimumWritableBytes: length) { raw in
