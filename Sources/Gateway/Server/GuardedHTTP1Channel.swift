@@ -69,9 +69,9 @@ public struct ConnectionLimits: Sendable, Equatable {
 /// writes HTTP/1.1 with the connection guards, and the connection's task takes its requests one at a
 /// time to the responder and writes their responses back through it.
 ///
-/// Hummingbird's own request loop sits on `NIOAsyncChannel`, whose streams (a producer, a writer,
-/// their state machines and their generic metadata) cost about a tenth of a short request's
-/// instructions and more on a new connection.
+/// Hummingbird's own request loop sits on `NIOAsyncChannel`, whose streams (a producer, a writer, their
+/// state machines and generic metadata) were a large share of a short request's cost and of a new
+/// connection's (`Benchmarks/NOTES.md`).
 struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
     struct Value: ServerChildChannelValue {
         let channel: any Channel
