@@ -19,12 +19,16 @@ struct JSONScan {
     }
     /// Containers this deep or deeper are walked by scanning.
     static let tapeDepth = 4
+    /// Some member name has an escape (unknown until `validate`): only then can a name longer than the
+    /// one looked for still equal it.
+    private var keysEscaped = true
 
     init(_ bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
     /// The range of the one value that fills `range` (whitespace around it allowed), if it is valid JSON.
     mutating func validate(_ range: Range<Int>) -> Range<Int>? {
         tape.removeAll(keepingCapacity: true)
+        keysEscaped = false
         // A chunk's shallow containers hold about a dozen members: one allocation, not five.
         tape.reserveCapacity(16)
         let start = skipSpace(range.lowerBound, range.upperBound)
@@ -76,7 +80,10 @@ struct JSONScan {
         while true {
             var key = 0..<0
             if keyed {
-                guard i < end, bytes[i] == UInt8(ascii: "\""), let keyEnd = skipString(i, end) else { return nil }
+                var escaped = false
+                guard i < end, bytes[i] == UInt8(ascii: "\""), let keyEnd = skipString(i, end, escaped: &escaped)
+                else { return nil }
+                if escaped { keysEscaped = true }
                 key = i..<keyEnd
                 i = skipSpace(keyEnd, end)
                 guard i < end, bytes[i] == UInt8(ascii: ":") else { return nil }
@@ -101,6 +108,12 @@ struct JSONScan {
     }
 
     private func skipString(_ i: Int, _ end: Int) -> Int? {
+        var escaped = false
+        return skipString(i, end, escaped: &escaped)
+    }
+
+    /// `escaped` is set when the string has an escape.
+    private func skipString(_ i: Int, _ end: Int, escaped: inout Bool) -> Int? {
         var i = i + 1
         while true {
             i = ByteScan.stringSpecial(bytes, i, end)
@@ -109,6 +122,7 @@ struct JSONScan {
             if c == UInt8(ascii: "\"") { return i + 1 }
             if c < 0x20 { return nil }
             // A backslash.
+            escaped = true
             guard i + 1 < end else { return nil }
             switch bytes[i + 1] {
             case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
@@ -281,7 +295,9 @@ struct JSONScan {
         }
         // An escape takes at least two bytes for one character, so only a longer key with a backslash
         // can still read as `key`.
-        guard count > n, ByteScan.stringSpecial(bytes, start, start + count) < start + count else { return false }
+        guard count > n, keysEscaped, ByteScan.stringSpecial(bytes, start, start + count) < start + count else {
+            return false
+        }
         return string(name) == key.withUTF8Buffer { String(decoding: $0, as: UTF8.self) }
     }
 
