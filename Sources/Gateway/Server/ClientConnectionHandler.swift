@@ -68,6 +68,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private(set) var isWritable = true
     /// The channel's allocator, kept: reaching it through the context costs reference counts.
     private var allocator = ByteBufferAllocator()
+    private let noBytes = ByteBuffer()
 
     /// How much of what a client sends after a complete request is kept while it is answered.
     static let holdLimit = 64 << 10
@@ -216,8 +217,6 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {}
-
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         abort(context: context, error)
     }
@@ -306,8 +305,10 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         case .body(let body):
             writeBody(body, context: context, flush: false, promise: promise)
         case .end(let trailers):
-            var out = allocator.buffer(capacity: 5)
+            // Only chunked coding has bytes for the end; the others end with nothing written.
+            var out = noBytes
             if case .chunked = framing {
+                out = allocator.buffer(capacity: 5)
                 out.writeStaticString("0\r\n")
                 for field in trailers ?? [:] { Self.writeField(field, into: &out) }
                 out.writeStaticString("\r\n")

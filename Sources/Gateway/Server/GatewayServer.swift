@@ -146,8 +146,10 @@ public enum GatewayServer {
         let serverLogger = appLogger
         return Application(
             responder: responder,
-            server: HTTPServerBuilder { application in
-                GuardedHTTP1Channel(responder: application, respond: responder, limits: limits, logger: serverLogger)
+            // Hummingbird's application responder writes through `NIOAsyncChannel`; the channel answers
+            // through the same responder itself.
+            server: HTTPServerBuilder { _ in
+                GuardedHTTP1Channel(respond: responder, limits: limits, logger: serverLogger)
             },
             configuration: .init(
                 address: .hostname(config.server.host, port: config.server.port), serverName: nil,

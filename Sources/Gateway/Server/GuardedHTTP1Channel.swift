@@ -72,28 +72,16 @@ public struct ConnectionLimits: Sendable, Equatable {
 /// Hummingbird's own request loop sits on `NIOAsyncChannel`, whose streams (a producer, a writer, their
 /// state machines and generic metadata) were a large share of a short request's cost and of a new
 /// connection's (`Benchmarks/NOTES.md`).
-struct GuardedHTTP1Channel: ServerChildChannel, HTTPChannelHandler {
+struct GuardedHTTP1Channel: ServerChildChannel {
     struct Value: ServerChildChannelValue {
         let channel: any Channel
         let connection: ClientConnection
         let watch: ConnectionWatch
     }
 
-    /// Hummingbird's application responder, which writes through `NIOAsyncChannel`: not used.
-    let responder: HTTPChannelHandler.Responder
     let respond: ChildTaskResponder
     let limits: ConnectionLimits
     let logger: Logger
-
-    init(
-        responder: @escaping HTTPChannelHandler.Responder, respond: ChildTaskResponder, limits: ConnectionLimits,
-        logger: Logger
-    ) {
-        self.responder = responder
-        self.respond = respond
-        self.limits = limits
-        self.logger = logger
-    }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         let limits = limits
