@@ -38,6 +38,9 @@ struct ClientConnectionHandlerTests {
             return await withUnsafeContinuation { handler.nextRequest($0) }
         }
 
+        /// Shutting down, as the server tells each connection.
+        func quiesce() { channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
+
         /// Writes response parts as the connection's task does; returns the bytes that went out.
         func respond(_ parts: [HTTPResponsePart]) throws -> String {
             for part in parts {
@@ -64,6 +67,8 @@ struct ClientConnectionHandlerTests {
     }
 
     static let body = HTTPResponsePart.body(ByteBuffer(string: "hello"))
+    /// A 200 with an empty body, head and end.
+    static let emptyOK = [response(200, [.contentLength: "0"]), .end(nil)]
 
     @Test("with a length the body goes as it is; without one it is chunked, and trailers end it")
     func framing() async throws {
@@ -142,7 +147,7 @@ struct ClientConnectionHandlerTests {
     func quiesce() async throws {
         let c = try Connection()
         #expect(try await c.send("GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n")?.uri.path == "/a")
-        c.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        c.quiesce()
         #expect(try await c.send("GET /c HTTP/1.1\r\n\r\n") == nil)
         let first = try c.respond([Self.response(200, [.contentLength: "5"]), Self.body, .end(nil)])
         // Still open for the second answer; closed once it is out.
@@ -177,7 +182,7 @@ struct ClientConnectionHandlerTests {
         // Nor for a request without a body, or from HTTP/1.0.
         _ = try c.respond([.end(nil)])
         try await c.send("ab")
-        _ = try c.respond([Self.response(200, [.contentLength: "0"]), .end(nil)])
+        _ = try c.respond(Self.emptyOK)
         try await c.send("GET /w HTTP/1.1\r\nExpect: 100-continue\r\n\r\n")
         #expect(c.written().isEmpty)
     }
@@ -250,7 +255,7 @@ struct ClientConnectionHandlerTests {
         try c.channel.writeInbound(ByteBuffer(string: filler))
         c.channel.read()
         #expect(counter.reads == 0)
-        _ = try c.respond([Self.response(200, [.contentLength: "0"]), .end(nil)])
+        _ = try c.respond(Self.emptyOK)
         // The answer ended: the first kept request is handed over and reading resumes.
         #expect(counter.reads == 1)
         #expect(await c.next()?.uri.path == "/p")
@@ -275,14 +280,14 @@ struct ClientConnectionHandlerTests {
     func quiesceDuringBody() async throws {
         let c = try Connection()
         let request = try #require(try await c.send("POST /u HTTP/1.1\r\nContent-Length: 6\r\n\r\nabc"))
-        c.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        c.quiesce()
         try c.channel.writeInbound(ByteBuffer(string: "defGET /x HTTP/1.1\r\n\r\n"))
         #expect(String(buffer: try await request.body.collect(upTo: 100)) == "abcdef")
-        _ = try c.respond([Self.response(200, [.contentLength: "0"]), .end(nil)])
+        _ = try c.respond(Self.emptyOK)
         // A request read with the body's end is answered too; nothing read after.
         #expect(await c.next()?.uri.path == "/x")
         try c.channel.writeInbound(ByteBuffer(string: "GET /y HTTP/1.1\r\n\r\n"))
-        _ = try c.respond([Self.response(200, [.contentLength: "0"]), .end(nil)])
+        _ = try c.respond(Self.emptyOK)
         #expect(await c.next() == nil)
         #expect(!c.channel.isActive)
     }
@@ -331,14 +336,14 @@ struct ClientConnectionHandlerTests {
     func quiesceHeldRequestBody() async throws {
         let c = try Connection()
         let first = try #require(try await c.send("POST /a HTTP/1.1\r\nContent-Length: 4\r\n\r\nab"))
-        c.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        c.quiesce()
         try c.channel.writeInbound(ByteBuffer(string: "cdPOST /b HTTP/1.1\r\nContent-Length: 6\r\n\r\nxyz"))
         #expect(String(buffer: try await first.body.collect(upTo: 100)) == "abcd")
-        _ = try c.respond([Self.response(200, [.contentLength: "0"]), .end(nil)])
+        _ = try c.respond(Self.emptyOK)
         let second = try #require(await c.next())
         try c.channel.writeInbound(ByteBuffer(string: "uvw"))
         #expect(String(buffer: try await second.body.collect(upTo: 100)) == "xyzuvw")
-        _ = try c.respond([Self.response(200, [.contentLength: "0"]), .end(nil)])
+        _ = try c.respond(Self.emptyOK)
         #expect(!c.channel.isActive)
     }
 }
