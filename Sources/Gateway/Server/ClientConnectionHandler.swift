@@ -57,9 +57,8 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var streamedBody: ClientRequestBody?
     /// Bytes read after a complete request, kept until its response has ended (pipelining).
     private var held: ByteBuffer?
-    /// Reading stopped: too much held, or a streamed body not taken. A `read` asked for meanwhile.
-    private var readsPaused = false
-    private var readWanted = false
+    /// Reading stopped: too much held, or a streamed body not taken.
+    private var reads = ReadGate()
     /// The task, waiting until the client takes what is written.
     private var writableWaiter: UnsafeContinuation<Void, any Error>?
     /// The connection is gone: no more requests, no more writes.
@@ -129,7 +128,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         } else {
             held!.writeImmutableBuffer(buffer)
         }
-        if held!.readableBytes > Self.holdLimit { readsPaused = true }
+        if held!.readableBytes > Self.holdLimit { reads.pause() }
     }
 
     private func parse(_ buffer: inout ByteBuffer, context: ChannelHandlerContext) {
@@ -153,7 +152,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                     }
                 case .body(let slice):
                     if let body = streamedBody {
-                        if body.append(slice) { readsPaused = true }
+                        if body.append(slice) { reads.pause() }
                     } else if gathering?.body == nil {
                         gathering?.body = slice
                     } else {
@@ -186,7 +185,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
                 gathering = nil
                 let (loop, me) = (context.eventLoop, WeakReference(self))
                 let stream = ClientRequestBody { loop.execute { me.value?.resumeReading() } }
-                if let body, stream.append(body) { readsPaused = true }
+                if let body, stream.append(body) { reads.pause() }
                 streamedBody = stream
                 handover.handOver(Request(head: head, body: RequestBody(asyncSequence: stream)))
             }
@@ -201,20 +200,11 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     private func resumeReading() {
-        guard readsPaused, let context else { return }
-        readsPaused = false
-        if readWanted {
-            readWanted = false
-            context.read()
-        }
+        reads.resume(context)
     }
 
     func read(context: ChannelHandlerContext) {
-        if readsPaused {
-            readWanted = true
-        } else {
-            context.read()
-        }
+        reads.read(context)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -372,7 +362,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             }
             context.flush()
             // Bytes of the next request may already be here, read while this response was made.
-            readsPaused = false
+            reads.unpause()
             if var next = held {
                 held = nil
                 parse(&next, context: context)
@@ -384,10 +374,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
             } else if exchanges.isEmpty && parser.isInHead {
                 startHeadDeadline()
             }
-            if !readsPaused && readWanted {
-                readWanted = false
-                context.read()
-            }
+            if !reads.paused { reads.resume(context) }
             return
         }
         // Half-close once the response is out, so the client reads all of it; then close for good after
@@ -398,11 +385,7 @@ final class ClientConnectionHandler: ChannelDuplexHandler, RemovableChannelHandl
         exchanges = []
         if readingBody { breakBody(CancellationError()) }
         // Read and dropped while lingering: bytes unread at the close would reset the answer away.
-        readsPaused = false
-        if readWanted {
-            readWanted = false
-            context.read()
-        }
+        reads.resume(context)
         let written = context.eventLoop.makePromise(of: Void.self)
         written.futureResult.cascade(to: promise)
         context.writeAndFlush(wrapOutboundOut(last), promise: written)

@@ -155,8 +155,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
     private var keepAliveHint: TimeAmount?
     /// A retry on a fresh connection, for a reused one that the upstream closed before answering.
     private var retry: (() -> Void)?
-    private var paused = false
-    private var readPending = false
+    private var reads = ReadGate()
     private var idleTimeout = TimeAmount.seconds(60)
     private var lastRead = NIODeadline.now()
     private var headReceived = false
@@ -273,10 +272,10 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
                     exchange.receivedHead(head)
                 case .body(let part):
                     if let wait = exchange.body.append(part) {
-                        paused = true
+                        reads.pause()
                         let current = generation
                         wait.hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] _ in
-                            if current == generation { resumeReading() }
+                            if current == generation { reads.resume(self.context) }
                         }
                     }
                 case .end:
@@ -295,7 +294,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
         self.exchange = nil
         retry = nil
         exchange.finished()
-        resumeReading()
+        reads.resume(context)
         if reusable && requestSent && parser.keepAlive {
             pool.release(self, on: context.eventLoop, keepAlive: keepAliveHint)
         } else {
@@ -305,20 +304,8 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
         }
     }
 
-    private func resumeReading() {
-        paused = false
-        if readPending, let context {
-            readPending = false
-            context.read()
-        }
-    }
-
     func read(context: ChannelHandlerContext) {
-        if paused {
-            readPending = true
-        } else {
-            context.read()
-        }
+        reads.read(context)
     }
 
     /// The next deadline of the connection's state: the head's, a silence's, or the pool's.
@@ -338,7 +325,7 @@ final class UpstreamConnectionHandler: ChannelDuplexHandler, @unchecked Sendable
                 }
             } else {
                 // While the client holds reads back, the silence is not the upstream's.
-                if paused { lastRead = now }
+                if reads.paused { lastRead = now }
                 if lastRead + idleTimeout <= now {
                     failCurrent(UpstreamConnectionError.idleReadTimeout, retryable: false)
                     return nil
